@@ -1,0 +1,149 @@
+//! Spiking dense (fully connected) layer of LIF neurons trained with HM2-BP.
+
+use burn::module::{Module, Param};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+use crate::hm2bp::DenseSpec;
+use crate::hm2bp::output::OutputRule;
+use crate::hm2bp::regularizer::WeightRegularizer;
+use crate::neuron::LifParams;
+use crate::ops::spiking_dense;
+
+/// Configuration of a [`SpikingDense`] layer.
+#[derive(Config, Debug)]
+pub struct SpikingDenseConfig {
+    /// Input neurons.
+    pub d_input: usize,
+    /// Output neurons.
+    pub d_output: usize,
+    /// Firing threshold ν.
+    pub threshold: f32,
+    /// Membrane time constant τm (steps).
+    #[config(default = 64.0)]
+    pub tau_m: f32,
+    /// Synaptic time constant τs (steps).
+    #[config(default = 8.0)]
+    pub tau_s: f32,
+    /// Refractory period (steps).
+    #[config(default = 2)]
+    pub t_ref: u32,
+    /// Fire when `v > ν − threshold_eps` (1e-6 in FC layers).
+    #[config(default = 1e-6)]
+    pub threshold_eps: f32,
+    /// Initial weights are uniform in `[−init_scale, init_scale]` (the authors' "Bernoulli").
+    #[config(default = 1.0)]
+    pub init_scale: f64,
+    /// Lateral inhibition strength between the layer's neurons (output layer: 1.0).
+    #[config(default = 0.0)]
+    pub lateral_strength: f32,
+    /// Whether this is the output layer (lateral factor γ and label-spike insertion).
+    #[config(default = false)]
+    pub is_output: bool,
+    /// Label-spike insertion level (`DESIRED_LEVEL`) of the output layer.
+    #[config(default = 35)]
+    pub label_spike_level: u32,
+    /// Use the effect ratio ρ = e/o_pre in the backpropagated error (S8).
+    #[config(default = true)]
+    pub effect_ratio: bool,
+    /// λ of the exponential weight regulariser (0 = off).
+    #[config(default = 0.0)]
+    pub reg_lambda: f64,
+    /// β of the exponential weight regulariser.
+    #[config(default = 0.04)]
+    pub reg_beta: f64,
+    /// L (`WEIGHT_LIMIT`) of the regulariser.
+    #[config(default = 8.0)]
+    pub reg_limit: f64,
+}
+
+impl SpikingDenseConfig {
+    /// The layer's neuron parameters and learning rule.
+    pub fn spec(&self) -> DenseSpec {
+        DenseSpec {
+            lif: LifParams {
+                tau_m: self.tau_m,
+                tau_s: self.tau_s,
+                t_ref: self.t_ref,
+                threshold: self.threshold,
+                threshold_eps: self.threshold_eps,
+            },
+            output: self.is_output.then_some(OutputRule {
+                lateral_strength: self.lateral_strength,
+                label_spike_level: self.label_spike_level,
+            }),
+            effect_ratio: self.effect_ratio,
+        }
+    }
+
+    /// The layer's weight regulariser.
+    pub fn regularizer(&self) -> WeightRegularizer {
+        WeightRegularizer {
+            lambda: self.reg_lambda,
+            beta: self.reg_beta,
+            limit: self.reg_limit,
+        }
+    }
+
+    /// Creates the layer with uniform random weights.
+    pub fn init(&self, device: &Device) -> SpikingDense {
+        let weight = Tensor::random(
+            [self.d_output, self.d_input],
+            Distribution::Uniform(-self.init_scale, self.init_scale),
+            device,
+        );
+        self.init_with(weight)
+    }
+
+    /// Creates the layer with the given weights `[d_output, d_input]`.
+    pub fn init_with(&self, weight: Tensor<2>) -> SpikingDense {
+        SpikingDense {
+            weight: Param::from_tensor(weight),
+            spec: self.spec(),
+            regularizer: self.regularizer(),
+        }
+    }
+}
+
+/// A layer of LIF neurons fully connected to its input spike trains.
+///
+/// `forward`: `[batch, T, d_input]` spike trains → `[batch, T, d_output]` spike trains. On an
+/// autodiff device its gradient is HM2-BP (see [`crate::ops`]).
+#[derive(Module, Debug)]
+pub struct SpikingDense {
+    /// Weights `[d_output, d_input]`.
+    pub weight: Param<Tensor<2>>,
+    #[module(skip)]
+    spec: DenseSpec,
+    #[module(skip)]
+    regularizer: WeightRegularizer,
+}
+
+impl SpikingDense {
+    /// Neuron parameters and learning rule of this layer.
+    pub fn spec(&self) -> DenseSpec {
+        self.spec
+    }
+
+    /// Simulates the layer. `labels [batch]` are used by the output layer's backward rule.
+    pub fn forward(&self, input: Tensor<3>, labels: Option<Tensor<1, Int>>) -> Tensor<3> {
+        let labels = self.spec.output.and(labels);
+        spiking_dense(input, self.weight.val(), labels, self.spec)
+    }
+
+    /// The exponential weight-norm penalty `Σ_i λ (N_in L/2) exp(β (S_i − 1))` (S12), whose
+    /// gradient is the regulariser `R`; a scalar `[1]` (0 when λ = 0).
+    pub fn regularizer_penalty(&self) -> Tensor<1> {
+        let w = self.weight.val();
+        let device = w.device();
+        let r = self.regularizer;
+        if r.lambda == 0.0 {
+            return Tensor::zeros([1], &device);
+        }
+        let [_, n_in] = w.dims();
+        let scaled = w / r.limit;
+        let s = scaled.powi_scalar(2).mean_dim(1); // [n_out, 1]
+        let per_row = ((s - 1.0) * r.beta).exp();
+        per_row.sum() * (r.lambda * n_in as f64 * r.limit / 2.0)
+    }
+}

@@ -1,0 +1,46 @@
+//! Rate-coded loss on output spike counts (spec §2.1, §3.1).
+
+use burn::prelude::*;
+
+use crate::hm2bp::output::CountTargets;
+
+/// `1[|o − y| > margin] · (o − y)²` per sample and output, `[B, C]` (the mask is a constant
+/// for autodiff).
+fn masked_squared_error(counts: Tensor<2>, labels: Tensor<1, Int>, t: &CountTargets) -> Tensor<2> {
+    let classes = counts.dims()[1];
+    let target = labels.one_hot::<2>(classes).float() * (t.desired - t.undesired) + t.undesired;
+    let diff = counts - target;
+    let mask = diff.clone().abs().greater_elem(t.margin).float().detach();
+    diff.powi_scalar(2) * mask
+}
+
+/// `E = mean_b β_b · ½ Σ_i 1[|o_i − y_i| > margin] (o_i − y_i)²`, whose gradient with respect
+/// to the counts is the authors' output error `d_i = (o_i − y_i) · 1[|o_i − y_i| > margin] · β`
+/// (S6), divided by the batch size (batch-mean gradient).
+///
+/// `counts [B, C]`, `labels [B]`, `sample_weight [B]` (boosting weights; `None` = all ones) →
+/// scalar `[1]`.
+pub fn count_loss(
+    counts: Tensor<2>,
+    labels: Tensor<1, Int>,
+    sample_weight: Option<Tensor<1>>,
+    targets: &CountTargets,
+) -> Tensor<1> {
+    let batch = counts.dims()[0];
+    let mut per_sample = masked_squared_error(counts, labels, targets)
+        .sum_dim(1)
+        .reshape([batch])
+        * 0.5;
+    if let Some(w) = sample_weight {
+        per_sample = per_sample * w;
+    }
+    per_sample.mean()
+}
+
+/// The authors' logged cost `Σ_i 1[|o_i − y_i| > margin] (o_i − y_i)²` per sample, `[B]`.
+pub fn logged_cost(counts: Tensor<2>, labels: Tensor<1, Int>, targets: &CountTargets) -> Tensor<1> {
+    let batch = counts.dims()[0];
+    masked_squared_error(counts, labels, targets)
+        .sum_dim(1)
+        .reshape([batch])
+}

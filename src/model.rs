@@ -1,0 +1,312 @@
+//! Network definitions (`models/*.json`) and the spiking network module built from them.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::layers::{SpikingDense, SpikingDenseConfig};
+
+/// Neuron constants shared by every layer (spec §1.1).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeuronDef {
+    /// τm in steps.
+    pub tau_m: f32,
+    /// τs in steps.
+    pub tau_s: f32,
+    /// Refractory period in steps.
+    pub t_ref: u32,
+}
+
+impl Default for NeuronDef {
+    fn default() -> Self {
+        Self {
+            tau_m: 64.0,
+            tau_s: 8.0,
+            t_ref: 2,
+        }
+    }
+}
+
+/// One layer of a network definition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum LayerDef {
+    /// Fully connected LIF layer.
+    Dense {
+        /// Neurons.
+        size: usize,
+        /// Threshold ν.
+        threshold: f32,
+    },
+    /// Spiking convolution (stride 1, no padding, `v > ν`).
+    Conv {
+        /// Output maps.
+        maps: usize,
+        /// Kernel side.
+        kernel: usize,
+        /// Threshold ν.
+        threshold: f32,
+    },
+    /// Spiking 2×2 sum pooling.
+    Pool {
+        /// Window side.
+        size: usize,
+        /// Threshold ν.
+        threshold: f32,
+    },
+}
+
+/// A network definition, as stored in `models/NAME.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkDef {
+    /// Name (the file stem).
+    pub name: String,
+    /// Input shape `[channels, height, width]`; an MLP reads it flattened.
+    pub input: [usize; 3],
+    /// Layers, bottom-up; the last one is the output layer.
+    pub layers: Vec<LayerDef>,
+    /// Neuron constants.
+    #[serde(default)]
+    pub neuron: NeuronDef,
+    /// Uniform initialisation scale of FC weights (`initW`).
+    #[serde(default = "one")]
+    pub init_scale: f64,
+    /// Uniform initialisation scale of conv kernels.
+    #[serde(default = "half")]
+    pub conv_init_scale: f64,
+    /// Fixed lateral inhibition between output neurons (0 = none).
+    #[serde(default = "one_f32")]
+    pub lateral_strength: f32,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn half() -> f64 {
+    0.5
+}
+fn one_f32() -> f32 {
+    1.0
+}
+
+/// Errors of loading or building a network.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// No such model file.
+    #[error("unknown model '{name}': no {path} (available: {available})")]
+    Unknown {
+        /// Requested name.
+        name: String,
+        /// Path tried.
+        path: PathBuf,
+        /// Models found.
+        available: String,
+    },
+    /// Unreadable file.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Malformed JSON.
+    #[error("{path}: malformed network definition: {message}")]
+    Malformed {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Valid definition that this build cannot train.
+    #[error("model '{name}': {message}")]
+    Unsupported {
+        /// Model.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl NetworkDef {
+    /// Loads `name` from `dir/name.json`, or `name` itself if it is a path to a file.
+    pub fn load(name: &str, dir: &Path) -> Result<Self, ModelError> {
+        let as_path = Path::new(name);
+        let path = if as_path.is_file() {
+            as_path.to_path_buf()
+        } else {
+            dir.join(format!("{name}.json"))
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ModelError::Unknown {
+                    name: name.into(),
+                    path: path.clone(),
+                    available: list_stems(dir, "json").join(", "),
+                }
+            } else {
+                ModelError::Io {
+                    path: path.clone(),
+                    source,
+                }
+            }
+        })?;
+        let def: NetworkDef = serde_json::from_str(&text).map_err(|e| ModelError::Malformed {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        def.validate()
+            .map_err(|message| ModelError::Malformed { path, message })?;
+        Ok(def)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.layers.is_empty() {
+            return Err("`layers` is empty".into());
+        }
+        if self.input.contains(&0) {
+            return Err(format!("`input` {:?} has a zero dimension", self.input));
+        }
+        for (k, l) in self.layers.iter().enumerate() {
+            let (size, threshold) = match l {
+                LayerDef::Dense { size, threshold } => (*size, *threshold),
+                LayerDef::Conv {
+                    maps, threshold, ..
+                } => (*maps, *threshold),
+                LayerDef::Pool { size, threshold } => (*size, *threshold),
+            };
+            if size == 0 {
+                return Err(format!("layers[{k}]: size must be > 0"));
+            }
+            if !(threshold.is_finite() && threshold > 0.0) {
+                return Err(format!("layers[{k}]: threshold must be a positive number"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of output classes (size of the last layer).
+    pub fn num_outputs(&self) -> usize {
+        match self.layers.last() {
+            Some(LayerDef::Dense { size, .. }) => *size,
+            _ => 0,
+        }
+    }
+
+    /// Flattened input size.
+    pub fn input_size(&self) -> usize {
+        self.input.iter().product()
+    }
+}
+
+/// File stems with extension `ext` in `dir`, sorted.
+pub fn list_stems(dir: &Path, ext: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            if p.extension()? != ext {
+                return None;
+            }
+            Some(p.file_stem()?.to_string_lossy().into_owned())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Learning-rule options that apply to every layer of a network.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleOptions {
+    /// Effect ratio ρ (S8) on.
+    pub effect_ratio: bool,
+    /// Weight regulariser (applied to every FC layer).
+    pub regularizer: crate::hm2bp::regularizer::WeightRegularizer,
+    /// Label-spike insertion level (`DESIRED_LEVEL`).
+    pub label_spike_level: u32,
+}
+
+/// A stack of spiking layers trained with HM2-BP.
+#[derive(Module, Debug)]
+pub struct SpikingNet {
+    /// Layers, bottom-up.
+    pub layers: Vec<SpikingDense>,
+}
+
+impl SpikingNet {
+    /// Builds the network of `def` with random weights.
+    pub fn new(def: &NetworkDef, rule: &RuleOptions, device: &Device) -> Result<Self, ModelError> {
+        let configs = layer_configs(def, rule)?;
+        Ok(Self {
+            layers: configs.iter().map(|c| c.init(device)).collect(),
+        })
+    }
+
+    /// Runs the network: `input [B, T, N_in]` → every layer's spike trains, bottom-up.
+    pub fn forward(&self, input: Tensor<3>, labels: Option<Tensor<1, Int>>) -> Vec<Tensor<3>> {
+        let mut outs = Vec::with_capacity(self.layers.len());
+        let mut x = input;
+        for layer in &self.layers {
+            x = layer.forward(x, labels.clone());
+            outs.push(x.clone());
+        }
+        outs
+    }
+
+    /// Sum of the layers' weight-regulariser penalties, `[1]`.
+    pub fn regularizer_penalty(&self) -> Tensor<1> {
+        self.layers
+            .iter()
+            .map(SpikingDense::regularizer_penalty)
+            .reduce(|a, b| a + b)
+            .expect("a network has at least one layer")
+    }
+}
+
+/// The per-layer configurations of an FC network definition.
+pub fn layer_configs(
+    def: &NetworkDef,
+    rule: &RuleOptions,
+) -> Result<Vec<SpikingDenseConfig>, ModelError> {
+    let mut d_in = def.input_size();
+    let last = def.layers.len() - 1;
+    let mut configs = Vec::new();
+    for (k, l) in def.layers.iter().enumerate() {
+        let LayerDef::Dense { size, threshold } = *l else {
+            return Err(ModelError::Unsupported {
+                name: def.name.clone(),
+                message: format!(
+                    "layers[{k}] is a {} layer; this version trains fully connected networks only",
+                    if matches!(l, LayerDef::Conv { .. }) {
+                        "conv"
+                    } else {
+                        "pool"
+                    }
+                ),
+            });
+        };
+        let is_output = k == last;
+        configs.push(
+            SpikingDenseConfig::new(d_in, size, threshold)
+                .with_tau_m(def.neuron.tau_m)
+                .with_tau_s(def.neuron.tau_s)
+                .with_t_ref(def.neuron.t_ref)
+                .with_init_scale(def.init_scale)
+                .with_is_output(is_output)
+                .with_lateral_strength(if is_output { def.lateral_strength } else { 0.0 })
+                .with_label_spike_level(rule.label_spike_level)
+                .with_effect_ratio(rule.effect_ratio)
+                .with_reg_lambda(rule.regularizer.lambda)
+                .with_reg_beta(rule.regularizer.beta)
+                .with_reg_limit(rule.regularizer.limit),
+        );
+        d_in = size;
+    }
+    Ok(configs)
+}

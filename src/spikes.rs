@@ -1,0 +1,163 @@
+//! Spike trains of one sample in the two layouts the kernels need.
+//!
+//! A [`SpikeRaster`] stores the events of one sample sorted by time step (a CSR layout:
+//! `offsets[t]..offsets[t + 1]` indexes the neurons that fired at step `t`, ascending). The
+//! event-driven forward pass walks it step by step; [`SpikeRaster::times`] gives the per-neuron
+//! view (ascending spike steps) that the S-PSP kernels use.
+
+/// Events of one sample, grouped by time step.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpikeRaster {
+    steps: usize,
+    neurons: usize,
+    offsets: Vec<u32>,
+    ids: Vec<u32>,
+}
+
+impl SpikeRaster {
+    /// An empty raster of `steps` time steps over `neurons` neurons.
+    pub fn empty(steps: usize, neurons: usize) -> Self {
+        Self {
+            steps,
+            neurons,
+            offsets: vec![0; steps + 1],
+            ids: Vec::new(),
+        }
+    }
+
+    /// Reads a dense time-major raster (`dense[t * neurons + n]`, any value `> 0.5` is a spike).
+    pub fn from_dense(dense: &[f32], steps: usize, neurons: usize) -> Self {
+        debug_assert_eq!(dense.len(), steps * neurons);
+        let mut offsets = Vec::with_capacity(steps + 1);
+        let mut ids = Vec::new();
+        offsets.push(0);
+        for row in dense.chunks_exact(neurons.max(1)).take(steps) {
+            for (n, &v) in row.iter().enumerate() {
+                if v > 0.5 {
+                    ids.push(n as u32);
+                }
+            }
+            offsets.push(ids.len() as u32);
+        }
+        offsets.resize(steps + 1, ids.len() as u32);
+        Self {
+            steps,
+            neurons,
+            offsets,
+            ids,
+        }
+    }
+
+    /// Builds a raster from per-neuron ascending spike steps (steps `>= steps` are dropped).
+    pub fn from_times(times: &[Vec<u32>], steps: usize) -> Self {
+        let mut per_step: Vec<Vec<u32>> = vec![Vec::new(); steps];
+        for (n, ts) in times.iter().enumerate() {
+            for &t in ts {
+                if (t as usize) < steps {
+                    per_step[t as usize].push(n as u32);
+                }
+            }
+        }
+        let mut raster = Self::empty(steps, times.len());
+        raster.ids.clear();
+        for (t, ns) in per_step.iter().enumerate() {
+            raster.ids.extend_from_slice(ns);
+            raster.offsets[t + 1] = raster.ids.len() as u32;
+        }
+        raster
+    }
+
+    /// Appends the neurons that fired at the next time step (ascending ids).
+    pub(crate) fn push_step(&mut self, fired: &[u32]) {
+        self.ids.extend_from_slice(fired);
+        self.offsets.push(self.ids.len() as u32);
+    }
+
+    /// Starts an incremental build with [`SpikeRaster::push_step`].
+    pub(crate) fn building(steps: usize, neurons: usize) -> Self {
+        let mut offsets = Vec::with_capacity(steps + 1);
+        offsets.push(0);
+        Self {
+            steps,
+            neurons,
+            offsets,
+            ids: Vec::new(),
+        }
+    }
+
+    /// Number of time steps.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Number of neurons.
+    pub fn neurons(&self) -> usize {
+        self.neurons
+    }
+
+    /// Total number of spikes.
+    pub fn num_spikes(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Neurons that fired at step `t`, ascending.
+    pub fn at(&self, t: usize) -> &[u32] {
+        &self.ids[self.offsets[t] as usize..self.offsets[t + 1] as usize]
+    }
+
+    /// Per-neuron ascending spike steps.
+    pub fn times(&self) -> Vec<Vec<u32>> {
+        let mut times = vec![Vec::new(); self.neurons];
+        for t in 0..self.steps {
+            for &n in self.at(t) {
+                times[n as usize].push(t as u32);
+            }
+        }
+        times
+    }
+
+    /// Spike count of every neuron.
+    pub fn counts(&self) -> Vec<u32> {
+        let mut counts = vec![0; self.neurons];
+        for &n in &self.ids {
+            counts[n as usize] += 1;
+        }
+        counts
+    }
+
+    /// Writes the raster densely, time-major, into `out` (`steps * neurons` values).
+    pub fn write_dense(&self, out: &mut [f32]) {
+        out.fill(0.0);
+        for t in 0..self.steps {
+            for &n in self.at(t) {
+                out[t * self.neurons + n as usize] = 1.0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dense_and_times_round_trip() {
+        let times = vec![vec![1, 4], vec![], vec![0, 4, 5]];
+        let r = SpikeRaster::from_times(&times, 6);
+        assert_eq!(r.times(), times);
+        assert_eq!(r.counts(), vec![2, 0, 3]);
+        assert_eq!(r.at(4), &[0, 2]);
+        let mut dense = vec![0.0; 18];
+        r.write_dense(&mut dense);
+        assert_eq!(SpikeRaster::from_dense(&dense, 6, 3), r);
+    }
+
+    #[test]
+    fn incremental_build_matches() {
+        let mut r = SpikeRaster::building(3, 2);
+        r.push_step(&[]);
+        r.push_step(&[0, 1]);
+        r.push_step(&[1]);
+        assert_eq!(r, SpikeRaster::from_times(&[vec![1], vec![1, 2]], 3));
+    }
+}

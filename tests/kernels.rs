@@ -1,0 +1,224 @@
+//! The fast event-driven kernels against slow, obviously-correct versions written straight from
+//! the spec (per step over all inputs for the forward, per pair for the backward).
+
+use hm2bp::hm2bp::dense::{SampleGrad, backward_sample, forward_sample, transpose};
+use hm2bp::hm2bp::output::{OutputRule, insert_label_spikes, lateral_factor};
+use hm2bp::hm2bp::reference::{LayerCase, layer_backward};
+use hm2bp::hm2bp::regularizer::WeightRegularizer;
+use hm2bp::hm2bp::{BatchShape, DenseSpec, dense_backward_batch, dense_forward_batch};
+use hm2bp::neuron::LifParams;
+use hm2bp::spikes::SpikeRaster;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random_raster(rng: &mut ChaCha8Rng, steps: usize, n: usize, rate: f64) -> SpikeRaster {
+    let times: Vec<Vec<u32>> = (0..n)
+        .map(|_| {
+            (0..steps as u32)
+                .filter(|_| rng.random::<f64>() < rate)
+                .collect()
+        })
+        .collect();
+    SpikeRaster::from_times(&times, steps)
+}
+
+fn random_weights(rng: &mut ChaCha8Rng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale)
+        .collect()
+}
+
+/// The LIF recursion of spec §1.1 looping over every input at every step.
+fn naive_forward(input: &SpikeRaster, w: &[f32], n_out: usize, spec: &DenseSpec) -> Vec<Vec<u32>> {
+    let (steps, n_in) = (input.steps(), input.neurons());
+    let mut dense = vec![0.0f32; steps * n_in];
+    input.write_dense(&mut dense);
+    let p = spec.lif;
+    let lat = spec.output.map_or(0.0, |o| o.lateral_strength);
+    let (mut v, mut ep, mut r) = (vec![0f32; n_out], vec![0f32; n_out], vec![0u32; n_out]);
+    let mut out = vec![Vec::new(); n_out];
+    let mut prev = vec![0.0f32; n_out];
+    for t in 0..steps {
+        let mut now = vec![0.0f32; n_out];
+        for i in 0..n_out {
+            v[i] -= v[i] / p.tau_m;
+            ep[i] -= ep[i] / p.tau_s;
+            if t == 0 {
+                continue;
+            }
+            let mut cur = 0.0f32;
+            for j in 0..n_in {
+                if dense[(t - 1) * n_in + j] > 0.5 {
+                    cur += w[i * n_in + j];
+                }
+            }
+            let others: f32 = (0..n_out).filter(|&l| l != i).map(|l| prev[l]).sum();
+            cur -= lat * others;
+            ep[i] += cur;
+            v[i] += ep[i] / p.tau_s;
+            if r[i] > 0 {
+                v[i] = 0.0;
+                r[i] -= 1;
+            }
+            if v[i] > p.threshold - p.threshold_eps {
+                out[i].push(t as u32);
+                now[i] = 1.0;
+                r[i] = p.t_ref;
+                v[i] = 0.0;
+            }
+        }
+        prev = now;
+    }
+    out
+}
+
+fn spec(threshold: f32, output: bool) -> DenseSpec {
+    DenseSpec {
+        lif: LifParams::paper(threshold),
+        output: output.then(OutputRule::default),
+        effect_ratio: true,
+    }
+}
+
+#[test]
+fn forward_matches_naive_simulation() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for case in 0..20 {
+        let (n_in, n_out, steps) = (40, 12, 300);
+        let input = random_raster(&mut rng, steps, n_in, 0.05);
+        let w = random_weights(&mut rng, n_in * n_out, 1.0);
+        let s = spec(3.0, case % 2 == 1);
+        let fast = forward_sample(&input, &transpose(&w, n_out, n_in), n_out, &s);
+        assert_eq!(
+            fast.times(),
+            naive_forward(&input, &w, n_out, &s),
+            "case {case}"
+        );
+        assert!(fast.num_spikes() > 0);
+    }
+}
+
+#[test]
+fn backward_matches_per_pair_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for case in 0..12 {
+        let (n_in, n_out, steps) = (30, 10, 400);
+        let output_layer = case % 3 == 2;
+        let s = spec(4.0, output_layer);
+        let input = random_raster(&mut rng, steps, n_in, 0.06);
+        let w = random_weights(&mut rng, n_in * n_out, 0.8);
+        let out = forward_sample(&input, &transpose(&w, n_out, n_in), n_out, &s);
+        let d_post: Vec<f32> = (0..n_out)
+            .map(|_| rng.random::<f32>() * 20.0 - 10.0)
+            .collect();
+        let label = output_layer.then_some(case % n_out);
+
+        let mut grad = vec![0.0f32; n_out * n_in];
+        let mut d_pre = vec![0.0f32; n_in];
+        let args = SampleGrad {
+            input: &input,
+            output: &out,
+            d_post: &d_post,
+            label,
+        };
+        let info = backward_sample(&args, &w, &s, &mut grad, Some(&mut d_pre));
+
+        // Reference, from the spec.
+        let mut post = out.times();
+        let mut gamma = vec![1.0f64; n_out];
+        if let Some(l) = label {
+            gamma = lateral_factor(&post, l, 1.0, &s.lif)
+                .iter()
+                .map(|&g| g as f64)
+                .collect();
+            insert_label_spikes(&mut post[l], steps, 35);
+        }
+        let w64: Vec<Vec<f64>> = (0..n_out)
+            .map(|i| (0..n_in).map(|j| w[i * n_in + j] as f64).collect())
+            .collect();
+        let d64: Vec<f64> = d_post.iter().map(|&d| d as f64).collect();
+        let r = layer_backward(&LayerCase {
+            pre: &input.times(),
+            post: &post,
+            weight: &w64,
+            d_post: &d64,
+            gamma: &gamma,
+            lif: &s.lif,
+            effect_ratio: true,
+            need_d_pre: true,
+            regularizer: &WeightRegularizer::OFF,
+        });
+        let close = |a: f32, b: f64| (a as f64 - b).abs() <= 1e-4 * b.abs().max(1.0);
+        for i in 0..n_out {
+            assert!(close(info.side_effect[i], r.s[i]), "case {case} s[{i}]");
+            for j in 0..n_in {
+                assert!(
+                    close(grad[i * n_in + j], r.grad_main[i][j]),
+                    "case {case} grad[{i}][{j}] {} vs {}",
+                    grad[i * n_in + j],
+                    r.grad_main[i][j]
+                );
+            }
+        }
+        for j in 0..n_in {
+            let want = r.d_pre.as_ref().unwrap()[j];
+            assert!(close(d_pre[j], want), "case {case} d_pre[{j}]");
+        }
+    }
+}
+
+/// A batch is the sum of its samples: the batched kernels equal per-sample calls.
+#[test]
+fn batch_equals_per_sample() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (b, steps, n_in, n_out) = (5, 200, 25, 8);
+    let s = spec(3.0, true);
+    let rasters: Vec<SpikeRaster> = (0..b)
+        .map(|_| random_raster(&mut rng, steps, n_in, 0.05))
+        .collect();
+    let mut input = vec![0.0f32; b * steps * n_in];
+    for (k, r) in rasters.iter().enumerate() {
+        r.write_dense(&mut input[k * steps * n_in..(k + 1) * steps * n_in]);
+    }
+    let w = random_weights(&mut rng, n_in * n_out, 1.0);
+    let shape = BatchShape {
+        batch: b,
+        steps,
+        neurons: n_in,
+    };
+    let out = dense_forward_batch(&input, shape, &w, n_out, &s);
+    let d_post: Vec<f32> = (0..b * n_out).map(|k| (k % 7) as f32 - 3.0).collect();
+    let labels: Vec<usize> = (0..b).map(|k| k % n_out).collect();
+    let g = dense_backward_batch(
+        &input,
+        &out,
+        shape,
+        &w,
+        n_out,
+        &d_post,
+        Some(&labels),
+        &s,
+        true,
+    );
+
+    let mut want = vec![0.0f32; n_out * n_in];
+    let wt = transpose(&w, n_out, n_in);
+    for (k, r) in rasters.iter().enumerate() {
+        let o = forward_sample(r, &wt, n_out, &s);
+        let mut dense = vec![0.0; steps * n_out];
+        o.write_dense(&mut dense);
+        assert_eq!(dense, out[k * steps * n_out..(k + 1) * steps * n_out]);
+        let mut d = vec![0.0f32; n_in];
+        let args = SampleGrad {
+            input: r,
+            output: &o,
+            d_post: &d_post[k * n_out..(k + 1) * n_out],
+            label: Some(labels[k]),
+        };
+        backward_sample(&args, &w, &s, &mut want, Some(&mut d));
+        assert_eq!(d, g.input.as_ref().unwrap()[k * n_in..(k + 1) * n_in]);
+    }
+    for (a, b) in g.weight.iter().zip(&want) {
+        assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0));
+    }
+}
