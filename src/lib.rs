@@ -6,6 +6,9 @@
 //! Data flows one way: dataset → rate encoder → spike trains → spiking layers → output spike
 //! counts → rate-coded loss → (autodiff) → HM2-BP custom backward → optimizer.
 
+pub mod backend;
+pub mod data;
+pub mod experiment;
 pub mod hm2bp;
 pub mod layers;
 pub mod loss;
@@ -15,3 +18,4 @@ pub mod ops;
 pub mod spikes;
 pub mod spsp;
 pub mod trace;
+pub mod train;

@@ -1,0 +1,258 @@
+//! Rate (Bernoulli) encoding of pixel intensities into spike trains.
+//!
+//! Pixel `p ∈ 0..=255` fires at each step `t = 1..T−1` independently with probability
+//! `q = p / (scale · 255)` (`scale` = [`DEFAULT_RATE_SCALE`] = 5.5 in the paper); step 0 never
+//! spikes and `p = 0` never spikes. The process is sampled exactly but in time proportional to
+//! the number of spikes: the gaps between spikes are geometric,
+//! `gap = ⌊ln U / ln(1 − q)⌋ + 1` with `U` uniform in `(0, 1]`.
+//!
+//! Determinism: every (sample, epoch) gets its own ChaCha8 stream seeded from the encoder's
+//! seed and the indices, so no spike train has to be stored and any sample can be encoded
+//! again, in any order, on any thread, with the same result.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Default intensity scale: a white pixel fires with probability 1/5.5 per step.
+pub const DEFAULT_RATE_SCALE: f32 = 5.5;
+
+/// When spike trains are redrawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EncodingMode {
+    /// One spike train per sample, reused every epoch (the authors' choice). The random
+    /// stream depends on (seed, sample index) only.
+    FixedPerSample,
+    /// A new spike train every epoch. The random stream depends on (seed, epoch, sample index).
+    FreshPerEpoch,
+}
+
+/// Deterministic Bernoulli rate encoder.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateEncoder {
+    /// Number of time steps `T`.
+    pub steps: usize,
+    /// Intensity scale: `q = p / (scale · 255)`. Values giving `q ≥ 1` fire at every step
+    /// `1..T`; non-positive or NaN scales fire never.
+    pub scale: f32,
+    /// Base seed.
+    pub seed: u64,
+    /// Whether trains are fixed per sample or redrawn each epoch.
+    pub mode: EncodingMode,
+}
+
+impl RateEncoder {
+    /// An encoder with the default scale.
+    pub fn new(steps: usize, seed: u64, mode: EncodingMode) -> Self {
+        RateEncoder {
+            steps,
+            scale: DEFAULT_RATE_SCALE,
+            seed,
+            mode,
+        }
+    }
+
+    /// The random stream of one (sample, epoch).
+    fn rng(&self, sample_index: u64, epoch: u64) -> ChaCha8Rng {
+        let (tag, epoch) = match self.mode {
+            EncodingMode::FixedPerSample => (0u64, 0u64),
+            EncodingMode::FreshPerEpoch => (1u64, epoch),
+        };
+        let mut seed = [0u8; 32];
+        for (chunk, word) in seed
+            .chunks_exact_mut(8)
+            .zip([self.seed, sample_index, epoch, tag])
+        {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        ChaCha8Rng::from_seed(seed)
+    }
+
+    /// Calls `f(neuron, step)` for every spike, neuron after neuron, steps ascending.
+    /// This fixes the order of random draws, so the dense and event outputs agree.
+    fn for_each_spike(
+        &self,
+        pixels: &[u8],
+        sample_index: u64,
+        epoch: u64,
+        mut f: impl FnMut(usize, usize),
+    ) {
+        let steps = self.steps;
+        if steps < 2 || self.scale.is_nan() || self.scale <= 0.0 {
+            return;
+        }
+        let mut rng = self.rng(sample_index, epoch);
+        let denom = f64::from(self.scale) * 255.0;
+        for (n, &p) in pixels.iter().enumerate() {
+            let q = f64::from(p) / denom;
+            if q <= 0.0 {
+                continue;
+            }
+            if q >= 1.0 {
+                (1..steps).for_each(|t| f(n, t));
+                continue;
+            }
+            let log_keep = (-q).ln_1p(); // ln(1 − q) < 0
+            let mut t = 0usize;
+            loop {
+                // U in (0, 1]: 53 random bits, shifted away from zero.
+                let u = 1.0 - (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+                // Saturating float-to-int cast; the quotient is ≥ 0.
+                let gap = (u.ln() / log_keep) as usize;
+                t = t.saturating_add(gap).saturating_add(1);
+                if t >= steps {
+                    break;
+                }
+                f(n, t);
+            }
+        }
+    }
+
+    /// Writes the dense raster of one sample, time-major: `out[t · N + n]` is 1.0 when input
+    /// neuron `n` (pixel `n`) spikes at step `t`, else 0.0. `out` is zero-filled first.
+    ///
+    /// # Panics
+    /// If `out.len() != self.steps * pixels.len()` (a caller bug, not a data problem).
+    pub fn encode_into(&self, pixels: &[u8], sample_index: u64, epoch: u64, out: &mut [f32]) {
+        let n_in = pixels.len();
+        assert_eq!(
+            out.len(),
+            self.steps * n_in,
+            "raster buffer must hold steps × inputs values"
+        );
+        out.fill(0.0);
+        self.for_each_spike(pixels, sample_index, epoch, |n, t| out[t * n_in + n] = 1.0);
+    }
+
+    /// The spike steps of one sample, per input neuron, ascending. Same spikes as
+    /// [`RateEncoder::encode_into`] for the same arguments.
+    pub fn encode_events(&self, pixels: &[u8], sample_index: u64, epoch: u64) -> Vec<Vec<u32>> {
+        let mut events = vec![Vec::new(); pixels.len()];
+        self.for_each_spike(pixels, sample_index, epoch, |n, t| {
+            // `t < steps`; trains longer than u32::MAX steps are not meaningful.
+            events[n].push(u32::try_from(t).unwrap_or(u32::MAX));
+        });
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pixels() -> Vec<u8> {
+        (0..64)
+            .map(|i| (i * 4) as u8)
+            .chain([255, 0, 128])
+            .collect()
+    }
+
+    #[test]
+    fn step_zero_and_black_pixels_are_silent() {
+        let enc = RateEncoder::new(300, 7, EncodingMode::FixedPerSample);
+        let px = pixels();
+        let ev = enc.encode_events(&px, 3, 0);
+        for (n, train) in ev.iter().enumerate() {
+            assert!(!train.contains(&0));
+            if px[n] == 0 {
+                assert!(train.is_empty());
+            }
+            assert!(train.windows(2).all(|w| w[0] < w[1]));
+            assert!(train.iter().all(|&t| (t as usize) < enc.steps));
+        }
+        assert!(ev.iter().map(Vec::len).sum::<usize>() > 100);
+    }
+
+    #[test]
+    fn deterministic_and_modes() {
+        let px = pixels();
+        let fixed = RateEncoder::new(200, 11, EncodingMode::FixedPerSample);
+        assert_eq!(
+            fixed.encode_events(&px, 5, 0),
+            fixed.encode_events(&px, 5, 0)
+        );
+        assert_eq!(
+            fixed.encode_events(&px, 5, 0),
+            fixed.encode_events(&px, 5, 9)
+        );
+        assert_ne!(
+            fixed.encode_events(&px, 5, 0),
+            fixed.encode_events(&px, 6, 0)
+        );
+        let other_seed = RateEncoder { seed: 12, ..fixed };
+        assert_ne!(
+            fixed.encode_events(&px, 5, 0),
+            other_seed.encode_events(&px, 5, 0)
+        );
+
+        let fresh = RateEncoder::new(200, 11, EncodingMode::FreshPerEpoch);
+        assert_eq!(
+            fresh.encode_events(&px, 5, 2),
+            fresh.encode_events(&px, 5, 2)
+        );
+        assert_ne!(
+            fresh.encode_events(&px, 5, 1),
+            fresh.encode_events(&px, 5, 2)
+        );
+    }
+
+    #[test]
+    fn dense_and_events_agree() {
+        let px = pixels();
+        let enc = RateEncoder::new(120, 3, EncodingMode::FreshPerEpoch);
+        let n = px.len();
+        let mut out = vec![7.0f32; enc.steps * n];
+        enc.encode_into(&px, 4, 1, &mut out);
+        let ev = enc.encode_events(&px, 4, 1);
+        for t in 0..enc.steps {
+            for i in 0..n {
+                let v = out[t * n + i];
+                assert!(v == 0.0 || v == 1.0);
+                assert_eq!(v == 1.0, ev[i].contains(&(t as u32)), "t={t} n={i}");
+            }
+        }
+    }
+
+    #[test]
+    fn empirical_rate_of_white_pixel() {
+        let steps = 200_001usize;
+        let trials = (steps - 1) as f64;
+        let q = 1.0 / f64::from(DEFAULT_RATE_SCALE);
+        for seed in 0..3 {
+            let enc = RateEncoder::new(steps, seed, EncodingMode::FixedPerSample);
+            let count = enc.encode_events(&[255], 0, 0)[0].len() as f64;
+            let se = (trials * q * (1.0 - q)).sqrt();
+            assert!(
+                (count - trials * q).abs() < 3.0 * se,
+                "seed {seed}: {count} spikes, expected {} ± {se}",
+                trials * q
+            );
+        }
+    }
+
+    #[test]
+    fn extreme_scales_and_short_trains() {
+        let always = RateEncoder {
+            scale: 1.0,
+            ..RateEncoder::new(5, 0, EncodingMode::FixedPerSample)
+        };
+        assert_eq!(
+            always.encode_events(&[255, 0], 0, 0),
+            vec![vec![1, 2, 3, 4], vec![]]
+        );
+        let never = RateEncoder {
+            scale: 0.0,
+            ..always
+        };
+        assert_eq!(never.encode_events(&[255], 0, 0), vec![Vec::<u32>::new()]);
+        let nan = RateEncoder {
+            scale: f32::NAN,
+            ..always
+        };
+        assert_eq!(nan.encode_events(&[255], 0, 0), vec![Vec::<u32>::new()]);
+        let one_step = RateEncoder::new(1, 0, EncodingMode::FixedPerSample);
+        let mut out = vec![0.0; 2];
+        one_step.encode_into(&[255, 255], 0, 0, &mut out);
+        assert_eq!(out, vec![0.0, 0.0]);
+    }
+}

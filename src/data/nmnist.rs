@@ -1,0 +1,273 @@
+//! N-MNIST event recordings (the original binary format, also used by the `.bs2` files of the
+//! small subset) and their conversion to binned spike trains.
+//!
+//! Each event is 5 bytes: `x`, `y` (0-based sensor address), then a 23-bit timestamp in µs
+//! whose top byte also carries the polarity in bit 7:
+//! `polarity = byte2 >> 7`, `ts = (byte2 & 0x7f) << 16 | byte3 << 8 | byte4`.
+
+use std::path::Path;
+
+use crate::data::error::{DataError, Result};
+
+/// Side of the N-MNIST sensor patch (34×34 pixels).
+pub const NMNIST_SIDE: usize = 34;
+/// Input channels: 34·34 addresses × 2 polarities.
+pub const NMNIST_CHANNELS: usize = NMNIST_SIDE * NMNIST_SIDE * 2;
+/// Default time bin in µs (the authors' setting).
+pub const DEFAULT_NMNIST_BIN_US: u32 = 600;
+/// Default number of time steps (the authors' setting: 540 bins of 600 µs).
+pub const DEFAULT_NMNIST_STEPS: usize = 540;
+
+/// One address event of an N-MNIST recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NmnistEvent {
+    /// Column address, 0-based.
+    pub x: u8,
+    /// Row address, 0-based.
+    pub y: u8,
+    /// Polarity bit as stored in the file (0 or 1).
+    pub polarity: u8,
+    /// Timestamp in µs from the start of the recording.
+    pub timestamp_us: u32,
+}
+
+/// Reads all events of an N-MNIST binary recording.
+///
+/// A file whose length is not a multiple of 5 bytes is rejected.
+pub fn read_nmnist_events(path: &Path) -> Result<Vec<NmnistEvent>> {
+    let bytes = read_file(path)?;
+    if bytes.len() % 5 != 0 {
+        return Err(DataError::Format {
+            path: path.to_path_buf(),
+            detail: format!(
+                "file length {} is not a multiple of 5 (N-MNIST events are 5 bytes each)",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(bytes
+        .chunks_exact(5)
+        .map(|e| NmnistEvent {
+            x: e[0],
+            y: e[1],
+            polarity: e[2] >> 7,
+            timestamp_us: (u32::from(e[2] & 0x7f) << 16) | (u32::from(e[3]) << 8) | u32::from(e[4]),
+        })
+        .collect())
+}
+
+/// Bins events into per-channel spike steps (ascending, without duplicates), following the
+/// authors' converter (`NMNIST_Converter.m`) and reader:
+///
+/// - channel = `x · 34 + y` (0-based; their `(x − 1) · 34 + y` with 1-based MATLAB addresses,
+///   minus one), plus 1156 for polarity bit 1 (their MATLAB `p == 2`, with `p = bit + 1`);
+///   events with `x ≥ 34` or `y ≥ 34` are dropped;
+/// - step = `⌈ts / bin_us⌉ + 1`; steps `≥ steps` are dropped; several events of one channel in
+///   one bin collapse into one spike. A `bin_us` of 0 is treated as 1.
+///
+/// Unlike the authors, this does not saccade-stabilise the recording (their `stabilize(TD)`
+/// step, which subtracts the sensor motion of the three saccades); the network sees the raw
+/// addresses.
+pub fn nmnist_to_spikes(events: &[NmnistEvent], steps: usize, bin_us: u32) -> Vec<Vec<u32>> {
+    let bin = u64::from(bin_us.max(1));
+    let plane = NMNIST_SIDE * NMNIST_SIDE;
+    let mut trains = vec![Vec::new(); NMNIST_CHANNELS];
+    for e in events {
+        let (x, y) = (usize::from(e.x), usize::from(e.y));
+        if x >= NMNIST_SIDE || y >= NMNIST_SIDE {
+            continue;
+        }
+        let channel = x * NMNIST_SIDE + y + if e.polarity != 0 { plane } else { 0 };
+        let step = u64::from(e.timestamp_us).div_ceil(bin) + 1;
+        if step >= steps as u64 {
+            continue;
+        }
+        // `step < steps` and timestamps have 23 bits, so it fits.
+        trains[channel].push(u32::try_from(step).unwrap_or(u32::MAX));
+    }
+    for t in &mut trains {
+        t.sort_unstable();
+        t.dedup();
+    }
+    trains
+}
+
+/// Reads a sample list such as `train1K.txt` / `test100.txt`: one `sample class` pair per
+/// line (whitespace-separated); blank lines and lines starting with `#` (the header
+/// `#sample #class`) are skipped. The sample number is the recording's file stem
+/// (`<sample>.bs2`).
+pub fn read_nmnist_list(path: &Path) -> Result<Vec<(u32, u8)>> {
+    let bytes = read_file(path)?;
+    let text = String::from_utf8(bytes).map_err(|_| DataError::Format {
+        path: path.to_path_buf(),
+        detail: "not valid UTF-8 text".to_string(),
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parse_err = |detail: String| DataError::Parse {
+            path: path.to_path_buf(),
+            line: i + 1,
+            detail,
+        };
+        let mut fields = line.split_whitespace();
+        let (Some(s), Some(c), None) = (fields.next(), fields.next(), fields.next()) else {
+            return Err(parse_err(format!(
+                "expected `sample class`, found `{line}`"
+            )));
+        };
+        let sample = s
+            .parse::<u32>()
+            .map_err(|_| parse_err(format!("bad sample number `{s}`")))?;
+        let class = c
+            .parse::<u8>()
+            .ok()
+            .filter(|&c| c < 10)
+            .ok_or_else(|| parse_err(format!("bad class `{c}` (expected 0..=9)")))?;
+        out.push((sample, class));
+    }
+    Ok(out)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| DataError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::idx::tests::shared_data;
+
+    fn event_bytes(x: u8, y: u8, pol: u8, ts: u32) -> [u8; 5] {
+        [
+            x,
+            y,
+            (pol << 7) | ((ts >> 16) as u8 & 0x7f),
+            (ts >> 8) as u8,
+            ts as u8,
+        ]
+    }
+
+    #[test]
+    fn synthetic_two_events() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("1.bs2");
+        let mut bytes = event_bytes(3, 5, 1, 0x12_3456).to_vec();
+        bytes.extend(event_bytes(33, 0, 0, 600));
+        std::fs::write(&p, &bytes).unwrap();
+        let ev = read_nmnist_events(&p).unwrap();
+        assert_eq!(
+            ev,
+            vec![
+                NmnistEvent {
+                    x: 3,
+                    y: 5,
+                    polarity: 1,
+                    timestamp_us: 0x12_3456
+                },
+                NmnistEvent {
+                    x: 33,
+                    y: 0,
+                    polarity: 0,
+                    timestamp_us: 600
+                },
+            ]
+        );
+        let spikes = nmnist_to_spikes(&ev, 540, 600);
+        assert_eq!(spikes.len(), NMNIST_CHANNELS);
+        // ts = 1193046 µs → bin 1989 ≥ 540: dropped. ts = 600 → ⌈1⌉ + 1 = 2.
+        assert_eq!(spikes[33 * 34], vec![2]);
+        assert_eq!(spikes.iter().map(Vec::len).sum::<usize>(), 1);
+        let long = nmnist_to_spikes(&ev, 4000, 600);
+        assert_eq!(long[1156 + 3 * 34 + 5], vec![1990]);
+    }
+
+    #[test]
+    fn binning_rules() {
+        let e = |x, y, polarity, timestamp_us| NmnistEvent {
+            x,
+            y,
+            polarity,
+            timestamp_us,
+        };
+        let ev = [
+            e(0, 0, 0, 0),    // bin 0 + 1 = 1
+            e(0, 0, 0, 1),    // ⌈1/600⌉ + 1 = 2
+            e(0, 0, 0, 600),  // 2 again: collapsed
+            e(0, 0, 0, 601),  // 3
+            e(34, 0, 0, 5),   // out of the patch
+            e(0, 34, 1, 5),   // out of the patch
+            e(1, 2, 1, 1200), // channel 1156 + 36, step 3
+            e(0, 0, 0, 1800), // step 4 = steps: dropped
+        ];
+        let s = nmnist_to_spikes(&ev, 4, 600);
+        assert_eq!(s[0], vec![1, 2, 3]);
+        assert_eq!(s[1156 + 36], vec![3]);
+        assert_eq!(s.iter().map(Vec::len).sum::<usize>(), 4);
+        // bin 0 does not divide by zero
+        assert_eq!(nmnist_to_spikes(&ev[..2], 10, 0)[0], vec![1, 2]);
+    }
+
+    #[test]
+    fn bad_length_names_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("bad.bs2");
+        std::fs::write(&p, [0u8; 7]).unwrap();
+        let e = read_nmnist_events(&p).unwrap_err().to_string();
+        assert!(e.starts_with(&p.display().to_string()), "{e}");
+        assert!(e.contains("file length 7 is not a multiple of 5"), "{e}");
+        let e = read_nmnist_events(&d.path().join("none.bs2")).unwrap_err();
+        assert!(matches!(e, DataError::Io { .. }), "{e}");
+    }
+
+    #[test]
+    fn list_parsing() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("train.txt");
+        std::fs::write(&p, "#sample #class\r\n1\t5\r\n2\t0\r\n\r\n").unwrap();
+        assert_eq!(read_nmnist_list(&p).unwrap(), vec![(1, 5), (2, 0)]);
+        std::fs::write(&p, "#sample #class\n1\t5\n2 x\n").unwrap();
+        let e = read_nmnist_list(&p).unwrap_err().to_string();
+        assert!(e.contains("train.txt:3: bad class `x`"), "{e}");
+        std::fs::write(&p, "1 2 3\n").unwrap();
+        assert!(matches!(
+            read_nmnist_list(&p),
+            Err(DataError::Parse { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn real_subset() {
+        let Some(root) = shared_data() else { return };
+        let dir = root.join("nmnist-small");
+        let rec = dir.join("1.bs2");
+        if !rec.is_file() {
+            eprintln!("skipped: {} not found", rec.display());
+            return;
+        }
+        let ev = read_nmnist_events(&rec).unwrap();
+        assert_eq!(ev.len(), 23405 / 5);
+        assert!(
+            ev.iter()
+                .all(|e| usize::from(e.x) < NMNIST_SIDE && usize::from(e.y) < NMNIST_SIDE)
+        );
+        assert!(ev.iter().all(|e| e.polarity <= 1));
+        assert!(ev.iter().any(|e| e.polarity == 0) && ev.iter().any(|e| e.polarity == 1));
+        // A recording lasts about 300 ms (three saccades).
+        let last = ev.iter().map(|e| e.timestamp_us).max().unwrap_or(0);
+        assert!((250_000..350_000).contains(&last), "{last}");
+        let s = nmnist_to_spikes(&ev, DEFAULT_NMNIST_STEPS, DEFAULT_NMNIST_BIN_US);
+        let n: usize = s.iter().map(Vec::len).sum();
+        assert!(n > ev.len() / 2 && n <= ev.len(), "{n} of {}", ev.len());
+
+        let train = read_nmnist_list(&dir.join("train1K.txt")).unwrap();
+        assert_eq!(train.len(), 1000);
+        assert_eq!(&train[..4], &[(1, 5), (2, 0), (3, 4), (4, 1)]);
+        let test = read_nmnist_list(&dir.join("test100.txt")).unwrap();
+        assert_eq!(test.len(), 100);
+        assert_eq!(test[0], (60001, 7));
+    }
+}

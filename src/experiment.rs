@@ -1,0 +1,217 @@
+//! Experiment definitions (`experiments/NAME/experiment.toml`): dataset, model, method, T,
+//! epochs, batch size, learning-rate schedule, seed and the HM2-BP settings of spec §5.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{EncodingMode, ImageDatasetKind};
+use crate::hm2bp::output::CountTargets;
+use crate::hm2bp::regularizer::WeightRegularizer;
+
+/// Learning-rate schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    /// `base` throughout.
+    Constant,
+    /// The authors' `base / √max(e, 1)` for 0-based epoch `e` (spec §5.1).
+    InvSqrtEpoch,
+}
+
+/// Learning rate settings.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LrDef {
+    /// Base learning rate (1e-3).
+    pub base: f64,
+    /// Schedule.
+    pub schedule: LrSchedule,
+}
+
+impl LrDef {
+    /// Learning rate of 0-based epoch `epoch`.
+    pub fn at_epoch(&self, epoch: usize) -> f64 {
+        match self.schedule {
+            LrSchedule::Constant => self.base,
+            LrSchedule::InvSqrtEpoch => self.base / (epoch.max(1) as f64).sqrt(),
+        }
+    }
+}
+
+/// Training method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Hybrid Macro/Micro level backpropagation.
+    Hm2bp,
+}
+
+/// An experiment definition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentDef {
+    /// Name (the folder name).
+    pub name: String,
+    /// One line on what it is.
+    #[serde(default)]
+    pub description: String,
+    /// Dataset.
+    pub dataset: ImageDatasetKind,
+    /// Network definition name (`models/NAME.json`).
+    pub model: String,
+    /// Training method.
+    pub method: Method,
+    /// Simulation length T.
+    pub steps: usize,
+    /// Epochs.
+    pub epochs: usize,
+    /// Batch size (the authors: 1).
+    pub batch_size: usize,
+    /// Seed of weights, spike encoding and data order.
+    pub seed: u64,
+    /// When input spike trains are drawn.
+    pub encoding: EncodingMode,
+    /// Learning rate.
+    pub lr: LrDef,
+    /// Output targets.
+    #[serde(default)]
+    pub targets: CountTargets,
+    /// Weight regulariser.
+    pub regularizer: WeightRegularizer,
+    /// Effect ratio ρ (S8) on.
+    #[serde(default = "yes")]
+    pub effect_ratio: bool,
+    /// Use only the first N training samples.
+    #[serde(default)]
+    pub train_samples: Option<usize>,
+    /// Use only the first N test samples.
+    #[serde(default)]
+    pub test_samples: Option<usize>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Errors of loading an experiment definition.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    /// No such experiment.
+    #[error("unknown experiment '{name}': no {path} (available: {available})")]
+    Unknown {
+        /// Requested name.
+        name: String,
+        /// Path tried.
+        path: PathBuf,
+        /// Experiments found.
+        available: String,
+    },
+    /// Unreadable file.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Malformed TOML or invalid values.
+    #[error("{path}: {message}")]
+    Malformed {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ExperimentDef {
+    /// Loads `dir/NAME/experiment.toml`, or `name` itself if it is a path to a file.
+    pub fn load(name: &str, dir: &Path) -> Result<Self, ExperimentError> {
+        let as_path = Path::new(name);
+        let path = if as_path.is_file() {
+            as_path.to_path_buf()
+        } else {
+            dir.join(name).join("experiment.toml")
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ExperimentError::Unknown {
+                    name: name.into(),
+                    path: path.clone(),
+                    available: list_experiments(dir).join(", "),
+                }
+            } else {
+                ExperimentError::Io {
+                    path: path.clone(),
+                    source,
+                }
+            }
+        })?;
+        let def: ExperimentDef = toml::from_str(&text).map_err(|e| ExperimentError::Malformed {
+            path: path.clone(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        def.validate()
+            .map_err(|message| ExperimentError::Malformed { path, message })?;
+        Ok(def)
+    }
+
+    /// Checks value ranges; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.steps < 2 {
+            return Err("steps: must be at least 2".into());
+        }
+        if self.epochs == 0 {
+            return Err("epochs: must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return Err("batch_size: must be at least 1".into());
+        }
+        if !(self.lr.base.is_finite() && self.lr.base > 0.0) {
+            return Err("lr.base: must be a positive number".into());
+        }
+        let r = &self.regularizer;
+        if !(r.lambda.is_finite() && r.beta.is_finite() && r.limit.is_finite() && r.limit > 0.0) {
+            return Err("regularizer: lambda, beta must be finite and limit > 0".into());
+        }
+        let t = &self.targets;
+        if !(t.desired.is_finite() && t.undesired.is_finite() && t.margin.is_finite()) {
+            return Err("targets: desired, undesired and margin must be finite".into());
+        }
+        if t.desired < 1.0 {
+            return Err("targets.desired: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Experiment folders (holding an `experiment.toml`) in `dir`, sorted.
+pub fn list_experiments(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("experiment.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authors_schedule() {
+        let lr = LrDef {
+            base: 1e-3,
+            schedule: LrSchedule::InvSqrtEpoch,
+        };
+        assert_eq!(lr.at_epoch(0), 1e-3);
+        assert_eq!(lr.at_epoch(1), 1e-3);
+        assert!((lr.at_epoch(2) - 7.071e-4).abs() < 1e-7);
+        assert!((lr.at_epoch(199) - 7.089e-5).abs() < 1e-8);
+    }
+}

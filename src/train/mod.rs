@@ -1,0 +1,251 @@
+//! Training and evaluation with burn-train's `SupervisedTraining`: the TUI dashboard on a
+//! terminal (plain progress lines otherwise), test evaluation every epoch, checkpoints every
+//! epoch with `--resume`, and `summary.json` in the output folder.
+
+pub mod classifier;
+pub mod data;
+pub mod metrics;
+pub mod renderer;
+pub mod schedule;
+pub mod summary;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::module::Module;
+use burn::optim::AdamConfig;
+use burn::prelude::*;
+use burn::train::metric::{AccuracyMetric, LossMetric};
+use burn::train::{Learner, SupervisedTraining};
+
+use crate::data::{ImageSet, RateEncoder, Split, load_image_set};
+use crate::experiment::ExperimentDef;
+use crate::model::{NetworkDef, RuleOptions, SpikingNet};
+use classifier::SpikingClassifier;
+use data::{ImageDataset, SpikeBatch, SpikeBatcher};
+use metrics::{Activity, ActivityMetric};
+use renderer::PlainRenderer;
+use schedule::EpochLrScheduler;
+use summary::{RunSummary, SummaryLogger};
+
+/// Where a run reads and writes, and how it shows progress.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Dataset root.
+    pub data_dir: PathBuf,
+    /// Network definitions.
+    pub models_dir: PathBuf,
+    /// Output folder (checkpoints, logs, `summary.json`).
+    pub out_dir: PathBuf,
+    /// Continue from the last checkpoint in `out_dir`.
+    pub resume: bool,
+    /// Plain progress lines instead of the dashboard.
+    pub plain: bool,
+    /// Device to train on (without autodiff).
+    pub device: Device,
+    /// Human-readable backend/device name.
+    pub backend: String,
+}
+
+/// Loads a split and keeps the first `limit` samples.
+pub fn load_split(exp: &ExperimentDef, data_dir: &Path, split: Split) -> Result<ImageSet> {
+    let mut set = load_image_set(exp.dataset, data_dir, split)?;
+    let limit = match split {
+        Split::Train => exp.train_samples,
+        Split::Test => exp.test_samples,
+    };
+    if let Some(n) = limit {
+        set.truncate(n);
+    }
+    if set.is_empty() {
+        bail!("{} split of {} is empty", split_name(split), exp.dataset);
+    }
+    Ok(set)
+}
+
+fn split_name(split: Split) -> &'static str {
+    match split {
+        Split::Train => "train",
+        Split::Test => "test",
+    }
+}
+
+fn loader(
+    exp: &ExperimentDef,
+    set: ImageSet,
+    device: &Device,
+    shuffle: bool,
+) -> Arc<dyn DataLoader<SpikeBatch>> {
+    let encoder = RateEncoder::new(exp.steps, exp.seed, exp.encoding);
+    let mut builder = DataLoaderBuilder::new(SpikeBatcher::new(encoder))
+        .batch_size(exp.batch_size)
+        .num_workers(1)
+        .set_device(device.clone());
+    if shuffle {
+        builder = builder.shuffle(exp.seed);
+    }
+    builder.build(ImageDataset::new(set))
+}
+
+/// Builds the classifier of an experiment on `device`.
+pub fn build_classifier(
+    exp: &ExperimentDef,
+    models_dir: &Path,
+    device: &Device,
+) -> Result<(SpikingClassifier, NetworkDef)> {
+    let def = NetworkDef::load(&exp.model, models_dir)?;
+    let rule = RuleOptions {
+        effect_ratio: exp.effect_ratio,
+        regularizer: exp.regularizer,
+        label_spike_level: exp.targets.desired as u32,
+    };
+    let net = SpikingNet::new(&def, &rule, device)?;
+    Ok((SpikingClassifier::new(net, exp.targets), def))
+}
+
+/// The last epoch with a model checkpoint in `out_dir/checkpoint`.
+fn last_checkpoint(out_dir: &Path) -> Option<usize> {
+    std::fs::read_dir(out_dir.join("checkpoint"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("model-")?
+                .strip_suffix(".bpk")?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+}
+
+/// Trains an experiment; returns its summary (also in `out_dir/summary.json`).
+pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
+    let train_set = load_split(exp, &opts.data_dir, Split::Train)?;
+    let test_set = load_split(exp, &opts.data_dir, Split::Test)?;
+    let train_len = train_set.len();
+    let device = opts.device.clone();
+    device.seed(exp.seed);
+    let ad = device.clone().autodiff();
+    let (model, def) = build_classifier(exp, &opts.models_dir, &ad)?;
+    if def.input_size() != train_set.images.image_len() {
+        bail!(
+            "model '{}' expects {} inputs, dataset {} has {}-pixel images",
+            def.name,
+            def.input_size(),
+            exp.dataset,
+            train_set.images.image_len()
+        );
+    }
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
+
+    let summary_path = opts.out_dir.join("summary.json");
+    let checkpoint = if opts.resume {
+        let last = last_checkpoint(&opts.out_dir).with_context(|| {
+            format!(
+                "--resume: no checkpoint in {}",
+                opts.out_dir.join("checkpoint").display()
+            )
+        })?;
+        Some(last)
+    } else {
+        None
+    };
+    let previous: Option<RunSummary> = checkpoint
+        .and_then(|_| std::fs::read_to_string(&summary_path).ok())
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let summary = Arc::new(Mutex::new(previous.unwrap_or(RunSummary {
+        config: serde_json::json!({ "experiment": exp, "model": def }),
+        backend: opts.backend.clone(),
+        epochs: Vec::new(),
+        best_test_accuracy: 0.0,
+        best_epoch: 0,
+    })));
+
+    let plain = opts.plain || !std::io::stdout().is_terminal();
+    let lr = exp.lr;
+    let logger = SummaryLogger::new(
+        summary_path,
+        summary.clone(),
+        train_len,
+        Box::new(move |e| lr.at_epoch(e)),
+        plain,
+    );
+    let iterations = train_len.div_ceil(exp.batch_size);
+    let train_loader = loader(exp, train_set, &device, true);
+    let test_loader = loader(exp, test_set, &device, false);
+
+    let mut training = SupervisedTraining::new(&opts.out_dir, train_loader, test_loader)
+        .metrics((AccuracyMetric::new(), LossMetric::new()))
+        .with_metric_logger(logger)
+        .with_application_logger(None)
+        .with_default_checkpointers()
+        .num_epochs(exp.epochs)
+        .summary();
+    let labels = layer_labels(model.net.layers.len());
+    for (k, label) in labels.iter().enumerate() {
+        for kind in [Activity::SpikesPerNeuron, Activity::SilentPercent] {
+            training = training
+                .metric_train_numeric(ActivityMetric::new(k, label, kind))
+                .metric_valid_numeric(ActivityMetric::new(k, label, kind));
+        }
+    }
+    if plain {
+        training = training.renderer(Box::new(PlainRenderer::new()));
+    }
+    if let Some(epoch) = checkpoint {
+        println!("resuming from the checkpoint of epoch {epoch}");
+        training = training.checkpoint(epoch);
+    }
+    let optimizer = AdamConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.999)
+        .with_epsilon(1e-8)
+        .init();
+    let scheduler = EpochLrScheduler::new(exp.lr, iterations);
+    let result = training.launch(Learner::new(model, optimizer, scheduler));
+    result
+        .model
+        .into_record()
+        .save(opts.out_dir.join("model"))
+        .map_err(|e| anyhow::anyhow!("saving the final model: {e:?}"))?;
+    let s = summary.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(s)
+}
+
+/// "hidden 1", …, "output".
+fn layer_labels(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|k| {
+            if k + 1 == n {
+                "output".to_string()
+            } else {
+                format!("hidden {}", k + 1)
+            }
+        })
+        .collect()
+}
+
+/// Test accuracy (fraction) of a trained model file on the experiment's test split.
+pub fn evaluate(exp: &ExperimentDef, opts: &RunOptions, model_file: &Path) -> Result<f64> {
+    let test_set = load_split(exp, &opts.data_dir, Split::Test)?;
+    let (model, _) = build_classifier(exp, &opts.models_dir, &opts.device)?;
+    let record = burn::store::ModuleRecord::load(model_file)
+        .map_err(|e| anyhow::anyhow!("{}: cannot load the model: {e:?}", model_file.display()))?;
+    let model = model.load_record(record);
+    let n = test_set.len();
+    let test_loader = loader(exp, test_set, &opts.device, false);
+    let mut correct = 0usize;
+    for batch in test_loader.iter() {
+        let batch = batch.map_err(|e| anyhow::anyhow!("loading a test batch: {e:?}"))?;
+        let labels = batch.labels.clone();
+        let out = model.run(batch).0.classification.output;
+        let pred = out.argmax(1).reshape([labels.dims()[0]]);
+        let hits = pred.equal(labels).int().sum().into_scalar::<i64>();
+        correct += hits as usize;
+    }
+    Ok(correct as f64 / n as f64)
+}

@@ -1,0 +1,201 @@
+//! `summary.json` of a run: the configuration, the backend, and one record per epoch, written
+//! by a burn-train metric logger at the end of every epoch (so an interrupted run keeps it).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use burn::train::logger::MetricLogger;
+use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
+use burn::train::metric::{MetricDefinition, NumericEntry};
+use serde::{Deserialize, Serialize};
+
+/// One epoch of a run (accuracies are fractions in 0..1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Training accuracy (training-time forward passes).
+    pub train_accuracy: f64,
+    /// Test accuracy after the epoch.
+    pub test_accuracy: f64,
+    /// Mean training count loss.
+    pub loss: f64,
+    /// Mean test count loss.
+    pub test_loss: f64,
+    /// Wall-clock seconds of the epoch's training (without the test pass).
+    pub seconds: f64,
+    /// Training samples per second.
+    pub samples_per_second: f64,
+    /// Learning rate of the epoch.
+    pub lr: f64,
+}
+
+/// The whole summary file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Experiment (after command-line overrides), network and run facts.
+    pub config: serde_json::Value,
+    /// Backend and device.
+    pub backend: String,
+    /// Per epoch.
+    pub epochs: Vec<EpochRecord>,
+    /// Best test accuracy so far.
+    pub best_test_accuracy: f64,
+    /// Epoch of the best test accuracy.
+    pub best_epoch: usize,
+}
+
+impl RunSummary {
+    /// Adds an epoch, replacing a record of the same epoch (a resumed run redoes it).
+    pub fn push(&mut self, record: EpochRecord) {
+        self.epochs.retain(|r| r.epoch != record.epoch);
+        self.epochs.push(record);
+        self.epochs.sort_by_key(|r| r.epoch);
+        let best = self
+            .epochs
+            .iter()
+            .max_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy));
+        if let Some(b) = best {
+            self.best_test_accuracy = b.test_accuracy;
+            self.best_epoch = b.epoch;
+        }
+    }
+}
+
+/// Shared between the logger (inside the learner) and the caller.
+pub type SharedSummary = Arc<Mutex<RunSummary>>;
+
+/// The metric logger that maintains `summary.json`.
+pub struct SummaryLogger {
+    path: PathBuf,
+    summary: SharedSummary,
+    names: HashMap<String, String>,
+    values: HashMap<(usize, bool, String), f64>,
+    train_samples: usize,
+    lr_of_epoch: Box<dyn Fn(usize) -> f64 + Send>,
+    epoch_start: Instant,
+    train_seconds: HashMap<usize, f64>,
+    echo: bool,
+}
+
+impl SummaryLogger {
+    /// A logger writing `path`; `echo` prints one line per epoch to stdout (plain mode).
+    pub fn new(
+        path: PathBuf,
+        summary: SharedSummary,
+        train_samples: usize,
+        lr_of_epoch: Box<dyn Fn(usize) -> f64 + Send>,
+        echo: bool,
+    ) -> Self {
+        Self {
+            path,
+            summary,
+            names: HashMap::new(),
+            values: HashMap::new(),
+            train_samples,
+            lr_of_epoch,
+            epoch_start: Instant::now(),
+            train_seconds: HashMap::new(),
+            echo,
+        }
+    }
+
+    fn value(&self, epoch: usize, valid: bool, name: &str) -> f64 {
+        self.values
+            .get(&(epoch, valid, name.to_string()))
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+
+    fn finish_epoch(&mut self, epoch: usize) {
+        let seconds = self.train_seconds.get(&epoch).copied().unwrap_or(f64::NAN);
+        let record = EpochRecord {
+            epoch,
+            train_accuracy: self.value(epoch, false, "Accuracy") / 100.0,
+            test_accuracy: self.value(epoch, true, "Accuracy") / 100.0,
+            loss: self.value(epoch, false, "Loss"),
+            test_loss: self.value(epoch, true, "Loss"),
+            seconds,
+            samples_per_second: self.train_samples as f64 / seconds,
+            lr: (self.lr_of_epoch)(epoch - 1),
+        };
+        if self.echo {
+            println!(
+                "epoch {:>3}: train acc {:.2}%  test acc {:.2}%  loss {:.3}  {:.1} s ({:.0} samples/s)",
+                record.epoch,
+                100.0 * record.train_accuracy,
+                100.0 * record.test_accuracy,
+                record.loss,
+                record.seconds,
+                record.samples_per_second
+            );
+        }
+        let mut s = self.summary.lock().unwrap_or_else(|e| e.into_inner());
+        s.push(record);
+        match serde_json::to_string_pretty(&*s) {
+            Ok(text) => {
+                if let Err(e) = std::fs::write(&self.path, text) {
+                    eprintln!("warning: cannot write {}: {e}", self.path.display());
+                }
+            }
+            Err(e) => eprintln!("warning: cannot serialise the summary: {e}"),
+        }
+    }
+}
+
+impl MetricLogger for SummaryLogger {
+    fn log(&mut self, update: MetricsUpdate, epoch: usize, split: &Split) {
+        let valid = match split {
+            Split::Train => false,
+            Split::Valid => true,
+            Split::Test(_) => return,
+        };
+        for u in update.entries_numeric {
+            let id = format!("{:?}", u.entry.metric_id);
+            let Some(name) = self.names.get(&id).cloned() else {
+                continue;
+            };
+            let v = match (&u.numeric_entry, &u.running_entry) {
+                (Some(NumericEntry::Final(v)), _) => *v,
+                (_, Some(r)) => r.current(),
+                (Some(n), None) => n.current(),
+                (None, None) => continue,
+            };
+            self.values.insert((epoch, valid, name), v);
+        }
+    }
+
+    fn read_numeric(
+        &mut self,
+        _name: &str,
+        _epoch: usize,
+        _split: &Split,
+    ) -> Result<Vec<NumericEntry>, String> {
+        Err("the summary logger keeps epoch aggregates only".into())
+    }
+
+    fn log_metric_definition(&mut self, definition: MetricDefinition) {
+        self.names.insert(
+            format!("{:?}", definition.metric_id),
+            definition.name.to_string(),
+        );
+    }
+
+    fn log_epoch_summary(&mut self, summary: EpochSummary) {
+        match summary.split {
+            Split::Train => {
+                self.train_seconds.insert(
+                    summary.epoch_number,
+                    self.epoch_start.elapsed().as_secs_f64(),
+                );
+            }
+            Split::Valid => {
+                self.finish_epoch(summary.epoch_number);
+                self.epoch_start = Instant::now();
+            }
+            Split::Test(_) => {}
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Golden parity of the fully connected part of the authors' test CNN: the hidden and output
+//! layers, driven by the golden pool2 raster, trained one step through the Burn modules
+//! (custom backward + Burn's Adam), must reproduce the authors' rasters bit for bit and the
+//! sign and exact zeros of every weight change.
+
+mod common;
+
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use hm2bp::data::golden::{GOLDEN_LABEL, GOLDEN_STEPS, load_golden_cnn};
+use hm2bp::hm2bp::output::CountTargets;
+use hm2bp::layers::SpikingDenseConfig;
+use hm2bp::loss::count_loss;
+use hm2bp::model::SpikingNet;
+use hm2bp::spikes::SpikeRaster;
+
+fn dense_input(times: &[Vec<u32>], device: &Device) -> Tensor<3> {
+    let raster = SpikeRaster::from_times(times, GOLDEN_STEPS);
+    let mut dense = vec![0.0f32; GOLDEN_STEPS * times.len()];
+    raster.write_dense(&mut dense);
+    Tensor::from_data(
+        TensorData::new(dense, [1, GOLDEN_STEPS, times.len()]),
+        device,
+    )
+}
+
+fn times_of(spikes: Tensor<3>) -> Vec<Vec<u32>> {
+    let [_, t, n] = spikes.dims();
+    let v = spikes
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap();
+    SpikeRaster::from_dense(&v, t, n).times()
+}
+
+fn weights(w: &[f64], rows: usize, cols: usize, device: &Device) -> Tensor<2> {
+    let v: Vec<f32> = w.iter().map(|&x| x as f32).collect();
+    Tensor::from_data(TensorData::new(v, [rows, cols]), device)
+}
+
+/// sign with a dead band for the golden files' 6-decimal text.
+fn sign(x: f64, zero: f64) -> i8 {
+    if x > zero {
+        1
+    } else if x < -zero {
+        -1
+    } else {
+        0
+    }
+}
+
+#[test]
+fn fc_part_matches_golden_data() {
+    let Some(dir) = common::shared_data("hm2bp-golden/cnn-mnist") else {
+        return;
+    };
+    let g = load_golden_cnn(&dir).expect("golden data loads");
+    let dev = Device::flex().autodiff();
+    let reg = |c: SpikingDenseConfig| {
+        c.with_reg_lambda(10.0)
+            .with_reg_beta(0.4)
+            .with_reg_limit(8.0)
+    };
+    let hidden_cfg = reg(SpikingDenseConfig::new(48, 100, 10.0));
+    let output_cfg = reg(SpikingDenseConfig::new(100, 10, 5.0)
+        .with_is_output(true)
+        .with_lateral_strength(1.0)
+        .with_label_spike_level(35));
+    let net = SpikingNet {
+        layers: vec![
+            hidden_cfg.init_with(weights(&g.weights_before.hidden, 100, 48, &dev)),
+            output_cfg.init_with(weights(&g.weights_before.output, 10, 100, &dev)),
+        ],
+    };
+
+    // Forward before the update: bit-exact rasters.
+    let labels = Tensor::<1, Int>::from_ints([GOLDEN_LABEL as i64], &dev);
+    let outs = net.forward(
+        dense_input(&g.rasters_before.pool2, &dev),
+        Some(labels.clone()),
+    );
+    let hidden = times_of(outs[0].clone().inner());
+    let output = times_of(outs[1].clone().inner());
+    let total: usize = g.rasters_before.hidden.iter().map(Vec::len).sum();
+    let matched: usize = hidden
+        .iter()
+        .zip(&g.rasters_before.hidden)
+        .map(|(a, b)| a.iter().filter(|t| b.contains(t)).count())
+        .sum();
+    println!("hidden spikes matched {matched}/{total}");
+    assert_eq!(hidden, g.rasters_before.hidden, "hidden raster");
+    assert_eq!(output, g.rasters_before.output, "output raster (silent)");
+
+    // One HM2-BP step with Adam.
+    let counts = outs[1].clone().sum_dim(1).reshape([1, 10]);
+    let loss = count_loss(counts, labels.clone(), None, &CountTargets::default())
+        + net.regularizer_penalty();
+    let grads = GradientsParams::from_grads(loss.backward(), &net);
+    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let before: Vec<Vec<f32>> = net
+        .layers
+        .iter()
+        .map(|l| {
+            l.weight
+                .val()
+                .inner()
+                .into_data()
+                .try_into_vec::<f32>()
+                .unwrap()
+        })
+        .collect();
+    let net = optim.step(1e-3, net, grads);
+
+    let golden = [
+        (&g.weights_before.hidden, &g.weights_after.hidden, "hidden"),
+        (&g.weights_before.output, &g.weights_after.output, "output"),
+    ];
+    for (k, (w0, w1, name)) in golden.iter().enumerate() {
+        let ours = net.layers[k]
+            .weight
+            .val()
+            .inner()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let mut agree = 0;
+        for i in 0..ours.len() {
+            let ours_sign = sign((ours[i] - before[k][i]) as f64, 1e-5);
+            let golden_sign = sign(w1[i] - w0[i], 5e-4);
+            if ours_sign == golden_sign {
+                agree += 1;
+            } else {
+                eprintln!(
+                    "{name}[{i}]: ours {} golden {}",
+                    ours[i] - before[k][i],
+                    w1[i] - w0[i]
+                );
+            }
+        }
+        println!("{name}: update signs matched {agree}/{}", ours.len());
+        assert_eq!(agree, ours.len(), "{name} update signs");
+    }
+
+    // Forward after the update, from the golden post-update pool2 raster.
+    let outs = net
+        .valid()
+        .forward(dense_input(&g.rasters_after.pool2, &Device::flex()), None);
+    assert_eq!(
+        times_of(outs[0].clone()),
+        g.rasters_after.hidden,
+        "hidden after update"
+    );
+    assert_eq!(
+        times_of(outs[1].clone()),
+        g.rasters_after.output,
+        "output after update"
+    );
+}
