@@ -7,6 +7,7 @@
 //! counts → rate-coded loss → (autodiff) → HM2-BP custom backward → optimizer.
 
 pub mod backend;
+pub mod bench;
 pub mod data;
 pub mod experiment;
 pub mod hm2bp;

@@ -53,6 +53,7 @@ pub struct LifPopulation {
     v: Vec<f32>,
     ep: Vec<f32>,
     refractory: Vec<u32>,
+    spiked: Vec<u8>,
 }
 
 impl LifPopulation {
@@ -63,6 +64,7 @@ impl LifPopulation {
             v: vec![0.0; neurons],
             ep: vec![0.0; neurons],
             refractory: vec![0; neurons],
+            spiked: vec![0; neurons],
         }
     }
 
@@ -71,27 +73,43 @@ impl LifPopulation {
     /// `fired` (ascending).
     pub fn step(&mut self, t: usize, current: &[f32], fired: &mut Vec<u32>) {
         let p = self.params;
-        let vth = p.threshold - p.threshold_eps;
-        for n in 0..self.v.len() {
-            let mut v = self.v[n];
-            let mut ep = self.ep[n];
-            v -= v / p.tau_m;
-            ep -= ep / p.tau_s;
+        // Leak and integration: branch-free, so it vectorises (same operations, same order).
+        for ((v, ep), &i) in self.v.iter_mut().zip(&mut self.ep).zip(current) {
+            *v -= *v / p.tau_m;
+            *ep -= *ep / p.tau_s;
             if t > 0 {
-                ep += current[n];
-                v += ep / p.tau_s;
-                if self.refractory[n] > 0 {
-                    v = 0.0;
-                    self.refractory[n] -= 1;
-                }
-                if v > vth {
-                    fired.push(n as u32);
-                    self.refractory[n] = p.t_ref;
-                    v = 0.0;
-                }
+                *ep += i;
+                *v += *ep / p.tau_s;
             }
-            self.v[n] = v;
-            self.ep[n] = ep;
+        }
+        if t == 0 {
+            return;
+        }
+        // Refractory clamp and threshold test, branch-free so it vectorises; the (few) spikes
+        // are then collected and reset.
+        let vth = p.threshold - p.threshold_eps;
+        let mut any = 0u8;
+        for ((v, r), s) in self
+            .v
+            .iter_mut()
+            .zip(&mut self.refractory)
+            .zip(&mut self.spiked)
+        {
+            let refractory = *r > 0;
+            *v = if refractory { 0.0 } else { *v };
+            *r -= u32::from(refractory);
+            *s = u8::from(*v > vth);
+            any |= *s;
+        }
+        if any == 0 {
+            return;
+        }
+        for (n, &s) in self.spiked.iter().enumerate() {
+            if s != 0 {
+                fired.push(n as u32);
+                self.refractory[n] = p.t_ref;
+                self.v[n] = 0.0;
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::hm2bp::dense::{DenseSpec, forward_sample, transpose};
+use crate::hm2bp::dense::{DenseSpec, LayerWeights, forward_sample};
 use crate::hm2bp::output::{CountTargets, OutputRule, insert_label_spikes, lateral_factor};
 use crate::hm2bp::reference::{LayerBackward, LayerCase, layer_backward};
 use crate::hm2bp::regularizer::WeightRegularizer;
@@ -326,7 +326,7 @@ pub fn run_trace(case: &Case) -> Trace {
             .flatten()
             .map(|&x| x as f32)
             .collect();
-        let out = forward_sample(&rasters[k], &transpose(&w32, rows, cols), rows, &spec(k));
+        let out = forward_sample(&rasters[k], &LayerWeights::new(&w32, rows, cols), &spec(k));
         rasters.push(out);
     }
     let times: Vec<Vec<Vec<u32>>> = rasters.iter().map(SpikeRaster::times).collect();

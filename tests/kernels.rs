@@ -1,7 +1,7 @@
 //! The fast event-driven kernels against slow, obviously-correct versions written straight from
 //! the spec (per step over all inputs for the forward, per pair for the backward).
 
-use hm2bp::hm2bp::dense::{SampleGrad, backward_sample, forward_sample, transpose};
+use hm2bp::hm2bp::dense::{LayerWeights, SampleGrad, backward_sample, forward_sample, transpose};
 use hm2bp::hm2bp::output::{OutputRule, insert_label_spikes, lateral_factor};
 use hm2bp::hm2bp::reference::{LayerCase, layer_backward};
 use hm2bp::hm2bp::regularizer::WeightRegularizer;
@@ -88,7 +88,7 @@ fn forward_matches_naive_simulation() {
         let input = random_raster(&mut rng, steps, n_in, 0.05);
         let w = random_weights(&mut rng, n_in * n_out, 1.0);
         let s = spec(3.0, case % 2 == 1);
-        let fast = forward_sample(&input, &transpose(&w, n_out, n_in), n_out, &s);
+        let fast = forward_sample(&input, &LayerWeights::new(&w, n_out, n_in), &s);
         assert_eq!(
             fast.times(),
             naive_forward(&input, &w, n_out, &s),
@@ -107,7 +107,8 @@ fn backward_matches_per_pair_reference() {
         let s = spec(4.0, output_layer);
         let input = random_raster(&mut rng, steps, n_in, 0.06);
         let w = random_weights(&mut rng, n_in * n_out, 0.8);
-        let out = forward_sample(&input, &transpose(&w, n_out, n_in), n_out, &s);
+        let lw = LayerWeights::new(&w, n_out, n_in);
+        let out = forward_sample(&input, &lw, &s);
         let d_post: Vec<f32> = (0..n_out)
             .map(|_| rng.random::<f32>() * 20.0 - 10.0)
             .collect();
@@ -121,7 +122,9 @@ fn backward_matches_per_pair_reference() {
             d_post: &d_post,
             label,
         };
-        let info = backward_sample(&args, &w, &s, &mut grad, Some(&mut d_pre));
+        let mut grad_t = vec![0.0f32; n_out * n_in];
+        let info = backward_sample(&args, &lw, &s, &mut grad_t, Some(&mut d_pre));
+        grad.copy_from_slice(&transpose(&grad_t, n_in, n_out));
 
         // Reference, from the spec.
         let mut post = out.times();
@@ -160,9 +163,8 @@ fn backward_matches_per_pair_reference() {
                 );
             }
         }
-        for j in 0..n_in {
-            let want = r.d_pre.as_ref().unwrap()[j];
-            assert!(close(d_pre[j], want), "case {case} d_pre[{j}]");
+        for (j, (&got, &want)) in d_pre.iter().zip(r.d_pre.as_ref().unwrap()).enumerate() {
+            assert!(close(got, want), "case {case} d_pre[{j}]");
         }
     }
 }
@@ -201,10 +203,10 @@ fn batch_equals_per_sample() {
         true,
     );
 
-    let mut want = vec![0.0f32; n_out * n_in];
-    let wt = transpose(&w, n_out, n_in);
+    let mut want_t = vec![0.0f32; n_out * n_in];
+    let lw = LayerWeights::new(&w, n_out, n_in);
     for (k, r) in rasters.iter().enumerate() {
-        let o = forward_sample(r, &wt, n_out, &s);
+        let o = forward_sample(r, &lw, &s);
         let mut dense = vec![0.0; steps * n_out];
         o.write_dense(&mut dense);
         assert_eq!(dense, out[k * steps * n_out..(k + 1) * steps * n_out]);
@@ -215,9 +217,10 @@ fn batch_equals_per_sample() {
             d_post: &d_post[k * n_out..(k + 1) * n_out],
             label: Some(labels[k]),
         };
-        backward_sample(&args, &w, &s, &mut want, Some(&mut d));
+        backward_sample(&args, &lw, &s, &mut want_t, Some(&mut d));
         assert_eq!(d, g.input.as_ref().unwrap()[k * n_in..(k + 1) * n_in]);
     }
+    let want = transpose(&want_t, n_in, n_out);
     for (a, b) in g.weight.iter().zip(&want) {
         assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0));
     }

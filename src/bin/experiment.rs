@@ -1,1 +1,332 @@
-fn main() {}
+//! `experiment`: train, evaluate, trace and benchmark HM2-BP spiking networks.
+//!
+//! With no arguments it trains the default experiment (the paper's MNIST 784-800-10 MLP),
+//! fetching MNIST first if it is not in the data folder.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use hm2bp::data::fetch::{FetchOptions, fetch_datasets};
+use hm2bp::data::{ImageDatasetKind, Split, load_image_set};
+use hm2bp::experiment::ExperimentDef;
+use hm2bp::train::{RunOptions, evaluate, train};
+
+/// Large, short-lived tensors (spike trains of a batch) are allocated every step: mimalloc
+/// reuses their pages instead of faulting fresh ones in from the kernel each time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Experiment that runs when no subcommand is given.
+const DEFAULT_EXPERIMENT: &str = "mnist-mlp";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "experiment",
+    version,
+    about = "Train and evaluate spiking neural networks with HM2-BP (Jin, Zhang & Li, NeurIPS 2018)",
+    long_about = "Train and evaluate spiking neural networks with HM2-BP.\n\n\
+        Without a subcommand, trains the default experiment (mnist-mlp: the paper's MNIST \
+        784-800-10 network, T = 400), fetching MNIST first if needed."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train an experiment (experiments/NAME/experiment.toml).
+    Train(TrainArgs),
+    /// Evaluate a trained model on the experiment's test split.
+    Eval(EvalArgs),
+    /// Fetch the datasets into the data folder (idempotent, md5-checked).
+    FetchData(FetchArgs),
+    /// One faithful HM2-BP training step on a JSON case, every intermediate quantity as JSON.
+    Trace(TraceArgs),
+    /// Time forward+backward of a spiking dense layer stack on real or synthetic spikes.
+    Bench(hm2bp::bench::BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Dataset folder.
+    #[arg(long, env = "HM2BP_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Folder of experiment definitions.
+    #[arg(long, default_value = "experiments")]
+    experiments_dir: PathBuf,
+    /// Folder of network definitions.
+    #[arg(long, default_value = "models")]
+    models_dir: PathBuf,
+    /// Backend: flex, ndarray or wgpu (those compiled in; default: the first CPU one).
+    #[arg(long, env = "HM2BP_BACKEND")]
+    backend: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct Overrides {
+    /// Number of epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Train on the first N training samples only.
+    #[arg(long)]
+    train_samples: Option<usize>,
+    /// Test on the first N test samples only.
+    #[arg(long)]
+    test_samples: Option<usize>,
+    /// Batch size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Simulation length T.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Base learning rate (the schedule stays the experiment's).
+    #[arg(long)]
+    lr: Option<f64>,
+}
+
+impl Overrides {
+    fn apply(&self, exp: &mut ExperimentDef) -> Result<()> {
+        if let Some(v) = self.epochs {
+            exp.epochs = v;
+        }
+        if let Some(v) = self.train_samples {
+            exp.train_samples = Some(v);
+        }
+        if let Some(v) = self.test_samples {
+            exp.test_samples = Some(v);
+        }
+        if let Some(v) = self.batch_size {
+            exp.batch_size = v;
+        }
+        if let Some(v) = self.steps {
+            exp.steps = v;
+        }
+        if let Some(v) = self.seed {
+            exp.seed = v;
+        }
+        if let Some(v) = self.lr {
+            exp.lr.base = v;
+        }
+        exp.validate()
+            .map_err(|m| anyhow::anyhow!("invalid option: {m}"))
+    }
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    /// Experiment name (a folder of experiments/) or path to an experiment.toml.
+    #[arg(default_value = DEFAULT_EXPERIMENT)]
+    experiment: String,
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    overrides: Overrides,
+    /// Output folder (default: runs/EXPERIMENT).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from the last checkpoint in the output folder.
+    #[arg(long)]
+    resume: bool,
+    /// Plain progress lines instead of the dashboard (automatic when stdout is not a terminal).
+    #[arg(long)]
+    plain: bool,
+    /// Do not fetch missing datasets automatically.
+    #[arg(long)]
+    no_fetch: bool,
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// Experiment name or path.
+    #[arg(default_value = DEFAULT_EXPERIMENT)]
+    experiment: String,
+    /// Trained model file (default: runs/EXPERIMENT/model.bpk).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(Args, Debug)]
+struct FetchArgs {
+    /// Dataset folder.
+    #[arg(long, env = "HM2BP_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Copy the datasets from this folder (laid out like the data folder) instead of
+    /// downloading them, e.g. `--from ../shared/data`.
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// Datasets to fetch (default: mnist and fashion-mnist).
+    #[arg(long, value_delimiter = ',')]
+    dataset: Vec<ImageDatasetKind>,
+}
+
+#[derive(Args, Debug)]
+struct TraceArgs {
+    /// Case file (schema hm2bp-case/1).
+    #[arg(long)]
+    case: PathBuf,
+    /// Output file (schema hm2bp-trace/1); `-` for stdout.
+    #[arg(long, default_value = "-")]
+    out: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run_train(default_train_args()),
+        Some(Command::Train(a)) => run_train(a),
+        Some(Command::Eval(a)) => run_eval(a),
+        Some(Command::FetchData(a)) => run_fetch(a),
+        Some(Command::Trace(a)) => run_trace(a),
+        Some(Command::Bench(a)) => hm2bp::bench::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `train` with every option at its default (what a bare `experiment` runs).
+fn default_train_args() -> TrainArgs {
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+    Wrapper::parse_from(["experiment"]).args
+}
+
+fn device(common: &Common) -> Result<(burn::prelude::Device, String)> {
+    let (device, name) =
+        hm2bp::backend::device(common.backend.as_deref()).map_err(|m| anyhow::anyhow!(m))?;
+    println!("backend: {name}");
+    Ok((device, name))
+}
+
+fn load_experiment(name: &str, common: &Common, overrides: &Overrides) -> Result<ExperimentDef> {
+    let mut exp = ExperimentDef::load(name, &common.experiments_dir)?;
+    overrides.apply(&mut exp)?;
+    Ok(exp)
+}
+
+/// Fetches the experiment's dataset if it is missing (the default run gets its own data).
+fn ensure_data(kind: ImageDatasetKind, data_dir: &Path) -> Result<()> {
+    if load_image_set(kind, data_dir, Split::Test).is_ok() {
+        return Ok(());
+    }
+    println!("{kind} not found in {}: fetching it", data_dir.display());
+    let opts = FetchOptions {
+        data_dir: data_dir.to_path_buf(),
+        from: None,
+        datasets: vec![kind],
+    };
+    fetch_datasets(&opts, &mut |line| println!("  {line}")).with_context(|| {
+        format!(
+            "could not fetch {kind}; get it with `cargo run --release --bin experiment -- \
+             fetch-data --data-dir {}` (or `--from DIR` with a local copy)",
+            data_dir.display()
+        )
+    })
+}
+
+fn run_train(a: TrainArgs) -> Result<()> {
+    let exp = load_experiment(&a.experiment, &a.common, &a.overrides)?;
+    if !a.no_fetch {
+        ensure_data(exp.dataset, &a.common.data_dir)?;
+    }
+    let (device, backend) = device(&a.common)?;
+    let out_dir = a
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(&exp.name));
+    println!(
+        "experiment {}: {} on {}, T = {}, {} epochs, batch {}; output in {}",
+        exp.name,
+        exp.model,
+        exp.dataset,
+        exp.steps,
+        exp.epochs,
+        exp.batch_size,
+        out_dir.display()
+    );
+    let opts = RunOptions {
+        data_dir: a.common.data_dir,
+        models_dir: a.common.models_dir,
+        out_dir: out_dir.clone(),
+        resume: a.resume,
+        plain: a.plain,
+        device,
+        backend,
+    };
+    let summary = train(&exp, &opts)?;
+    println!(
+        "best test accuracy {:.2}% (epoch {}); summary in {}",
+        100.0 * summary.best_test_accuracy,
+        summary.best_epoch,
+        out_dir.join("summary.json").display()
+    );
+    Ok(())
+}
+
+fn run_eval(a: EvalArgs) -> Result<()> {
+    let exp = load_experiment(&a.experiment, &a.common, &a.overrides)?;
+    let (device, backend) = device(&a.common)?;
+    let model = a
+        .model
+        .unwrap_or_else(|| PathBuf::from("runs").join(&exp.name).join("model.bpk"));
+    let opts = RunOptions {
+        data_dir: a.common.data_dir,
+        models_dir: a.common.models_dir,
+        out_dir: PathBuf::new(),
+        resume: false,
+        plain: true,
+        device,
+        backend,
+    };
+    let acc = evaluate(&exp, &opts, &model)?;
+    println!("test accuracy {:.2}% ({})", 100.0 * acc, model.display());
+    Ok(())
+}
+
+fn run_fetch(a: FetchArgs) -> Result<()> {
+    let datasets = if a.dataset.is_empty() {
+        vec![ImageDatasetKind::Mnist, ImageDatasetKind::FashionMnist]
+    } else {
+        a.dataset
+    };
+    let opts = FetchOptions {
+        data_dir: a.data_dir,
+        from: a.from,
+        datasets,
+    };
+    fetch_datasets(&opts, &mut |line| println!("{line}"))?;
+    Ok(())
+}
+
+fn run_trace(a: TraceArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.case)
+        .with_context(|| format!("cannot read {}", a.case.display()))?;
+    let case = hm2bp::trace::Case::from_json(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.case.display()))?;
+    let trace = hm2bp::trace::run_trace(&case);
+    let json = serde_json::to_string_pretty(&trace)?;
+    if a.out == Path::new("-") {
+        println!("{json}");
+    } else {
+        std::fs::write(&a.out, json)
+            .with_context(|| format!("cannot write {}", a.out.display()))?;
+    }
+    Ok(())
+}

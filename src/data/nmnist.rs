@@ -60,7 +60,8 @@ pub fn read_nmnist_events(path: &Path) -> Result<Vec<NmnistEvent>> {
 /// authors' converter (`NMNIST_Converter.m`) and reader:
 ///
 /// - channel = `x · 34 + y` (0-based; their `(x − 1) · 34 + y` with 1-based MATLAB addresses,
-///   minus one), plus 1156 for polarity bit 1 (their MATLAB `p == 2`, with `p = bit + 1`);
+///   minus one), plus 1156 for polarity bit 1 (their MATLAB `p == 2`, with `p = bit + 1`,
+///   which the converter treats as the OFF events);
 ///   events with `x ≥ 34` or `y ≥ 34` are dropped;
 /// - step = `⌈ts / bin_us⌉ + 1`; steps `≥ steps` are dropped; several events of one channel in
 ///   one bin collapse into one spike. A `bin_us` of 0 is treated as 1.

@@ -29,18 +29,41 @@ pub struct BatchShape {
     pub neurons: usize,
 }
 
-impl BatchShape {
-    fn sample_len(&self) -> usize {
-        self.steps * self.neurons
-    }
-
-    fn raster(&self, dense: &[f32], b: usize) -> SpikeRaster {
-        let n = self.sample_len();
-        SpikeRaster::from_dense(&dense[b * n..(b + 1) * n], self.steps, self.neurons)
-    }
+/// Reads every sample of a dense batch `[B][T][N]` into a raster (in parallel).
+pub fn rasters_from_dense(dense: &[f32], shape: BatchShape) -> Vec<SpikeRaster> {
+    let n = shape.steps * shape.neurons;
+    (0..shape.batch)
+        .into_par_iter()
+        .map(|b| SpikeRaster::from_dense(&dense[b * n..(b + 1) * n], shape.steps, shape.neurons))
+        .collect()
 }
 
-/// Forward pass of a batch: dense input `[B][T][n_in]`, weight `[n_out][n_in]` → dense output
+/// Writes rasters densely as `[B][T][N]`.
+pub fn rasters_to_dense(rasters: &[SpikeRaster]) -> Vec<f32> {
+    let n = rasters.first().map_or(0, |r| r.steps() * r.neurons());
+    let mut out = vec![0.0f32; rasters.len() * n];
+    out.par_chunks_mut(n.max(1))
+        .zip(rasters)
+        .for_each(|(chunk, r)| r.write_dense(chunk));
+    out
+}
+
+/// Forward pass of a batch of rasters through a layer with weight `[n_out][n_in]`.
+pub fn dense_forward_rasters(
+    inputs: &[SpikeRaster],
+    weight: &[f32],
+    n_out: usize,
+    spec: &DenseSpec,
+) -> Vec<SpikeRaster> {
+    let n_in = inputs.first().map_or(0, SpikeRaster::neurons);
+    let weights = dense::LayerWeights::new(weight, n_out, n_in);
+    inputs
+        .par_iter()
+        .map(|r| dense::forward_sample(r, &weights, spec))
+        .collect()
+}
+
+/// Forward pass of a dense batch: input `[B][T][n_in]`, weight `[n_out][n_in]` → output
 /// `[B][T][n_out]`.
 pub fn dense_forward_batch(
     input: &[f32],
@@ -49,18 +72,11 @@ pub fn dense_forward_batch(
     n_out: usize,
     spec: &DenseSpec,
 ) -> Vec<f32> {
-    let weight_t = dense::transpose(weight, n_out, shape.neurons);
-    let mut out = vec![0.0f32; shape.batch * shape.steps * n_out];
-    out.par_chunks_mut(shape.steps * n_out.max(1))
-        .enumerate()
-        .for_each(|(b, chunk)| {
-            let raster = shape.raster(input, b);
-            dense::forward_sample(&raster, &weight_t, n_out, spec).write_dense(chunk);
-        });
-    out
+    let inputs = rasters_from_dense(input, shape);
+    rasters_to_dense(&dense_forward_rasters(&inputs, weight, n_out, spec))
 }
 
-/// Result of [`dense_backward_batch`].
+/// Result of the batched backward pass.
 pub struct BatchGrad {
     /// `Σ_b δ (1+s) γ e` (S12 main term, summed over the batch; the batch mean comes from the
     /// loss), `[n_out][n_in]`.
@@ -69,36 +85,29 @@ pub struct BatchGrad {
     pub input: Option<Vec<f32>>,
 }
 
-/// Backward pass of a batch. `d_post` is `[B][n_out]`; `labels` (one per sample) are needed by
-/// the output layer's rule.
-#[allow(clippy::too_many_arguments)]
-pub fn dense_backward_batch(
-    input: &[f32],
-    output: &[f32],
-    shape: BatchShape,
+/// Backward pass of a batch given its input and output rasters. `d_post` is `[B][n_out]`;
+/// `labels` (one per sample) are needed by the output layer's rule.
+pub fn dense_backward_rasters(
+    inputs: &[SpikeRaster],
+    outputs: &[SpikeRaster],
     weight: &[f32],
-    n_out: usize,
     d_post: &[f32],
     labels: Option<&[usize]>,
     spec: &DenseSpec,
     need_d_pre: bool,
 ) -> BatchGrad {
-    let n_in = shape.neurons;
-    let out_shape = BatchShape {
-        neurons: n_out,
-        ..shape
-    };
-    let mut d_pre = need_d_pre.then(|| vec![0.0f32; shape.batch * n_in]);
+    let n_in = inputs.first().map_or(0, SpikeRaster::neurons);
+    let n_out = outputs.first().map_or(0, SpikeRaster::neurons);
+    let weights = dense::LayerWeights::new(weight, n_out, n_in);
+    let mut d_pre = need_d_pre.then(|| vec![0.0f32; inputs.len() * n_in]);
     let per_sample = |b: usize, grad: &mut Vec<f32>, d: Option<&mut [f32]>| {
-        let pre = shape.raster(input, b);
-        let post = out_shape.raster(output, b);
         let args = dense::SampleGrad {
-            input: &pre,
-            output: &post,
+            input: &inputs[b],
+            output: &outputs[b],
             d_post: &d_post[b * n_out..(b + 1) * n_out],
             label: labels.map(|l| l[b]),
         };
-        dense::backward_sample(&args, weight, spec, grad, d);
+        dense::backward_sample(&args, &weights, spec, grad, d);
     };
     let zero = || vec![0.0f32; n_out * n_in];
     let add = |mut a: Vec<f32>, b: Vec<f32>| {
@@ -114,7 +123,7 @@ pub fn dense_backward_batch(
                 g
             })
             .reduce(zero, add),
-        None => (0..shape.batch)
+        None => (0..inputs.len())
             .into_par_iter()
             .fold(zero, |mut g, b| {
                 per_sample(b, &mut g, None);
@@ -123,7 +132,35 @@ pub fn dense_backward_batch(
             .reduce(zero, add),
     };
     BatchGrad {
-        weight: grad,
+        weight: dense::transpose(&grad, n_in, n_out),
         input: d_pre,
     }
+}
+
+/// Backward pass of a dense batch (input `[B][T][n_in]`, output `[B][T][n_out]`).
+#[allow(clippy::too_many_arguments)]
+pub fn dense_backward_batch(
+    input: &[f32],
+    output: &[f32],
+    shape: BatchShape,
+    weight: &[f32],
+    n_out: usize,
+    d_post: &[f32],
+    labels: Option<&[usize]>,
+    spec: &DenseSpec,
+    need_d_pre: bool,
+) -> BatchGrad {
+    let out_shape = BatchShape {
+        neurons: n_out,
+        ..shape
+    };
+    dense_backward_rasters(
+        &rasters_from_dense(input, shape),
+        &rasters_from_dense(output, out_shape),
+        weight,
+        d_post,
+        labels,
+        spec,
+        need_d_pre,
+    )
 }

@@ -55,6 +55,7 @@ pub struct LayerCase<'a> {
 }
 
 /// One layer's backward, per spec §3.6, pair by pair.
+#[allow(clippy::needless_range_loop)] // indices i, j mirror the spec's formulas
 pub fn layer_backward(c: &LayerCase<'_>) -> LayerBackward {
     let nu = c.lif.threshold as f64;
     let o_pre: Vec<f64> = c.pre.iter().map(|t| t.len() as f64).collect();

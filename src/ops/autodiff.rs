@@ -1,5 +1,6 @@
-//! The hand-written autodiff implementation of [`Hm2bpBackend`]: the forward runs the inner
-//! backend's op and records a [`Backward`] step whose gradient is the HM2-BP rule.
+//! The hand-written autodiff implementation of [`Hm2bpBackend`]: the forward simulates the
+//! layer (keeping the spike rasters) and records a [`Backward`] step whose gradient is the
+//! HM2-BP rule.
 
 use burn::backend::autodiff::{
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
@@ -9,14 +10,16 @@ use burn::backend::autodiff::{
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, Backend, TensorMetadata};
 
-use super::{Hm2bpBackend, shape3};
+use std::sync::Arc;
+
+use super::{ForwardRasters, Hm2bpBackend, host_backward, host_forward, shape3};
 use crate::hm2bp::DenseSpec;
 
 /// State kept from the forward pass for the HM2-BP backward.
 #[derive(Debug, Clone)]
 struct DenseState<B: Backend> {
-    input: FloatTensor<B>,
-    output: FloatTensor<B>,
+    rasters: Arc<ForwardRasters>,
+    steps: usize,
     weight: FloatTensor<B>,
     labels: IntTensor<B>,
     spec: DenseSpec,
@@ -37,14 +40,12 @@ impl<B: Hm2bpBackend> Backward<B, 2> for SpikingDenseBackward {
         let [input_parent, weight_parent] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let st = ops.state;
-        let in_shape = st.input.shape();
-        let (b, t, n_in) = (in_shape[0], in_shape[1], in_shape[2]);
-        let n_out = st.weight.shape()[0];
+        let (b, t) = (st.rasters.batch(), st.steps);
+        let [n_out, n_in] = [st.weight.shape()[0], st.weight.shape()[1]];
         // ∂E/∂o: the spike-train gradient is the count gradient repeated over time.
         let d_post = B::float_reshape(B::float_mean_dim(grad, 1), [b, n_out].into());
-        let (grad_w, d_pre) = B::spiking_dense_backward(
-            st.input,
-            st.output,
+        let (grad_w, d_pre) = host_backward::<B>(
+            &st.rasters,
             st.weight,
             d_post,
             st.labels,
@@ -75,11 +76,12 @@ impl<B: Hm2bpBackend, C: CheckpointStrategy> Hm2bpBackend for Autodiff<B, C> {
         {
             OpsKind::Tracked(prep) => {
                 let x = input.into_primitive();
+                let steps = x.shape()[1];
                 let w = weight.into_primitive();
-                let out = B::spiking_dense(x.clone(), w.clone(), labels.clone(), spec);
+                let (out, rasters) = host_forward::<B>(x, w.clone(), spec);
                 let state = DenseState {
-                    input: x,
-                    output: out.clone(),
+                    rasters: Arc::new(rasters),
+                    steps,
                     weight: w,
                     labels,
                     spec,

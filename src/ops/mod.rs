@@ -14,7 +14,8 @@
 //!
 //! The op bodies run the event-driven, multi-threaded kernels of [`crate::hm2bp`] on the
 //! host: the tensors are read back, processed per sample on all cores, and written to the
-//! tensor's device. This is the fast path on the CPU backends (`flex`, `ndarray`) and a correct
+//! tensor's device. On autodiff devices the forward keeps the per-sample spike rasters
+//! (compact event lists) for the backward, so dense spike tensors are read once per layer. This is the fast path on the CPU backends (`flex`, `ndarray`) and a correct
 //! (round-tripping) path on GPU backends.
 
 pub mod autodiff;
@@ -24,6 +25,7 @@ use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::tensor::{Int, Shape, Tensor, TensorData, read_sync};
 
 use crate::hm2bp::{self, BatchShape, DenseSpec};
+use crate::spikes::SpikeRaster;
 
 /// Backends that can run spiking dense layers with HM2-BP gradients.
 #[backend_extension(
@@ -44,18 +46,7 @@ pub trait Hm2bpBackend: Backend {
         spec: DenseSpec,
     ) -> FloatTensor<Self> {
         let _ = labels;
-        let [b, t, n_in] = dims3(&input);
-        let n_out = input_dims_out(&weight);
-        let device = input.device();
-        let x = host_f32(Self::float_into_data(input));
-        let w = host_f32(Self::float_into_data(weight));
-        let shape = BatchShape {
-            batch: b,
-            steps: t,
-            neurons: n_in,
-        };
-        let out = hm2bp::dense_forward_batch(&x, shape, &w, n_out, &spec);
-        Self::float_from_data(TensorData::new(out, [b, t, n_out]), &device)
+        host_forward::<Self>(input, weight, spec).0
     }
 
     /// The HM2-BP backward rule of a batch: from the layer's input, output, weight and
@@ -70,44 +61,101 @@ pub trait Hm2bpBackend: Backend {
         spec: DenseSpec,
         need_d_pre: bool,
     ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
-        let [b, t, n_in] = dims3(&input);
-        let n_out = input_dims_out(&weight);
-        let device = input.device();
-        let labels = spec.output.map(|_| {
-            read_sync(Self::int_into_data(labels))
-                .map(|d| {
-                    d.iter::<i64>()
-                        .map(|v| v.max(0) as usize)
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        });
-        let x = host_f32(Self::float_into_data(input));
-        let y = host_f32(Self::float_into_data(output));
-        let w = host_f32(Self::float_into_data(weight));
-        let d = host_f32(Self::float_into_data(d_post));
-        let shape = BatchShape {
-            batch: b,
-            steps: t,
-            neurons: n_in,
+        let rasters = ForwardRasters {
+            input: host_rasters::<Self>(input),
+            output: host_rasters::<Self>(output),
         };
-        let g = hm2bp::dense_backward_batch(
-            &x,
-            &y,
-            shape,
-            &w,
-            n_out,
-            &d,
-            labels.as_deref(),
-            &spec,
-            need_d_pre,
-        );
-        let gw = Self::float_from_data(TensorData::new(g.weight, [n_out, n_in]), &device);
-        let gx = g
-            .input
-            .map(|v| Self::float_from_data(TensorData::new(v, [b, n_in]), &device));
-        (gw, gx)
+        host_backward::<Self>(&rasters, weight, d_post, labels, spec, need_d_pre)
     }
+}
+
+/// The spike rasters of a layer's forward pass, per sample, kept for its backward pass (so
+/// that the dense spike tensors are read only once).
+#[derive(Debug)]
+pub(crate) struct ForwardRasters {
+    input: Vec<SpikeRaster>,
+    output: Vec<SpikeRaster>,
+}
+
+impl ForwardRasters {
+    /// Samples in the batch.
+    pub(crate) fn batch(&self) -> usize {
+        self.input.len()
+    }
+}
+
+/// Reads a dense spike tensor `[B, T, N]` into per-sample rasters.
+fn host_rasters<B: Backend>(spikes: FloatTensor<B>) -> Vec<SpikeRaster> {
+    let [b, t, n] = dims3(&spikes);
+    let data = host_f32(B::float_into_data(spikes));
+    let shape = BatchShape {
+        batch: b,
+        steps: t,
+        neurons: n,
+    };
+    hm2bp::rasters_from_dense(f32s(&data), shape)
+}
+
+/// The forward pass on the host: output spike tensor and the rasters for the backward.
+pub(crate) fn host_forward<B: Backend>(
+    input: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    spec: DenseSpec,
+) -> (FloatTensor<B>, ForwardRasters) {
+    let [b, t, _] = dims3(&input);
+    let n_out = weight.shape()[0];
+    let device = input.device();
+    let inputs = host_rasters::<B>(input);
+    let w = host_f32(B::float_into_data(weight));
+    let outputs = hm2bp::dense_forward_rasters(&inputs, f32s(&w), n_out, &spec);
+    let dense = hm2bp::rasters_to_dense(&outputs);
+    let out = B::float_from_data(TensorData::new(dense, [b, t, n_out]), &device);
+    (
+        out,
+        ForwardRasters {
+            input: inputs,
+            output: outputs,
+        },
+    )
+}
+
+/// The HM2-BP backward on the host from the forward's rasters.
+pub(crate) fn host_backward<B: Backend>(
+    rasters: &ForwardRasters,
+    weight: FloatTensor<B>,
+    d_post: FloatTensor<B>,
+    labels: IntTensor<B>,
+    spec: DenseSpec,
+    need_d_pre: bool,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    let device = weight.device();
+    let [n_out, n_in] = [weight.shape()[0], weight.shape()[1]];
+    let b = rasters.input.len();
+    let labels = spec.output.map(|_| {
+        read_sync(B::int_into_data(labels))
+            .map(|d| {
+                d.iter::<i64>()
+                    .map(|v| v.max(0) as usize)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    });
+    let w = host_f32(B::float_into_data(weight));
+    let d = host_f32(B::float_into_data(d_post));
+    let g = hm2bp::dense_backward_rasters(
+        &rasters.input,
+        &rasters.output,
+        f32s(&w),
+        f32s(&d),
+        labels.as_deref(),
+        &spec,
+        need_d_pre,
+    );
+    let gw = B::float_from_data(TensorData::new(g.weight, [n_out, n_in]), &device);
+    let gx = g
+        .input
+        .map(|v| B::float_from_data(TensorData::new(v, [b, n_in]), &device));
+    (gw, gx)
 }
 
 #[cfg(feature = "ndarray")]
@@ -122,20 +170,23 @@ fn dims3<T: TensorMetadata>(t: &T) -> [usize; 3] {
     [s[0], s[1], s[2]]
 }
 
-fn input_dims_out<T: TensorMetadata>(w: &T) -> usize {
-    w.shape()[0]
-}
-
-/// Reads a tensor's data to host `f32`, whatever its float dtype.
-fn host_f32(f: impl Future<Output = Result<TensorData, burn::tensor::ExecutionError>>) -> Vec<f32> {
+/// Reads a tensor's data to the host as `f32` (converted if the tensor has another float
+/// dtype), without further copies.
+fn host_f32(
+    f: impl Future<Output = Result<TensorData, burn::tensor::ExecutionError>>,
+) -> TensorData {
     match read_sync(f) {
-        Ok(data) => match data.try_to_vec::<f32>() {
-            Ok(v) => v,
-            Err(_) => data.iter::<f32>().collect(),
-        },
-        // A device failure here cannot be recovered inside a backward pass.
+        Ok(data) if data.dtype() == burn::tensor::DType::F32 => data,
+        Ok(data) => data.convert::<f32>(),
+        // A device failure here cannot be recovered inside a training step.
         Err(e) => panic!("hm2bp: reading a tensor from its device failed: {e:?}"),
     }
+}
+
+/// The `f32` values of data produced by [`host_f32`].
+fn f32s(data: &TensorData) -> &[f32] {
+    data.as_slice::<f32>()
+        .expect("host_f32 always yields f32 data")
 }
 
 /// Runs a spiking dense layer: `input [B, T, n_in]` spike trains, `weight [n_out, n_in]`,

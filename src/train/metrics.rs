@@ -34,7 +34,7 @@ impl ActivityMetric {
     /// The metric of `layer` (0-based) named after `label` (e.g. "hidden 1").
     pub fn new(layer: usize, label: &str, kind: Activity) -> Self {
         let name = match kind {
-            Activity::SpikesPerNeuron => format!("Spikes/neuron {label}"),
+            Activity::SpikesPerNeuron => format!("Spikes per neuron {label}"),
             Activity::SilentPercent => format!("Silent % {label}"),
         };
         Self {

@@ -18,6 +18,7 @@ use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::module::Module;
 use burn::optim::AdamConfig;
 use burn::prelude::*;
+use burn::train::logger::FileMetricLogger;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
 
@@ -180,6 +181,9 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
 
     let mut training = SupervisedTraining::new(&opts.out_dir, train_loader, test_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
+        // The file logger first: burn-train reads epoch values back from the first logger
+        // that has them (checkpoint selection); the summary logger only writes.
+        .with_metric_logger(FileMetricLogger::new(&opts.out_dir))
         .with_metric_logger(logger)
         .with_application_logger(None)
         .with_default_checkpointers()

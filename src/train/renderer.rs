@@ -63,7 +63,7 @@ impl TrainingProgressLogger for PlainRenderer {
             let secs = self.started.elapsed().as_secs_f64();
             println!(
                 "  epoch {}/{} {}: {}/{} ({:.0}%) {:.0} samples/s",
-                self.epoch + 1,
+                self.epoch,
                 self.epochs,
                 self.split,
                 items_processed,
@@ -75,15 +75,13 @@ impl TrainingProgressLogger for PlainRenderer {
         }
     }
 
-    fn update_epoch(&mut self, epoch: usize) {
-        self.epoch = epoch;
+    fn update_epoch(&mut self, ended: usize) {
+        self.epoch = ended + 1;
     }
 
     fn end_split(&mut self) {}
     fn end(&mut self) {}
-    fn log_event_training(&mut self, event: String) {
-        println!("  {event}");
-    }
+    fn log_event_training(&mut self, _event: String) {}
 }
 
 impl EvaluationProgressLogger for PlainRenderer {

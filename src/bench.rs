@@ -1,0 +1,120 @@
+//! `experiment bench`: times HM2-BP training steps (forward + custom backward + Adam) of a
+//! network on real MNIST spike trains and extrapolates to a 60k-sample epoch.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::data::dataloader::batcher::Batcher;
+use burn::optim::{AdamConfig, GradientsParams};
+
+use crate::data::{EncodingMode, ImageDatasetKind, RateEncoder, Split, load_image_set};
+use crate::hm2bp::output::CountTargets;
+use crate::hm2bp::regularizer::WeightRegularizer;
+use crate::model::{NetworkDef, RuleOptions, SpikingNet};
+use crate::train::classifier::SpikingClassifier;
+use crate::train::data::{ImageDataset, SpikeBatcher};
+
+/// Options of `experiment bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Network definition.
+    #[arg(long, default_value = "mnist-784-800-10")]
+    pub model: String,
+    /// Folder of network definitions.
+    #[arg(long, default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Dataset folder (MNIST).
+    #[arg(long, env = "HM2BP_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Simulation length T.
+    #[arg(long, default_value_t = 400)]
+    pub steps: usize,
+    /// Batch sizes to time.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    pub batch_sizes: Vec<usize>,
+    /// Samples per timed run.
+    #[arg(long, default_value_t = 256)]
+    pub samples: usize,
+    /// Backend (default: the first CPU backend compiled in).
+    #[arg(long, env = "HM2BP_BACKEND")]
+    pub backend: Option<String>,
+    /// Samples of a full epoch, for the extrapolation.
+    #[arg(long, default_value_t = 60000)]
+    pub epoch_samples: usize,
+}
+
+/// Peak resident memory of this process in MiB (Linux), if known.
+pub fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Runs the benchmark and prints a table.
+pub fn run(a: BenchArgs) -> Result<()> {
+    let (device, backend) =
+        crate::backend::device(a.backend.as_deref()).map_err(|m| anyhow::anyhow!(m))?;
+    let def = NetworkDef::load(&a.model, &a.models_dir)?;
+    let set = load_image_set(ImageDatasetKind::Mnist, &a.data_dir, Split::Train)?;
+    let dataset = ImageDataset::new(set);
+    let encoder = RateEncoder::new(a.steps, 1, EncodingMode::FixedPerSample);
+    let batcher = SpikeBatcher::new(encoder);
+    let rule = RuleOptions {
+        effect_ratio: true,
+        regularizer: WeightRegularizer {
+            lambda: 10.0,
+            beta: 0.04,
+            limit: 8.0,
+        },
+        label_spike_level: 35,
+    };
+    let threads = rayon::current_num_threads();
+    println!(
+        "bench: {} at T = {}, backend {backend}, {threads} threads, {} samples per batch size",
+        def.name, a.steps, a.samples
+    );
+    println!(
+        "| batch | encode s | step s | samples/s | s / {}-sample epoch |",
+        a.epoch_samples
+    );
+    println!("|---|---|---|---|---|");
+    let ad = device.clone().autodiff();
+    for &bs in &a.batch_sizes {
+        ad.seed(1);
+        let mut model =
+            SpikingClassifier::new(SpikingNet::new(&def, &rule, &ad)?, CountTargets::default());
+        let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+        let batches = a.samples.div_ceil(bs);
+        let (mut t_encode, mut t_step) = (0.0, 0.0);
+        let mut index = 0usize;
+        for _ in 0..batches {
+            let t0 = Instant::now();
+            let items: Vec<_> = (0..bs)
+                .map(|k| burn::data::dataset::Dataset::get(&dataset, (index + k) % 60000))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            index += bs;
+            let batch = batcher.batch(items, &ad);
+            let t1 = Instant::now();
+            let (_, loss) = model.run(batch);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(1e-3, model, grads);
+            // Wait for the step to finish (lazy backends).
+            let _ = model.net.layers[0].weight.val().sum().into_scalar::<f32>();
+            t_encode += (t1 - t0).as_secs_f64();
+            t_step += t1.elapsed().as_secs_f64();
+        }
+        let n = (batches * bs) as f64;
+        let rate = n / (t_encode + t_step);
+        println!(
+            "| {bs} | {t_encode:.2} | {t_step:.2} | {rate:.0} | {:.0} |",
+            a.epoch_samples as f64 / rate
+        );
+    }
+    if let Some(mib) = peak_memory_mib() {
+        println!("peak resident memory: {mib:.0} MiB");
+    }
+    Ok(())
+}

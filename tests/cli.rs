@@ -1,0 +1,228 @@
+//! The `experiment` binary end to end: bad input gets one clear message and a non-zero exit
+//! (never a panic), `trace` works on a hand-written case, and a tiny training run writes its
+//! summary, resumes, and evaluates.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn experiment(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_experiment"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("HM2BP_DATA_DIR")
+        .env_remove("HM2BP_BACKEND")
+        .output()
+        .expect("the binary runs")
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Fails unless the run failed with a one-line `error:` message containing `needle`.
+fn assert_clean_error(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(
+        err.contains("error:") && err.contains(needle),
+        "stderr: {err}"
+    );
+}
+
+#[test]
+fn unknown_experiment_and_model_are_named() {
+    let out = experiment(&["train", "no-such-experiment", "--no-fetch"], root());
+    assert_clean_error(&out, "unknown experiment 'no-such-experiment'");
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("experiments/tiny/experiment.toml")).unwrap();
+    let bad = dir.path().join("bad-model.toml");
+    std::fs::write(&bad, text.replace("tiny-784-40-10", "no-such-model")).unwrap();
+    let data = dir.path().join("data");
+    let out = experiment(
+        &[
+            "train",
+            bad.to_str().unwrap(),
+            "--no-fetch",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        root(),
+    );
+    assert_clean_error(&out, "data");
+}
+
+#[test]
+fn malformed_experiment_names_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("experiment.toml");
+    std::fs::write(&path, "name = \"x\"\nsteps = \"many\"\n").unwrap();
+    let out = experiment(&["train", path.to_str().unwrap(), "--no-fetch"], root());
+    assert_clean_error(&out, "experiment.toml");
+
+    let text = std::fs::read_to_string(root().join("experiments/tiny/experiment.toml")).unwrap();
+    std::fs::write(&path, text.replace("batch_size = 10", "batch_size = 0")).unwrap();
+    let out = experiment(&["train", path.to_str().unwrap(), "--no-fetch"], root());
+    assert_clean_error(&out, "batch_size");
+}
+
+#[test]
+fn missing_data_folder_says_how_to_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("nowhere");
+    let out = experiment(
+        &[
+            "train",
+            "tiny",
+            "--no-fetch",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        root(),
+    );
+    assert_clean_error(&out, "fetch-data");
+}
+
+#[test]
+fn unknown_backend_is_named() {
+    let out = experiment(&["eval", "tiny", "--backend", "quantum"], root());
+    assert_clean_error(&out, "backend 'quantum'");
+}
+
+#[test]
+fn trace_on_a_hand_written_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("trace.json");
+    let case = root().join("tests/fixtures/trace-case.json");
+    let out = experiment(
+        &[
+            "trace",
+            "--case",
+            case.to_str().unwrap(),
+            "--out",
+            out_path.to_str().unwrap(),
+        ],
+        root(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    assert_eq!(t["schema"], "hm2bp-trace/1");
+    let layers = t["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    assert!(layers[0]["d_pre"].is_null());
+    assert_eq!(layers[1]["d_pre"].as_array().unwrap().len(), 3);
+    assert_eq!(layers[0]["e"].as_array().unwrap().len(), 3);
+    assert_eq!(layers[0]["e"][0].as_array().unwrap().len(), 4);
+    // The silent input neuron 3 gets e = 0, so only the regulariser moves its weights.
+    assert_eq!(layers[0]["grad_main"][0][3], 0.0);
+    assert!(
+        t["forward"]["counts"][0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c != 0)
+    );
+}
+
+#[test]
+fn trace_rejects_bad_cases_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(root().join("tests/fixtures/trace-case.json")).unwrap();
+    let cases = [
+        (good.replace("\"margin\": 1.0,", ""), "params.margin"),
+        (
+            good.replace("[2, 11, 19,", "[11, 2, 19,"),
+            "inputs.spikes[1]",
+        ),
+        (good.replace("67, 75]", "67, 80]"), "inputs.spikes[0]"),
+        (good.replace("[0.2, 0.1, 0.9]", "[0.2, 0.1]"), "weights[1]"),
+        (good.replace("\"label\": 1", "\"label\": 7"), "params.label"),
+        (good.replace("hm2bp-case/1", "hm2bp-case/9"), "schema"),
+        ("{ not json".to_string(), "trace-case"),
+    ];
+    for (k, (text, field)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("trace-case-{k}.json"));
+        std::fs::write(&path, text).unwrap();
+        let out = experiment(&["trace", "--case", path.to_str().unwrap()], root());
+        assert_clean_error(&out, field);
+    }
+}
+
+#[test]
+fn tiny_training_run_resumes_and_evaluates() {
+    let Some(data) = common::shared_data("mnist") else {
+        return;
+    };
+    let data = data.parent().unwrap().to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "tiny",
+            "--plain",
+            "--no-fetch",
+            "--data-dir",
+            &data,
+            "--out",
+            out_dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        experiment(&args, root())
+    };
+    let out = run(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p.join("summary.json")).unwrap()).unwrap()
+    };
+    let s = summary(&out_dir);
+    let epochs = s["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 2);
+    for e in epochs {
+        let acc = e["test_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc));
+        assert!(e["samples_per_second"].as_f64().unwrap() > 0.0);
+    }
+    assert!(s["backend"].as_str().unwrap().contains("flex"));
+
+    let out = run(&["--resume", "--epochs", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("resuming from the checkpoint of epoch 2")
+    );
+    assert_eq!(summary(&out_dir)["epochs"].as_array().unwrap().len(), 3);
+
+    let model = out_dir.join("model.bpk");
+    let out = experiment(
+        &[
+            "eval",
+            "tiny",
+            "--data-dir",
+            &data,
+            "--model",
+            model.to_str().unwrap(),
+        ],
+        root(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("test accuracy"),
+        "{stdout}"
+    );
+}
