@@ -3,6 +3,7 @@
 //! - [`dense`]: event-driven forward and backward of one sample of a spiking dense layer.
 //! - [`output`]: output error (S6), lateral factor γ, label-spike insertion.
 //! - [`regularizer`]: the exponential weight regulariser (S12).
+//! - [`sparse`]: locally connected layers (convolution, sum pooling) with shared weights.
 //! - [`reference`]: the same rule pair by pair in `f64`, for tests and the `trace` mode.
 //!
 //! [`dense_forward_batch`] and [`dense_backward_batch`] run a batch on all cores (one sample per
@@ -12,6 +13,7 @@ pub mod dense;
 pub mod output;
 pub mod reference;
 pub mod regularizer;
+pub mod sparse;
 
 use rayon::prelude::*;
 
