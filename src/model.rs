@@ -6,7 +6,10 @@ use burn::module::Module;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{SpikingDense, SpikingDenseConfig};
+use crate::layers::{
+    SpikingConv2d, SpikingConv2dConfig, SpikingDense, SpikingDenseConfig, SpikingPool2d,
+    SpikingPool2dConfig,
+};
 
 /// Neuron constants shared by every layer (spec §1.1).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -232,20 +235,136 @@ pub struct RuleOptions {
     pub label_spike_level: u32,
 }
 
+/// One layer of a [`SpikingNet`].
+#[derive(Module, Debug)]
+pub enum SpikingLayer {
+    /// Fully connected.
+    Dense(SpikingDense),
+    /// Convolution.
+    Conv(SpikingConv2d),
+    /// Sum pooling.
+    Pool(SpikingPool2d),
+}
+
+impl SpikingLayer {
+    /// Simulates the layer (`labels` reach the output layer's rule).
+    pub fn forward(&self, input: Tensor<3>, labels: Option<Tensor<1, Int>>) -> Tensor<3> {
+        match self {
+            SpikingLayer::Dense(l) => l.forward(input, labels),
+            SpikingLayer::Conv(l) => l.forward(input),
+            SpikingLayer::Pool(l) => l.forward(input),
+        }
+    }
+
+    /// The layer's weight-regulariser penalty, if it has weights.
+    pub fn regularizer_penalty(&self) -> Option<Tensor<1>> {
+        match self {
+            SpikingLayer::Dense(l) => Some(l.regularizer_penalty()),
+            SpikingLayer::Conv(l) => Some(l.regularizer_penalty()),
+            SpikingLayer::Pool(_) => None,
+        }
+    }
+
+    /// Short name for dashboards ("dense", "conv", "pool").
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SpikingLayer::Dense(_) => "dense",
+            SpikingLayer::Conv(_) => "conv",
+            SpikingLayer::Pool(_) => "pool",
+        }
+    }
+}
+
 /// A stack of spiking layers trained with HM2-BP.
 #[derive(Module, Debug)]
 pub struct SpikingNet {
     /// Layers, bottom-up.
-    pub layers: Vec<SpikingDense>,
+    pub layers: Vec<SpikingLayer>,
 }
 
 impl SpikingNet {
     /// Builds the network of `def` with random weights.
     pub fn new(def: &NetworkDef, rule: &RuleOptions, device: &Device) -> Result<Self, ModelError> {
-        let configs = layer_configs(def, rule)?;
-        Ok(Self {
-            layers: configs.iter().map(|c| c.init(device)).collect(),
-        })
+        let mut shape = def.input;
+        let last = def.layers.len() - 1;
+        let mut layers = Vec::with_capacity(def.layers.len());
+        let n = &def.neuron;
+        for (k, l) in def.layers.iter().enumerate() {
+            let bad = |message: String| ModelError::Malformed {
+                path: PathBuf::from(format!("models/{}.json", def.name)),
+                message: format!("layers[{k}]: {message}"),
+            };
+            let layer = match *l {
+                LayerDef::Dense { size, threshold } => {
+                    let is_output = k == last;
+                    let d_in = shape.iter().product();
+                    shape = [size, 1, 1];
+                    SpikingLayer::Dense(
+                        SpikingDenseConfig::new(d_in, size, threshold)
+                            .with_tau_m(n.tau_m)
+                            .with_tau_s(n.tau_s)
+                            .with_t_ref(n.t_ref)
+                            .with_init_scale(def.init_scale)
+                            .with_is_output(is_output)
+                            .with_lateral_strength(if is_output {
+                                def.lateral_strength
+                            } else {
+                                0.0
+                            })
+                            .with_label_spike_level(rule.label_spike_level)
+                            .with_effect_ratio(rule.effect_ratio)
+                            .with_reg_lambda(rule.regularizer.lambda)
+                            .with_reg_beta(rule.regularizer.beta)
+                            .with_reg_limit(rule.regularizer.limit)
+                            .init(device),
+                    )
+                }
+                LayerDef::Conv {
+                    maps,
+                    kernel,
+                    threshold,
+                } => {
+                    if kernel == 0 || kernel > shape[1] || kernel > shape[2] {
+                        return Err(bad(format!(
+                            "kernel {kernel} does not fit a {shape:?} input"
+                        )));
+                    }
+                    let conv = SpikingConv2dConfig::new(shape, maps, kernel, threshold)
+                        .with_tau_m(n.tau_m)
+                        .with_tau_s(n.tau_s)
+                        .with_t_ref(n.t_ref)
+                        .with_init_scale(def.conv_init_scale)
+                        .with_reg_lambda(rule.regularizer.lambda)
+                        .with_reg_beta(rule.regularizer.beta)
+                        .with_reg_limit(rule.regularizer.limit)
+                        .init(device);
+                    shape = conv.output_shape();
+                    SpikingLayer::Conv(conv)
+                }
+                LayerDef::Pool { size, threshold } => {
+                    if size == 0 || shape[1] % size != 0 || shape[2] % size != 0 {
+                        return Err(bad(format!(
+                            "pool size {size} does not tile a {shape:?} input"
+                        )));
+                    }
+                    let pool = SpikingPool2dConfig::new(shape, size, threshold)
+                        .with_tau_m(n.tau_m)
+                        .with_tau_s(n.tau_s)
+                        .with_t_ref(n.t_ref)
+                        .init();
+                    shape = pool.output_shape();
+                    SpikingLayer::Pool(pool)
+                }
+            };
+            layers.push(layer);
+        }
+        if !matches!(layers.last(), Some(SpikingLayer::Dense(_))) {
+            return Err(ModelError::Unsupported {
+                name: def.name.clone(),
+                message: "the output layer must be a dense layer".into(),
+            });
+        }
+        Ok(Self { layers })
     }
 
     /// Runs the network: `input [B, T, N_in]` → every layer's spike trains, bottom-up.
@@ -263,50 +382,8 @@ impl SpikingNet {
     pub fn regularizer_penalty(&self) -> Tensor<1> {
         self.layers
             .iter()
-            .map(SpikingDense::regularizer_penalty)
+            .filter_map(SpikingLayer::regularizer_penalty)
             .reduce(|a, b| a + b)
-            .expect("a network has at least one layer")
+            .expect("the output layer is a dense layer")
     }
-}
-
-/// The per-layer configurations of an FC network definition.
-pub fn layer_configs(
-    def: &NetworkDef,
-    rule: &RuleOptions,
-) -> Result<Vec<SpikingDenseConfig>, ModelError> {
-    let mut d_in = def.input_size();
-    let last = def.layers.len() - 1;
-    let mut configs = Vec::new();
-    for (k, l) in def.layers.iter().enumerate() {
-        let LayerDef::Dense { size, threshold } = *l else {
-            return Err(ModelError::Unsupported {
-                name: def.name.clone(),
-                message: format!(
-                    "layers[{k}] is a {} layer; this version trains fully connected networks only",
-                    if matches!(l, LayerDef::Conv { .. }) {
-                        "conv"
-                    } else {
-                        "pool"
-                    }
-                ),
-            });
-        };
-        let is_output = k == last;
-        configs.push(
-            SpikingDenseConfig::new(d_in, size, threshold)
-                .with_tau_m(def.neuron.tau_m)
-                .with_tau_s(def.neuron.tau_s)
-                .with_t_ref(def.neuron.t_ref)
-                .with_init_scale(def.init_scale)
-                .with_is_output(is_output)
-                .with_lateral_strength(if is_output { def.lateral_strength } else { 0.0 })
-                .with_label_spike_level(rule.label_spike_level)
-                .with_effect_ratio(rule.effect_ratio)
-                .with_reg_lambda(rule.regularizer.lambda)
-                .with_reg_beta(rule.regularizer.beta)
-                .with_reg_limit(rule.regularizer.limit),
-        );
-        d_in = size;
-    }
-    Ok(configs)
 }

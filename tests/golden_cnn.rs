@@ -281,3 +281,110 @@ fn whole_cnn_matches_golden_data() {
     let r1 = forward(&net, &g, &w1);
     check_rasters(&r1, &g.rasters_after, "after");
 }
+
+/// The same case through the Burn modules (custom backward, autodiff, Burn's Adam): the
+/// product path must match the golden data too.
+#[test]
+fn whole_cnn_through_burn_modules() {
+    use burn::optim::{AdamConfig, GradientsParams};
+    use burn::prelude::*;
+    use hm2bp::layers::{SpikingConv2dConfig, SpikingDenseConfig, SpikingPool2dConfig};
+    use hm2bp::loss::count_loss;
+    use hm2bp::model::{SpikingLayer, SpikingNet};
+
+    let Some(dir) = common::shared_data("hm2bp-golden/cnn-mnist") else {
+        return;
+    };
+    let g = load_golden_cnn(&dir).expect("golden data loads");
+    let dev = Device::flex().autodiff();
+    let t = |v: &[f64]| Tensor::<1>::from_data(TensorData::new(f32s(v), [v.len()]), &dev);
+    let w0 = &g.weights_before;
+    let reg = (10.0, 0.4, 8.0);
+    let conv = |input, maps, w: &[f64]| {
+        SpikingConv2dConfig::new(input, maps, 5, 5.0)
+            .with_reg_lambda(reg.0)
+            .with_reg_beta(reg.1)
+            .with_reg_limit(reg.2)
+            .init_with(t(w).reshape([maps, input[0], 5, 5]))
+    };
+    let dense = |d_in, d_out, nu, w: &[f64], output: bool| {
+        SpikingDenseConfig::new(d_in, d_out, nu)
+            .with_is_output(output)
+            .with_lateral_strength(if output { 1.0 } else { 0.0 })
+            .with_reg_lambda(reg.0)
+            .with_reg_beta(reg.1)
+            .with_reg_limit(reg.2)
+            .init_with(t(w).reshape([d_out, d_in]))
+    };
+    let net = SpikingNet {
+        layers: vec![
+            SpikingLayer::Conv(conv([1, 28, 28], 5, &w0.conv1)),
+            SpikingLayer::Pool(SpikingPool2dConfig::new([5, 24, 24], 2, 2.0).init()),
+            SpikingLayer::Conv(conv([5, 12, 12], 3, &w0.conv2)),
+            SpikingLayer::Pool(SpikingPool2dConfig::new([3, 8, 8], 2, 2.0).init()),
+            SpikingLayer::Dense(dense(48, 100, 10.0, &w0.hidden, false)),
+            SpikingLayer::Dense(dense(100, 10, 5.0, &w0.output, true)),
+        ],
+    };
+    let input_raster = SpikeRaster::from_times(&g.input, GOLDEN_STEPS);
+    let mut dense_in = vec![0.0f32; GOLDEN_STEPS * 784];
+    input_raster.write_dense(&mut dense_in);
+    let input = Tensor::<3>::from_data(TensorData::new(dense_in, [1, GOLDEN_STEPS, 784]), &dev);
+    let labels = Tensor::<1, Int>::from_ints([GOLDEN_LABEL as i64], &dev);
+
+    let run = |net: &SpikingNet| net.forward(input.clone(), Some(labels.clone()));
+    let rasters = |outs: &[Tensor<3>]| -> Vec<SpikeRaster> {
+        let mut v = vec![input_raster.clone()];
+        v.extend(outs.iter().map(|o| {
+            let [_, t, n] = o.dims();
+            let d = o.clone().inner().into_data().try_into_vec::<f32>().unwrap();
+            SpikeRaster::from_dense(&d, t, n)
+        }));
+        v
+    };
+    let outs = run(&net);
+    check_rasters(&rasters(&outs), &g.rasters_before, "burn before");
+
+    let counts = outs[5].clone().sum_dim(1).reshape([1, 10]);
+    let loss = count_loss(counts, labels.clone(), None, &CountTargets::default())
+        + net.regularizer_penalty();
+    let grads = GradientsParams::from_grads(loss.backward(), &net);
+    let values = |net: &SpikingNet| -> Vec<Vec<f32>> {
+        net.layers
+            .iter()
+            .filter_map(|l| match l {
+                SpikingLayer::Conv(c) => Some(c.weight.val().inner().into_data()),
+                SpikingLayer::Dense(d) => Some(d.weight.val().inner().into_data()),
+                SpikingLayer::Pool(_) => None,
+            })
+            .map(|d| d.try_into_vec::<f32>().unwrap())
+            .collect()
+    };
+    let before = values(&net);
+    let net = AdamConfig::new()
+        .with_epsilon(1e-8)
+        .init()
+        .step(1e-3, net, grads);
+    let after = values(&net);
+    let golden = [
+        (&w0.conv1, &g.weights_after.conv1, "conv1"),
+        (&w0.conv2, &g.weights_after.conv2, "conv2"),
+        (&w0.hidden, &g.weights_after.hidden, "hidden"),
+        (&w0.output, &g.weights_after.output, "output"),
+    ];
+    for (k, (gw0, gw1, name)) in golden.iter().enumerate() {
+        let agree = (0..gw0.len())
+            .filter(|&i| {
+                let d = (after[k][i] - before[k][i]) as f64;
+                let ours = if d.abs() < 1e-5 { 0.0 } else { d.signum() };
+                let gd = gw1[i] - gw0[i];
+                let theirs = if gd.abs() < 5e-4 { 0.0 } else { gd.signum() };
+                ours == theirs
+            })
+            .count();
+        println!("burn {name}: update signs matched {agree}/{}", gw0.len());
+        assert_eq!(agree, gw0.len(), "burn {name} update signs");
+    }
+    let outs = run(&net);
+    check_rasters(&rasters(&outs), &g.rasters_after, "burn after");
+}

@@ -11,7 +11,7 @@ use hm2bp::data::golden::{GOLDEN_LABEL, GOLDEN_STEPS, load_golden_cnn};
 use hm2bp::hm2bp::output::CountTargets;
 use hm2bp::layers::SpikingDenseConfig;
 use hm2bp::loss::count_loss;
-use hm2bp::model::SpikingNet;
+use hm2bp::model::{SpikingLayer, SpikingNet};
 use hm2bp::spikes::SpikeRaster;
 
 fn dense_input(times: &[Vec<u32>], device: &Device) -> Tensor<3> {
@@ -37,6 +37,23 @@ fn times_of(spikes: Tensor<3>) -> Vec<Vec<u32>> {
 fn weights(w: &[f64], rows: usize, cols: usize, device: &Device) -> Tensor<2> {
     let v: Vec<f32> = w.iter().map(|&x| x as f32).collect();
     Tensor::from_data(TensorData::new(v, [rows, cols]), device)
+}
+
+/// The weights of every (dense) layer, as host vectors.
+fn dense_weights(net: &SpikingNet) -> Vec<Vec<f32>> {
+    net.layers
+        .iter()
+        .map(|l| match l {
+            SpikingLayer::Dense(d) => d
+                .weight
+                .val()
+                .inner()
+                .into_data()
+                .try_into_vec::<f32>()
+                .unwrap(),
+            _ => unreachable!("FC-only network"),
+        })
+        .collect()
 }
 
 /// sign with a dead band for the golden files' 6-decimal text.
@@ -69,8 +86,18 @@ fn fc_part_matches_golden_data() {
         .with_label_spike_level(35));
     let net = SpikingNet {
         layers: vec![
-            hidden_cfg.init_with(weights(&g.weights_before.hidden, 100, 48, &dev)),
-            output_cfg.init_with(weights(&g.weights_before.output, 10, 100, &dev)),
+            SpikingLayer::Dense(hidden_cfg.init_with(weights(
+                &g.weights_before.hidden,
+                100,
+                48,
+                &dev,
+            ))),
+            SpikingLayer::Dense(output_cfg.init_with(weights(
+                &g.weights_before.output,
+                10,
+                100,
+                &dev,
+            ))),
         ],
     };
 
@@ -98,32 +125,16 @@ fn fc_part_matches_golden_data() {
         + net.regularizer_penalty();
     let grads = GradientsParams::from_grads(loss.backward(), &net);
     let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
-    let before: Vec<Vec<f32>> = net
-        .layers
-        .iter()
-        .map(|l| {
-            l.weight
-                .val()
-                .inner()
-                .into_data()
-                .try_into_vec::<f32>()
-                .unwrap()
-        })
-        .collect();
+    let before = dense_weights(&net);
     let net = optim.step(1e-3, net, grads);
+    let after = dense_weights(&net);
 
     let golden = [
         (&g.weights_before.hidden, &g.weights_after.hidden, "hidden"),
         (&g.weights_before.output, &g.weights_after.output, "output"),
     ];
     for (k, (w0, w1, name)) in golden.iter().enumerate() {
-        let ours = net.layers[k]
-            .weight
-            .val()
-            .inner()
-            .into_data()
-            .try_into_vec::<f32>()
-            .unwrap();
+        let ours = &after[k];
         let mut agree = 0;
         for i in 0..ours.len() {
             let ours_sign = sign((ours[i] - before[k][i]) as f64, 1e-5);

@@ -166,3 +166,64 @@ pub fn dense_backward_batch(
         need_d_pre,
     )
 }
+
+/// Any spiking layer the custom op runs: fully connected or locally connected.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LayerSpec {
+    /// Fully connected, weight `[n_out][n_in]`.
+    Dense(DenseSpec),
+    /// Convolution or pooling, shared weights `[n_weights]`.
+    Local(sparse::LocalSpec),
+}
+
+impl LayerSpec {
+    /// Output neurons, given the weight tensor's shape.
+    pub fn n_out(&self, weight_shape: &[usize]) -> usize {
+        match self {
+            LayerSpec::Dense(_) => weight_shape[0],
+            LayerSpec::Local(l) => l.topology.n_out(),
+        }
+    }
+
+    /// Forward of a batch of rasters.
+    pub fn forward_rasters(
+        &self,
+        inputs: &[SpikeRaster],
+        weight: &[f32],
+        n_out: usize,
+    ) -> Vec<SpikeRaster> {
+        match self {
+            LayerSpec::Dense(d) => dense_forward_rasters(inputs, weight, n_out, d),
+            LayerSpec::Local(l) => sparse::local_forward_rasters(inputs, weight, l),
+        }
+    }
+
+    /// Backward of a batch: (weight gradient when `need_grad`, `∂E/∂o_pre` when `need_d_pre`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_rasters(
+        &self,
+        inputs: &[SpikeRaster],
+        outputs: &[SpikeRaster],
+        weight: &[f32],
+        d_post: &[f32],
+        labels: Option<&[usize]>,
+        need_grad: bool,
+        need_d_pre: bool,
+    ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+        match self {
+            LayerSpec::Dense(d) => {
+                let g =
+                    dense_backward_rasters(inputs, outputs, weight, d_post, labels, d, need_d_pre);
+                (need_grad.then_some(g.weight), g.input)
+            }
+            LayerSpec::Local(l) => sparse::local_backward_rasters(
+                inputs, outputs, weight, d_post, l, need_grad, need_d_pre,
+            ),
+        }
+    }
+
+    /// Whether the rule needs the labels (output layer).
+    pub fn needs_labels(&self) -> bool {
+        matches!(self, LayerSpec::Dense(d) if d.output.is_some())
+    }
+}

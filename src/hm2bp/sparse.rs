@@ -26,30 +26,35 @@ pub struct Connectivity {
 }
 
 impl Connectivity {
-    /// From `(output, input, weight index)` triples.
+    /// From `(output, input, weight index)` triples listed by ascending output, and for each
+    /// output by ascending input. Counting sort keeps that order within every bucket.
     fn from_triples(
         n_in: usize,
         n_out: usize,
         n_weights: usize,
         triples: &[(u32, u32, u32)],
     ) -> Self {
-        let csr = |n: usize, key: &dyn Fn(&(u32, u32, u32)) -> (u32, u32, u32)| {
-            let mut sorted: Vec<(u32, u32, u32)> = triples.iter().map(key).collect();
-            sorted.sort_unstable();
+        let bucket = |n: usize, key: fn(&(u32, u32, u32)) -> (usize, (u32, u32))| {
             let mut start = vec![0u32; n + 1];
-            for &(a, _, _) in &sorted {
-                start[a as usize + 1] += 1;
+            for t in triples {
+                start[key(t).0 + 1] += 1;
             }
             for k in 0..n {
                 start[k + 1] += start[k];
             }
-            let pairs = sorted.iter().map(|&(_, b, w)| (b, w)).collect();
+            let mut next = start.clone();
+            let mut pairs = vec![(0u32, 0u32); triples.len()];
+            for t in triples {
+                let (b, pair) = key(t);
+                pairs[next[b] as usize] = pair;
+                next[b] += 1;
+            }
             (start, pairs)
         };
-        // fanout: per input, (output, weight) ascending by output; fanin: per output, (input,
-        // weight) ascending by input (the order of the authors' sums).
-        let (fanout_start, fanout) = csr(n_in, &|&(o, i, w)| (i, o, w));
-        let (fanin_start, fanin) = csr(n_out, &|&(o, i, w)| (o, i, w));
+        // fanout: per input, (output, weight) by ascending output; fanin: per output, (input,
+        // weight) by ascending input (the order of the authors' sums).
+        let (fanout_start, fanout) = bucket(n_in, |&(o, i, w)| (i as usize, (o, w)));
+        let (fanin_start, fanin) = bucket(n_out, |&(o, i, w)| (o as usize, (i, w)));
         Self {
             n_in,
             n_out,
@@ -249,4 +254,178 @@ pub fn backward_sample(
             }
         }
     }
+}
+
+/// The geometry of a locally connected layer (all sizes in neurons).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Topology {
+    /// Stride-1 unpadded convolution `[in_maps, height, width]` → `[out_maps, h−k+1, w−k+1]`.
+    Conv {
+        /// Input maps.
+        in_maps: usize,
+        /// Input height.
+        height: usize,
+        /// Input width.
+        width: usize,
+        /// Output maps.
+        out_maps: usize,
+        /// Kernel side.
+        kernel: usize,
+    },
+    /// Non-overlapping sum pooling `[maps, height, width]` → `[maps, h/size, w/size]`.
+    Pool {
+        /// Maps.
+        maps: usize,
+        /// Input height.
+        height: usize,
+        /// Input width.
+        width: usize,
+        /// Window side.
+        size: usize,
+    },
+}
+
+impl Topology {
+    /// Output shape `[maps, height, width]`.
+    pub fn output_shape(&self) -> [usize; 3] {
+        match *self {
+            Topology::Conv {
+                height,
+                width,
+                out_maps,
+                kernel,
+                ..
+            } => [out_maps, height + 1 - kernel, width + 1 - kernel],
+            Topology::Pool {
+                maps,
+                height,
+                width,
+                size,
+            } => [maps, height / size, width / size],
+        }
+    }
+
+    /// Number of output neurons.
+    pub fn n_out(&self) -> usize {
+        self.output_shape().iter().product()
+    }
+
+    /// How the error is scaled before it is backpropagated.
+    pub fn error_scale(&self) -> ErrorScale {
+        match *self {
+            Topology::Conv { .. } => ErrorScale::Threshold,
+            Topology::Pool { size, .. } => ErrorScale::PoolArea(size),
+        }
+    }
+
+    /// The connectivity (built once per topology and process, then shared).
+    pub fn connectivity(&self) -> std::sync::Arc<Connectivity> {
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex, OnceLock};
+        static CACHE: OnceLock<Mutex<HashMap<Topology, Arc<Connectivity>>>> = OnceLock::new();
+        let mut cache = CACHE
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(*self)
+            .or_insert_with(|| {
+                Arc::new(match *self {
+                    Topology::Conv {
+                        in_maps,
+                        height,
+                        width,
+                        out_maps,
+                        kernel,
+                    } => Connectivity::conv(in_maps, height, width, out_maps, kernel),
+                    Topology::Pool {
+                        maps,
+                        height,
+                        width,
+                        size,
+                    } => Connectivity::pool(maps, height, width, size),
+                })
+            })
+            .clone()
+    }
+}
+
+/// A locally connected spiking layer: geometry and neurons.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LocalSpec {
+    /// Geometry.
+    pub topology: Topology,
+    /// Neuron parameters (conv: `v > ν`; pooling: `v > ν − 1e-6`).
+    pub lif: LifParams,
+}
+
+/// Forward of a batch of rasters through a locally connected layer.
+pub fn local_forward_rasters(
+    inputs: &[SpikeRaster],
+    weights: &[f32],
+    spec: &LocalSpec,
+) -> Vec<SpikeRaster> {
+    use rayon::prelude::*;
+    let conn = spec.topology.connectivity();
+    inputs
+        .par_iter()
+        .map(|r| forward_sample(r, &conn, weights, &spec.lif))
+        .collect()
+}
+
+/// Backward of a batch through a locally connected layer: the shared-weight gradient summed
+/// over positions and samples (when `need_grad`) and `∂E/∂o_pre [B][n_in]` (when `need_d_pre`).
+pub fn local_backward_rasters(
+    inputs: &[SpikeRaster],
+    outputs: &[SpikeRaster],
+    weights: &[f32],
+    d_post: &[f32],
+    spec: &LocalSpec,
+    need_grad: bool,
+    need_d_pre: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    use rayon::prelude::*;
+    let conn = spec.topology.connectivity();
+    let (n_in, n_out, n_w) = (conn.n_in, conn.n_out, conn.n_weights);
+    let scale = spec.topology.error_scale();
+    let per_sample = |b: usize, grad: Option<&mut [f32]>, d: Option<&mut [f32]>| {
+        backward_sample(
+            &inputs[b],
+            &outputs[b],
+            &conn,
+            weights,
+            &spec.lif,
+            scale,
+            &d_post[b * n_out..(b + 1) * n_out],
+            grad,
+            d,
+        );
+    };
+    let mut d_pre = need_d_pre.then(|| vec![0.0f32; inputs.len() * n_in]);
+    let zero = || vec![0.0f32; if need_grad { n_w } else { 0 }];
+    let add = |mut a: Vec<f32>, b: Vec<f32>| {
+        a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+        a
+    };
+    fn grad_of(g: &mut [f32]) -> Option<&mut [f32]> {
+        (!g.is_empty()).then_some(g)
+    }
+    let grad = match d_pre.as_mut() {
+        Some(d) => d
+            .par_chunks_mut(n_in.max(1))
+            .enumerate()
+            .fold(zero, |mut g, (b, d)| {
+                per_sample(b, grad_of(&mut g), Some(d));
+                g
+            })
+            .reduce(zero, add),
+        None => (0..inputs.len())
+            .into_par_iter()
+            .fold(zero, |mut g, b| {
+                per_sample(b, grad_of(&mut g), None);
+                g
+            })
+            .reduce(zero, add),
+    };
+    (need_grad.then_some(grad), d_pre)
 }

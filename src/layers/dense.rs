@@ -134,16 +134,6 @@ impl SpikingDense {
     /// The exponential weight-norm penalty `Σ_i λ (N_in L/2) exp(β (S_i − 1))` (S12), whose
     /// gradient is the regulariser `R`; a scalar `[1]` (0 when λ = 0).
     pub fn regularizer_penalty(&self) -> Tensor<1> {
-        let w = self.weight.val();
-        let device = w.device();
-        let r = self.regularizer;
-        if r.lambda == 0.0 {
-            return Tensor::zeros([1], &device);
-        }
-        let [_, n_in] = w.dims();
-        let scaled = w / r.limit;
-        let s = scaled.powi_scalar(2).mean_dim(1); // [n_out, 1]
-        let per_row = ((s - 1.0) * r.beta).exp();
-        per_row.sum() * (r.lambda * n_in as f64 * r.limit / 2.0)
+        super::regularizer_penalty(self.weight.val(), &self.regularizer)
     }
 }

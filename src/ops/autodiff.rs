@@ -13,7 +13,7 @@ use burn::backend::{Autodiff, Backend, TensorMetadata};
 use std::sync::Arc;
 
 use super::{ForwardRasters, Hm2bpBackend, host_backward, host_forward, shape3};
-use crate::hm2bp::DenseSpec;
+use crate::hm2bp::LayerSpec;
 
 /// State kept from the forward pass for the HM2-BP backward.
 #[derive(Debug, Clone)]
@@ -22,13 +22,13 @@ struct DenseState<B: Backend> {
     steps: usize,
     weight: FloatTensor<B>,
     labels: IntTensor<B>,
-    spec: DenseSpec,
+    spec: LayerSpec,
 }
 
 #[derive(Debug)]
-struct SpikingDenseBackward;
+struct SpikingLayerBackward;
 
-impl<B: Hm2bpBackend> Backward<B, 2> for SpikingDenseBackward {
+impl<B: Hm2bpBackend> Backward<B, 2> for SpikingLayerBackward {
     type State = DenseState<B>;
 
     fn backward(
@@ -41,7 +41,8 @@ impl<B: Hm2bpBackend> Backward<B, 2> for SpikingDenseBackward {
         let grad = grads.consume::<B>(&ops.node);
         let st = ops.state;
         let (b, t) = (st.rasters.batch(), st.steps);
-        let [n_out, n_in] = [st.weight.shape()[0], st.weight.shape()[1]];
+        let n_out = st.spec.n_out(&st.weight.shape());
+        let n_in = st.rasters.input_neurons();
         // ∂E/∂o: the spike-train gradient is the count gradient repeated over time.
         let d_post = B::float_reshape(B::float_mean_dim(grad, 1), [b, n_out].into());
         let (grad_w, d_pre) = host_backward::<B>(
@@ -50,9 +51,10 @@ impl<B: Hm2bpBackend> Backward<B, 2> for SpikingDenseBackward {
             d_post,
             st.labels,
             st.spec,
+            weight_parent.is_some(),
             input_parent.is_some(),
         );
-        if let Some(node) = weight_parent {
+        if let (Some(node), Some(grad_w)) = (weight_parent, grad_w) {
             grads.register::<B>(node.id, grad_w);
         }
         if let (Some(node), Some(d_pre)) = (input_parent, d_pre) {
@@ -63,13 +65,13 @@ impl<B: Hm2bpBackend> Backward<B, 2> for SpikingDenseBackward {
 }
 
 impl<B: Hm2bpBackend, C: CheckpointStrategy> Hm2bpBackend for Autodiff<B, C> {
-    fn spiking_dense(
+    fn spiking_layer(
         input: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         labels: IntTensor<Self>,
-        spec: DenseSpec,
+        spec: LayerSpec,
     ) -> FloatTensor<Self> {
-        match SpikingDenseBackward
+        match SpikingLayerBackward
             .prepare::<C>([input.node(), weight.node()])
             .compute_bound()
             .stateful()
@@ -88,7 +90,7 @@ impl<B: Hm2bpBackend, C: CheckpointStrategy> Hm2bpBackend for Autodiff<B, C> {
                 };
                 prep.finish(state, out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::spiking_dense(
+            OpsKind::UnTracked(prep) => prep.finish(B::spiking_layer(
                 input.into_primitive(),
                 weight.into_primitive(),
                 labels,

@@ -24,7 +24,8 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::tensor::{Int, Shape, Tensor, TensorData, read_sync};
 
-use crate::hm2bp::{self, BatchShape, DenseSpec};
+use crate::hm2bp::sparse::LocalSpec;
+use crate::hm2bp::{self, BatchShape, DenseSpec, LayerSpec};
 use crate::spikes::SpikeRaster;
 
 /// Backends that can run spiking dense layers with HM2-BP gradients.
@@ -35,37 +36,38 @@ use crate::spikes::SpikeRaster;
     Autodiff
 )]
 pub trait Hm2bpBackend: Backend {
-    /// Simulates a batch of spike trains `input [B, T, n_in]` through LIF neurons with weights
-    /// `weight [n_out, n_in]`; returns the output spike trains `[B, T, n_out]`. `labels [B]` (class
-    /// per sample) are kept for the output layer's backward rule (ignored without autodiff and by
-    /// hidden layers).
-    fn spiking_dense(
+    /// Simulates a batch of spike trains `input [B, T, n_in]` through a layer of LIF neurons
+    /// (`weight [n_out, n_in]` for a dense layer, `[n_weights]` shared weights for conv /
+    /// pooling); returns the output spike trains `[B, T, n_out]`. `labels [B]` (class per
+    /// sample) are kept for the output layer's backward rule (ignored without autodiff and by
+    /// other layers).
+    fn spiking_layer(
         input: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         labels: IntTensor<Self>,
-        spec: DenseSpec,
+        spec: LayerSpec,
     ) -> FloatTensor<Self> {
         let _ = labels;
         host_forward::<Self>(input, weight, spec).0
     }
 
     /// The HM2-BP backward rule of a batch: from the layer's input, output, weight and
-    /// `d_post [B, n_out]` (`∂E/∂o`), returns the weight gradient `[n_out, n_in]` (summed over
-    /// the batch) and, if `need_d_pre`, `∂E/∂o_pre [B, n_in]`.
-    fn spiking_dense_backward(
+    /// `d_post [B, n_out]` (`∂E/∂o`), returns the weight gradient (shaped as `weight`, summed
+    /// over the batch) and, if `need_d_pre`, `∂E/∂o_pre [B, n_in]`.
+    fn spiking_layer_backward(
         input: FloatTensor<Self>,
         output: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         d_post: FloatTensor<Self>,
         labels: IntTensor<Self>,
-        spec: DenseSpec,
+        spec: LayerSpec,
         need_d_pre: bool,
-    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
         let rasters = ForwardRasters {
             input: host_rasters::<Self>(input),
             output: host_rasters::<Self>(output),
         };
-        host_backward::<Self>(&rasters, weight, d_post, labels, spec, need_d_pre)
+        host_backward::<Self>(&rasters, weight, d_post, labels, spec, true, need_d_pre)
     }
 }
 
@@ -81,6 +83,11 @@ impl ForwardRasters {
     /// Samples in the batch.
     pub(crate) fn batch(&self) -> usize {
         self.input.len()
+    }
+
+    /// Input neurons of the layer.
+    pub(crate) fn input_neurons(&self) -> usize {
+        self.input.first().map_or(0, SpikeRaster::neurons)
     }
 }
 
@@ -100,14 +107,14 @@ fn host_rasters<B: Backend>(spikes: FloatTensor<B>) -> Vec<SpikeRaster> {
 pub(crate) fn host_forward<B: Backend>(
     input: FloatTensor<B>,
     weight: FloatTensor<B>,
-    spec: DenseSpec,
+    spec: LayerSpec,
 ) -> (FloatTensor<B>, ForwardRasters) {
     let [b, t, _] = dims3(&input);
-    let n_out = weight.shape()[0];
+    let n_out = spec.n_out(&weight.shape());
     let device = input.device();
     let inputs = host_rasters::<B>(input);
     let w = host_f32(B::float_into_data(weight));
-    let outputs = hm2bp::dense_forward_rasters(&inputs, f32s(&w), n_out, &spec);
+    let outputs = spec.forward_rasters(&inputs, f32s(&w), n_out);
     let dense = hm2bp::rasters_to_dense(&outputs);
     let out = B::float_from_data(TensorData::new(dense, [b, t, n_out]), &device);
     (
@@ -119,19 +126,22 @@ pub(crate) fn host_forward<B: Backend>(
     )
 }
 
-/// The HM2-BP backward on the host from the forward's rasters.
+/// The HM2-BP backward on the host from the forward's rasters: the weight gradient (shaped
+/// as `weight`) when `need_grad`, `∂E/∂o_pre [B, n_in]` when `need_d_pre`.
 pub(crate) fn host_backward<B: Backend>(
     rasters: &ForwardRasters,
     weight: FloatTensor<B>,
     d_post: FloatTensor<B>,
     labels: IntTensor<B>,
-    spec: DenseSpec,
+    spec: LayerSpec,
+    need_grad: bool,
     need_d_pre: bool,
-) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+) -> (Option<FloatTensor<B>>, Option<FloatTensor<B>>) {
     let device = weight.device();
-    let [n_out, n_in] = [weight.shape()[0], weight.shape()[1]];
-    let b = rasters.input.len();
-    let labels = spec.output.map(|_| {
+    let w_shape = weight.shape();
+    let b = rasters.batch();
+    let n_in = rasters.input_neurons();
+    let labels = spec.needs_labels().then(|| {
         read_sync(B::int_into_data(labels))
             .map(|d| {
                 d.iter::<i64>()
@@ -142,19 +152,17 @@ pub(crate) fn host_backward<B: Backend>(
     });
     let w = host_f32(B::float_into_data(weight));
     let d = host_f32(B::float_into_data(d_post));
-    let g = hm2bp::dense_backward_rasters(
+    let (gw, gx) = spec.backward_rasters(
         &rasters.input,
         &rasters.output,
         f32s(&w),
         f32s(&d),
         labels.as_deref(),
-        &spec,
+        need_grad,
         need_d_pre,
     );
-    let gw = B::float_from_data(TensorData::new(g.weight, [n_out, n_in]), &device);
-    let gx = g
-        .input
-        .map(|v| B::float_from_data(TensorData::new(v, [b, n_in]), &device));
+    let gw = gw.map(|v| B::float_from_data(TensorData::new(v, w_shape), &device));
+    let gx = gx.map(|v| B::float_from_data(TensorData::new(v, [b, n_in]), &device));
     (gw, gx)
 }
 
@@ -198,8 +206,23 @@ pub fn spiking_dense(
     labels: Option<Tensor<1, Int>>,
     spec: DenseSpec,
 ) -> Tensor<3> {
+    spiking_layer(input, weight, labels, LayerSpec::Dense(spec))
+}
+
+/// Runs a convolution or pooling layer: `input [B, T, n_in]` spike trains (maps flattened
+/// channel-major), shared `weight [n_weights]` → `[B, T, n_out]`, differentiable with HM2-BP.
+pub fn spiking_local(input: Tensor<3>, weight: Tensor<1>, spec: LocalSpec) -> Tensor<3> {
+    spiking_layer(input, weight, None, LayerSpec::Local(spec))
+}
+
+fn spiking_layer<const D: usize>(
+    input: Tensor<3>,
+    weight: Tensor<D>,
+    labels: Option<Tensor<1, Int>>,
+    spec: LayerSpec,
+) -> Tensor<3> {
     let labels = labels.unwrap_or_else(|| Tensor::zeros([input.dims()[0]], &input.device()));
-    Tensor::from_dispatch(Dispatch::spiking_dense(
+    Tensor::from_dispatch(Dispatch::spiking_layer(
         input.into_dispatch(),
         weight.into_dispatch(),
         labels.into_dispatch(),

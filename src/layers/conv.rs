@@ -1,0 +1,122 @@
+//! Spiking convolution (stride 1, no padding, cross-correlation, no bias; fires when `v > ν`)
+//! trained with HM2-BP (spec §4).
+
+use burn::module::{Module, Param};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+use crate::hm2bp::regularizer::WeightRegularizer;
+use crate::hm2bp::sparse::{LocalSpec, Topology};
+use crate::neuron::LifParams;
+use crate::ops::spiking_local;
+
+/// Configuration of a [`SpikingConv2d`] layer.
+#[derive(Config, Debug)]
+pub struct SpikingConv2dConfig {
+    /// Input shape `[maps, height, width]`.
+    pub input: [usize; 3],
+    /// Output maps.
+    pub maps: usize,
+    /// Kernel side.
+    pub kernel: usize,
+    /// Threshold ν.
+    pub threshold: f32,
+    /// Membrane time constant τm.
+    #[config(default = 64.0)]
+    pub tau_m: f32,
+    /// Synaptic time constant τs.
+    #[config(default = 8.0)]
+    pub tau_s: f32,
+    /// Refractory period (steps).
+    #[config(default = 2)]
+    pub t_ref: u32,
+    /// Initial kernels uniform in `[−init_scale, init_scale]` (the authors: 0.5).
+    #[config(default = 0.5)]
+    pub init_scale: f64,
+    /// λ of the per-map exponential regulariser (0 = off; the CNN config: 0).
+    #[config(default = 0.0)]
+    pub reg_lambda: f64,
+    /// β of the regulariser.
+    #[config(default = 0.04)]
+    pub reg_beta: f64,
+    /// L of the regulariser.
+    #[config(default = 8.0)]
+    pub reg_limit: f64,
+}
+
+impl SpikingConv2dConfig {
+    fn spec(&self) -> LocalSpec {
+        let [in_maps, height, width] = self.input;
+        LocalSpec {
+            topology: Topology::Conv {
+                in_maps,
+                height,
+                width,
+                out_maps: self.maps,
+                kernel: self.kernel,
+            },
+            lif: LifParams {
+                tau_m: self.tau_m,
+                tau_s: self.tau_s,
+                t_ref: self.t_ref,
+                threshold: self.threshold,
+                threshold_eps: 0.0,
+            },
+        }
+    }
+
+    /// Creates the layer with uniform random kernels.
+    pub fn init(&self, device: &Device) -> SpikingConv2d {
+        let shape = [self.maps, self.input[0], self.kernel, self.kernel];
+        let s = self.init_scale;
+        self.init_with(Tensor::random(shape, Distribution::Uniform(-s, s), device))
+    }
+
+    /// Creates the layer with the given kernels `[maps, in_maps, k, k]`.
+    pub fn init_with(&self, kernels: Tensor<4>) -> SpikingConv2d {
+        SpikingConv2d {
+            weight: Param::from_tensor(kernels),
+            spec: self.spec(),
+            regularizer: WeightRegularizer {
+                lambda: self.reg_lambda,
+                beta: self.reg_beta,
+                limit: self.reg_limit,
+            },
+        }
+    }
+}
+
+/// A spiking convolution layer.
+///
+/// `forward`: `[batch, T, in_maps·h·w]` → `[batch, T, maps·(h−k+1)·(w−k+1)]` spike trains,
+/// maps flattened channel-major.
+#[derive(Module, Debug)]
+pub struct SpikingConv2d {
+    /// Kernels `[maps, in_maps, k, k]`.
+    pub weight: Param<Tensor<4>>,
+    #[module(skip)]
+    spec: LocalSpec,
+    #[module(skip)]
+    regularizer: WeightRegularizer,
+}
+
+impl SpikingConv2d {
+    /// Simulates the layer.
+    pub fn forward(&self, input: Tensor<3>) -> Tensor<3> {
+        let w = self.weight.val();
+        let n = w.shape().num_elements();
+        spiking_local(input, w.reshape([n]), self.spec)
+    }
+
+    /// Output shape `[maps, height, width]`.
+    pub fn output_shape(&self) -> [usize; 3] {
+        self.spec.topology.output_shape()
+    }
+
+    /// The per-map exponential weight penalty (S12 with `S` the mean over one map's kernel).
+    pub fn regularizer_penalty(&self) -> Tensor<1> {
+        let w = self.weight.val();
+        let [maps, c, k, _] = w.dims();
+        super::regularizer_penalty(w.reshape([maps, c * k * k]), &self.regularizer)
+    }
+}

@@ -1,0 +1,73 @@
+//! Spiking sum pooling: non-overlapping windows of LIF neurons fed with unit weights (their own
+//! ν, `v > ν − 1e-6`); HM2-BP backpropagates `d/size² · ρ` through them (spec §4).
+
+use burn::module::Module;
+use burn::prelude::*;
+
+use crate::hm2bp::sparse::{LocalSpec, Topology};
+use crate::neuron::LifParams;
+use crate::ops::spiking_local;
+
+/// Configuration of a [`SpikingPool2d`] layer.
+#[derive(Config, Debug)]
+pub struct SpikingPool2dConfig {
+    /// Input shape `[maps, height, width]`.
+    pub input: [usize; 3],
+    /// Window side (and stride).
+    pub size: usize,
+    /// Threshold ν.
+    pub threshold: f32,
+    /// Membrane time constant τm.
+    #[config(default = 64.0)]
+    pub tau_m: f32,
+    /// Synaptic time constant τs.
+    #[config(default = 8.0)]
+    pub tau_s: f32,
+    /// Refractory period (steps).
+    #[config(default = 2)]
+    pub t_ref: u32,
+}
+
+impl SpikingPool2dConfig {
+    /// Creates the layer (it has no parameters).
+    pub fn init(&self) -> SpikingPool2d {
+        let [maps, height, width] = self.input;
+        SpikingPool2d {
+            spec: LocalSpec {
+                topology: Topology::Pool {
+                    maps,
+                    height,
+                    width,
+                    size: self.size,
+                },
+                lif: LifParams {
+                    tau_m: self.tau_m,
+                    tau_s: self.tau_s,
+                    t_ref: self.t_ref,
+                    threshold: self.threshold,
+                    threshold_eps: 1e-6,
+                },
+            },
+        }
+    }
+}
+
+/// A spiking sum-pooling layer: `[batch, T, maps·h·w]` → `[batch, T, maps·(h/s)·(w/s)]`.
+#[derive(Module, Debug)]
+pub struct SpikingPool2d {
+    #[module(skip)]
+    spec: LocalSpec,
+}
+
+impl SpikingPool2d {
+    /// Simulates the layer.
+    pub fn forward(&self, input: Tensor<3>) -> Tensor<3> {
+        let unit = Tensor::ones([1], &input.device());
+        spiking_local(input, unit, self.spec)
+    }
+
+    /// Output shape `[maps, height, width]`.
+    pub fn output_shape(&self) -> [usize; 3] {
+        self.spec.topology.output_shape()
+    }
+}
