@@ -342,7 +342,8 @@ impl SpikingNet {
                     SpikingLayer::Conv(conv)
                 }
                 LayerDef::Pool { size, threshold } => {
-                    if size == 0 || shape[1] % size != 0 || shape[2] % size != 0 {
+                    if size == 0 || !shape[1].is_multiple_of(size) || !shape[2].is_multiple_of(size)
+                    {
                         return Err(bad(format!(
                             "pool size {size} does not tile a {shape:?} input"
                         )));

@@ -96,3 +96,56 @@ fn runs_without_autodiff() {
     let out = layer.forward(random_spikes(2, 50, 10, 0.2, &dev), None);
     assert_eq!(out.dims(), [2, 50, 4]);
 }
+
+/// A conv → pool → dense network built from a model file trains: one HM2-BP step moves the
+/// conv kernels and the dense weights.
+#[test]
+fn conv_pool_network_takes_a_step() {
+    use burn::optim::{AdamConfig, GradientsParams};
+    use hm2bp::hm2bp::output::CountTargets;
+    use hm2bp::hm2bp::regularizer::WeightRegularizer;
+    use hm2bp::loss::count_loss;
+    use hm2bp::model::{NetworkDef, RuleOptions, SpikingLayer, SpikingNet};
+
+    let dev = device().autodiff();
+    dev.seed(3);
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let def = NetworkDef::load("tiny-cnn-4c5-p2-10", &models).unwrap();
+    let rule = RuleOptions {
+        effect_ratio: true,
+        regularizer: WeightRegularizer::OFF,
+        label_spike_level: 12,
+    };
+    let net = SpikingNet::new(&def, &rule, &dev).unwrap();
+    let input = random_spikes(2, 60, 784, 0.15, &dev);
+    let labels = Tensor::<1, Int>::from_ints([3, 7], &dev);
+    let outs = net.forward(input, Some(labels.clone()));
+    assert_eq!(outs[0].dims(), [2, 60, 4 * 24 * 24]);
+    assert_eq!(outs[1].dims(), [2, 60, 4 * 12 * 12]);
+    let counts = outs[2].clone().sum_dim(1).reshape([2, 10]);
+    let targets = CountTargets {
+        desired: 12.0,
+        undesired: 2.0,
+        margin: 1.0,
+    };
+    let loss = count_loss(counts, labels, None, &targets);
+    let grads = GradientsParams::from_grads(loss.backward(), &net);
+    let kernels = |n: &SpikingNet| match &n.layers[0] {
+        SpikingLayer::Conv(c) => c
+            .weight
+            .val()
+            .inner()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap(),
+        _ => unreachable!(),
+    };
+    let before = kernels(&net);
+    let net = AdamConfig::new().init().step(1e-2, net, grads);
+    let moved = before
+        .iter()
+        .zip(kernels(&net))
+        .filter(|(a, b)| *a != b)
+        .count();
+    assert!(moved > 0, "conv kernels did not move");
+}

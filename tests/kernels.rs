@@ -225,3 +225,171 @@ fn batch_equals_per_sample() {
         assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0));
     }
 }
+
+/// Conv and pooling kernels against spec §4 written per output site and per pair.
+#[test]
+fn conv_and_pool_match_per_pair_reference() {
+    use hm2bp::hm2bp::sparse::{
+        Connectivity, ErrorScale, backward_sample as local_backward,
+        forward_sample as local_forward,
+    };
+    use hm2bp::spsp::spsp_pair;
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let (c_in, h, w, maps, k, steps) = (2, 7, 6, 3, 3, 300);
+    let (oh, ow) = (h - k + 1, w - k + 1);
+    let conn = Connectivity::conv(c_in, h, w, maps, k);
+    let lif = LifParams::paper(2.0).strict();
+    for case in 0..6 {
+        let input = random_raster(&mut rng, steps, c_in * h * w, 0.06);
+        let kern = random_weights(&mut rng, maps * c_in * k * k, 0.8);
+        let out = local_forward(&input, &conn, &kern, &lif);
+        // Forward: a dense layer with the unrolled kernel gives the same raster.
+        let mut unrolled = vec![0.0f32; maps * oh * ow * c_in * h * w];
+        for o in 0..maps {
+            for x in 0..oh {
+                for y in 0..ow {
+                    for c in 0..c_in {
+                        for p in 0..k {
+                            for q in 0..k {
+                                let i = (o * oh + x) * ow + y;
+                                let j = (c * h + x + p) * w + y + q;
+                                unrolled[i * c_in * h * w + j] =
+                                    kern[((o * c_in + c) * k + p) * k + q];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let s = DenseSpec {
+            lif,
+            output: None,
+            effect_ratio: true,
+        };
+        let n_out = maps * oh * ow;
+        let dense_out = forward_sample(
+            &input,
+            &LayerWeights::new(&unrolled, n_out, c_in * h * w),
+            &s,
+        );
+        assert_eq!(out.times(), dense_out.times(), "case {case}: conv forward");
+        assert!(out.num_spikes() > 0, "case {case}: silent conv");
+
+        let d_post: Vec<f32> = (0..n_out)
+            .map(|_| rng.random::<f32>() * 4.0 - 2.0)
+            .collect();
+        let mut grad = vec![0.0f32; kern.len()];
+        let mut d_pre = vec![0.0f32; c_in * h * w];
+        local_backward(
+            &input,
+            &out,
+            &conn,
+            &kern,
+            &lif,
+            ErrorScale::Threshold,
+            &d_post,
+            Some(&mut grad),
+            Some(&mut d_pre),
+        );
+
+        // Reference: per output site and per pair, straight from spec §4 (S2, S8, S9, S11).
+        let (pre, post) = (input.times(), out.times());
+        let mut want_grad = vec![0.0f64; kern.len()];
+        let mut want_d = vec![0.0f64; c_in * h * w];
+        for o in 0..maps {
+            for x in 0..oh {
+                for y in 0..ow {
+                    let i = (o * oh + x) * ow + y;
+                    let o_i = post[i].len() as f64;
+                    let delta = d_post[i] as f64 / lif.threshold as f64;
+                    let mut pairs = Vec::new();
+                    for c in 0..c_in {
+                        for p in 0..k {
+                            for q in 0..k {
+                                let j = (c * h + x + p) * w + y + q;
+                                let wi = ((o * c_in + c) * k + p) * k + q;
+                                let o_j = pre[j].len() as f64;
+                                let e = if o_j == 0.0 {
+                                    0.0
+                                } else if o_i == 0.0 {
+                                    0.1
+                                } else {
+                                    spsp_pair(&post[i], &pre[j], &lif)
+                                };
+                                pairs.push((j, wi, e, o_j));
+                            }
+                        }
+                    }
+                    let s: f64 = pairs
+                        .iter()
+                        .map(|&(_, wi, e, _)| {
+                            kern[wi] as f64 * if o_i > 0.0 { e / o_i } else { 0.5 }
+                        })
+                        .sum::<f64>()
+                        / lif.threshold as f64;
+                    for &(j, wi, e, o_j) in &pairs {
+                        want_grad[wi] += delta * (1.0 + s) * e;
+                        let rho = if o_i > 0.0 && o_j > 0.0 { e / o_j } else { 1.0 };
+                        want_d[j] += delta * kern[wi] as f64 * rho;
+                    }
+                }
+            }
+        }
+        let close = |a: f32, b: f64| (a as f64 - b).abs() <= 1e-3 * b.abs().max(1.0);
+        for (i, (&a, &b)) in grad.iter().zip(&want_grad).enumerate() {
+            assert!(close(a, b), "case {case}: grad[{i}] {a} vs {b}");
+        }
+        for (j, (&a, &b)) in d_pre.iter().zip(&want_d).enumerate() {
+            assert!(close(a, b), "case {case}: d_pre[{j}] {a} vs {b}");
+        }
+
+        // Pooling: forward is the 2×2 window sum; backward divides by 4 and uses ρ.
+        let pool = Connectivity::pool(maps, oh - oh % 2, ow - ow % 2, 2);
+        let pool_in = SpikeRaster::from_times(
+            &(0..maps * (oh - oh % 2) * (ow - ow % 2))
+                .map(|n| {
+                    let (m, rest) = (
+                        n / ((oh - oh % 2) * (ow - ow % 2)),
+                        n % ((oh - oh % 2) * (ow - ow % 2)),
+                    );
+                    let (x, y) = (rest / (ow - ow % 2), rest % (ow - ow % 2));
+                    post[(m * oh + x) * ow + y].clone()
+                })
+                .collect::<Vec<_>>(),
+            steps,
+        );
+        let pool_lif = LifParams::paper(1.0);
+        let pooled = local_forward(&pool_in, &pool, &[1.0], &pool_lif);
+        let d_pool: Vec<f32> = (0..pool.n_out).map(|i| i as f32 - 2.0).collect();
+        let mut d_in = vec![0.0f32; pool.n_in];
+        local_backward(
+            &pool_in,
+            &pooled,
+            &pool,
+            &[1.0],
+            &pool_lif,
+            ErrorScale::PoolArea(2),
+            &d_pool,
+            None,
+            Some(&mut d_in),
+        );
+        let (pin, pout) = (pool_in.times(), pooled.times());
+        let (ph, pw) = ((oh - oh % 2) / 2, (ow - ow % 2) / 2);
+        for (j, &got) in d_in.iter().enumerate() {
+            let (m, rest) = (j / (2 * ph * 2 * pw), j % (2 * ph * 2 * pw));
+            let (x, y) = (rest / (2 * pw), rest % (2 * pw));
+            let i = (m * ph + x / 2) * pw + y / 2;
+            let (o_i, o_j) = (pout[i].len() as f64, pin[j].len() as f64);
+            let rho = if o_i > 0.0 && o_j > 0.0 {
+                spsp_pair(&pout[i], &pin[j], &pool_lif) / o_j
+            } else {
+                1.0
+            };
+            let want = d_pool[i] as f64 / 4.0 * rho;
+            assert!(
+                close(got, want),
+                "case {case}: pool d_pre[{j}] {got} vs {want}"
+            );
+        }
+    }
+}

@@ -10,6 +10,9 @@ use crate::neuron::{LifParams, LifPopulation};
 use crate::spikes::SpikeRaster;
 use crate::spsp::KernelTables;
 
+/// Maps a `(output, input, weight)` triple to its bucket and the pair stored there.
+type BucketKey = fn(&(u32, u32, u32)) -> (usize, (u32, u32));
+
 /// Connected pairs of a layer, indexed both ways.
 #[derive(Clone, Debug)]
 pub struct Connectivity {
@@ -34,7 +37,7 @@ impl Connectivity {
         n_weights: usize,
         triples: &[(u32, u32, u32)],
     ) -> Self {
-        let bucket = |n: usize, key: fn(&(u32, u32, u32)) -> (usize, (u32, u32))| {
+        let bucket = |n: usize, key: BucketKey| {
             let mut start = vec![0u32; n + 1];
             for t in triples {
                 start[key(t).0 + 1] += 1;
