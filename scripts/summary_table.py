@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Print a run's summary.json as a markdown table, beside the authors' logged accuracies.
+
+Usage: scripts/summary_table.py RUN_DIR/summary.json [--authors mlp|cnn]
+"""
+import json
+import sys
+
+# Test accuracy (%) in the authors' logs, by epoch (spec §6, issue texts).
+AUTHORS = {
+    "mlp": {1: 97.32, 10: 98.57},
+    "cnn": {1: 95.74, 6: 98.62, 20: 99.18},
+}
+
+
+def main() -> None:
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    path = sys.argv[1]
+    which = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--authors" else "mlp"
+    with open(path) as f:
+        s = json.load(f)
+    authors = AUTHORS.get(which, {})
+    print("| epoch | test acc | train acc | loss | s / epoch | samples/s | authors (batch 1) |")
+    print("|---|---|---|---|---|---|---|")
+    for e in s["epochs"]:
+        a = authors.get(e["epoch"])
+        print(
+            f"| {e['epoch']} | {100 * e['test_accuracy']:.2f} % | {100 * e['train_accuracy']:.2f} % "
+            f"| {e['loss']:.2f} | {e['seconds']:.0f} | {e['samples_per_second']:.0f} "
+            f"| {'' if a is None else f'{a:.2f} %'} |"
+        )
+    print(f"\nbest test accuracy {100 * s['best_test_accuracy']:.2f} % (epoch {s['best_epoch']}); backend {s['backend']}")
+
+
+if __name__ == "__main__":
+    main()
