@@ -36,7 +36,7 @@ pub fn device(name: Option<&str>) -> Result<(Device, String), String> {
         "ndarray" => Ok((Device::ndarray(), "ndarray (CPU)".into())),
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok((
-            Device::wgpu(burn::backend::DeviceKind::DefaultDevice),
+            Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
             "wgpu (default GPU adapter)".into(),
         )),
         other => Err(format!(
