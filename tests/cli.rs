@@ -52,7 +52,7 @@ fn unknown_experiment_and_model_are_named() {
         ],
         root(),
     );
-    assert_clean_error(&out, "data");
+    assert_clean_error(&out, "unknown model 'no-such-model'");
 }
 
 #[test]

@@ -244,6 +244,8 @@ fn ensure_data(kind: ImageDatasetKind, data_dir: &Path) -> Result<()> {
 
 fn run_train(a: TrainArgs) -> Result<()> {
     let exp = load_experiment(&a.experiment, &a.common, &a.overrides)?;
+    // A bad model name fails before any download.
+    hm2bp::model::NetworkDef::load(&exp.model, &a.common.models_dir)?;
     if !a.no_fetch {
         ensure_data(exp.dataset, &a.common.data_dir)?;
     }

@@ -124,6 +124,8 @@ fn last_checkpoint(out_dir: &Path) -> Option<usize> {
 
 /// Trains an experiment; returns its summary (also in `out_dir/summary.json`).
 pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
+    // Configuration errors first, before any data is read.
+    NetworkDef::load(&exp.model, &opts.models_dir)?;
     let train_set = load_split(exp, &opts.data_dir, Split::Train)?;
     let test_set = load_split(exp, &opts.data_dir, Split::Test)?;
     let train_len = train_set.len();
