@@ -82,6 +82,9 @@ pub struct ExperimentDef {
     /// Effect ratio ρ (S8) on.
     #[serde(default = "yes")]
     pub effect_ratio: bool,
+    /// Per-sample boosting weights (spec §3.5.4, on in the authors' best configs).
+    #[serde(default)]
+    pub boosting: bool,
     /// Use only the first N training samples.
     #[serde(default)]
     pub train_samples: Option<usize>,

@@ -196,6 +196,13 @@ fn tiny_training_run_resumes_and_evaluates() {
         assert!(e["samples_per_second"].as_f64().unwrap() > 0.0);
     }
     assert!(s["backend"].as_str().unwrap().contains("flex"));
+    // Boosting (on in `tiny`): weights saved every epoch, some grown above 1.
+    let boost: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("boosting.json")).unwrap())
+            .unwrap();
+    let weights = boost["weights"].as_array().unwrap();
+    assert_eq!(weights.len(), 200);
+    assert!(weights.iter().any(|w| w.as_f64().unwrap() > 1.0));
 
     let out = run(&["--resume", "--epochs", "3"]);
     assert!(

@@ -6,6 +6,9 @@ use burn::tensor::ExecutionError;
 use burn::train::metric::{AccuracyInput, Adaptor, LossInput};
 use burn::train::{ClassificationOutput, InferenceStep, ItemLazy, TrainOutput, TrainStep};
 
+use std::sync::Arc;
+
+use super::boosting::Boosting;
 use super::data::SpikeBatch;
 use super::metrics::ActivityInput;
 use crate::hm2bp::output::CountTargets;
@@ -19,6 +22,8 @@ pub struct SpikingClassifier {
     pub net: SpikingNet,
     #[module(skip)]
     targets: CountTargets,
+    #[module(skip)]
+    boosting: Option<Arc<Boosting>>,
 }
 
 /// Everything a step reports: classification (counts as scores) and layer activity.
@@ -32,7 +37,19 @@ pub struct StepOutput {
 impl SpikingClassifier {
     /// Wraps a network with its output targets.
     pub fn new(net: SpikingNet, targets: CountTargets) -> Self {
-        Self { net, targets }
+        Self {
+            net,
+            targets,
+            boosting: None,
+        }
+    }
+
+    /// Records, at every training step, which samples were misclassified (for boosting).
+    pub fn with_boosting(self, boosting: Arc<Boosting>) -> Self {
+        Self {
+            boosting: Some(boosting),
+            ..self
+        }
     }
 
     /// Runs a batch; returns the outputs and the loss to differentiate (count loss plus the
@@ -51,7 +68,12 @@ impl SpikingClassifier {
         let out = layers.last().expect("a network has layers").clone();
         let [b, _, c] = out.dims();
         let counts = out.sum_dim(1).reshape([b, c]);
-        let loss = count_loss(counts.clone(), batch.labels.clone(), None, &self.targets);
+        let loss = count_loss(
+            counts.clone(),
+            batch.labels.clone(),
+            batch.sample_weight,
+            &self.targets,
+        );
         let total = loss.clone() + self.net.regularizer_penalty();
         let classification = ClassificationOutput::new(loss, counts.detach(), batch.labels);
         (
@@ -100,7 +122,16 @@ impl TrainStep for SpikingClassifier {
     type Output = StepOutput;
 
     fn step(&self, batch: SpikeBatch) -> TrainOutput<StepOutput> {
+        let indices = batch.indices.clone();
         let (out, total) = self.run(batch);
+        if let Some(boosting) = &self.boosting {
+            let c = &out.classification;
+            let b = indices.len();
+            let pred = c.output.clone().argmax(1).reshape([b]);
+            let wrong = pred.not_equal(c.targets.clone()).int().into_data();
+            let wrong: Vec<bool> = wrong.iter::<i64>().map(|w| w != 0).collect();
+            boosting.record(&indices, &wrong);
+        }
         TrainOutput::new(self, total.backward(), out)
     }
 }

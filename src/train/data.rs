@@ -7,6 +7,7 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::prelude::*;
 
+use super::boosting::Boosting;
 use crate::data::{EncodingMode, ImageSet, RateEncoder};
 
 /// One image of a dataset split.
@@ -60,6 +61,10 @@ pub struct SpikeBatch {
     pub spikes: Tensor<3>,
     /// Classes.
     pub labels: Tensor<1, Int>,
+    /// Positions of the samples in their split.
+    pub indices: Vec<u64>,
+    /// Boosting weights `[B]` of training samples (`None`: all 1).
+    pub sample_weight: Option<Tensor<1>>,
 }
 
 /// Encodes images into dense spike-train batches with the rate encoder.
@@ -71,6 +76,7 @@ pub struct SpikeBatch {
 pub struct SpikeBatcher {
     encoder: RateEncoder,
     draws: Arc<AtomicU64>,
+    boosting: Option<Arc<Boosting>>,
 }
 
 impl SpikeBatcher {
@@ -79,6 +85,15 @@ impl SpikeBatcher {
         Self {
             encoder,
             draws: Arc::new(AtomicU64::new(0)),
+            boosting: None,
+        }
+    }
+
+    /// Attaches boosting weights to every batch (training split only).
+    pub fn with_boosting(self, boosting: Arc<Boosting>) -> Self {
+        Self {
+            boosting: Some(boosting),
+            ..self
         }
     }
 }
@@ -98,9 +113,15 @@ impl Batcher<ImageItem, SpikeBatch> for SpikeBatcher {
                 .encode_into(&item.pixels, item.index, draw, out);
         }
         let labels: Vec<i64> = items.iter().map(|i| i.label as i64).collect();
+        let indices: Vec<u64> = items.iter().map(|i| i.index).collect();
+        let sample_weight = self.boosting.as_ref().map(|boost| {
+            Tensor::from_data(TensorData::new(boost.weights_of(&indices), [b]), device)
+        });
         SpikeBatch {
             spikes: Tensor::from_data(TensorData::new(dense, [b, steps, n]), device),
             labels: Tensor::from_data(TensorData::new(labels, [b]), device),
+            indices,
+            sample_weight,
         }
     }
 }

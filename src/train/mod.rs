@@ -2,6 +2,7 @@
 //! terminal (plain progress lines otherwise), test evaluation every epoch, checkpoints every
 //! epoch with `--resume`, and `summary.json` in the output folder.
 
+pub mod boosting;
 pub mod classifier;
 pub mod data;
 pub mod metrics;
@@ -25,6 +26,7 @@ use burn::train::{Learner, SupervisedTraining};
 use crate::data::{ImageSet, RateEncoder, Split, load_image_set};
 use crate::experiment::ExperimentDef;
 use crate::model::{NetworkDef, RuleOptions, SpikingNet};
+use boosting::Boosting;
 use classifier::SpikingClassifier;
 use data::{ImageDataset, SpikeBatch, SpikeBatcher};
 use metrics::{Activity, ActivityMetric};
@@ -79,9 +81,14 @@ fn loader(
     set: ImageSet,
     device: &Device,
     shuffle: bool,
+    boosting: Option<Arc<Boosting>>,
 ) -> Arc<dyn DataLoader<SpikeBatch>> {
     let encoder = RateEncoder::new(exp.steps, exp.seed, exp.encoding);
-    let mut builder = DataLoaderBuilder::new(SpikeBatcher::new(encoder))
+    let mut batcher = SpikeBatcher::new(encoder);
+    if let Some(b) = boosting {
+        batcher = batcher.with_boosting(b);
+    }
+    let mut builder = DataLoaderBuilder::new(batcher)
         .batch_size(exp.batch_size)
         .num_workers(1)
         .set_device(device.clone());
@@ -132,7 +139,7 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
     let device = opts.device.clone();
     device.seed(exp.seed);
     let ad = device.clone().autodiff();
-    let (model, def) = build_classifier(exp, &opts.models_dir, &ad)?;
+    let (mut model, def) = build_classifier(exp, &opts.models_dir, &ad)?;
     if def.input_size() != train_set.images.image_len() {
         bail!(
             "model '{}' expects {} inputs, dataset {} has {}-pixel images",
@@ -170,16 +177,39 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
 
     let plain = opts.plain || !std::io::stdout().is_terminal();
     let lr = exp.lr;
-    let logger = SummaryLogger::new(
+    let mut logger = SummaryLogger::new(
         summary_path,
         summary.clone(),
         train_len,
         Box::new(move |e| lr.at_epoch(e)),
         plain,
     );
+    // Boosting weights (spec §3.5.4) when the experiment asks for them.
+    let boosting = exp.boosting.then(|| {
+        Arc::new(Boosting::new(
+            train_set.labels.clone(),
+            train_set.num_classes,
+        ))
+    });
+    if let Some(boosting) = &boosting {
+        let path = opts.out_dir.join("boosting.json");
+        if checkpoint.is_some() && path.is_file() {
+            boosting
+                .load(&path)
+                .with_context(|| format!("{}: cannot load", path.display()))?;
+        }
+        model = model.with_boosting(boosting.clone());
+        let b = boosting.clone();
+        logger = logger.on_train_epoch_end(Box::new(move || {
+            b.end_epoch();
+            if let Err(e) = b.save(&path) {
+                eprintln!("warning: cannot write {}: {e}", path.display());
+            }
+        }));
+    }
     let iterations = train_len.div_ceil(exp.batch_size);
-    let train_loader = loader(exp, train_set, &device, true);
-    let test_loader = loader(exp, test_set, &device, false);
+    let train_loader = loader(exp, train_set, &device, true, boosting);
+    let test_loader = loader(exp, test_set, &device, false, None);
 
     let mut training = SupervisedTraining::new(&opts.out_dir, train_loader, test_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
@@ -243,7 +273,7 @@ pub fn evaluate(exp: &ExperimentDef, opts: &RunOptions, model_file: &Path) -> Re
         .map_err(|e| anyhow::anyhow!("{}: cannot load the model: {e:?}", model_file.display()))?;
     let model = model.load_record(record);
     let n = test_set.len();
-    let test_loader = loader(exp, test_set, &opts.device, false);
+    let test_loader = loader(exp, test_set, &opts.device, false, None);
     let mut correct = 0usize;
     for batch in test_loader.iter() {
         let batch = batch.map_err(|e| anyhow::anyhow!("loading a test batch: {e:?}"))?;

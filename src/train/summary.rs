@@ -78,6 +78,7 @@ pub struct SummaryLogger {
     epoch_start: Instant,
     train_seconds: HashMap<usize, f64>,
     echo: bool,
+    on_train_epoch_end: Option<Box<dyn FnMut() + Send>>,
 }
 
 impl SummaryLogger {
@@ -99,6 +100,15 @@ impl SummaryLogger {
             epoch_start: Instant::now(),
             train_seconds: HashMap::new(),
             echo,
+            on_train_epoch_end: None,
+        }
+    }
+
+    /// Runs `hook` when a training epoch ends (before its test pass), e.g. the boosting update.
+    pub fn on_train_epoch_end(self, hook: Box<dyn FnMut() + Send>) -> Self {
+        Self {
+            on_train_epoch_end: Some(hook),
+            ..self
         }
     }
 
@@ -190,6 +200,9 @@ impl MetricLogger for SummaryLogger {
                     summary.epoch_number,
                     self.epoch_start.elapsed().as_secs_f64(),
                 );
+                if let Some(hook) = self.on_train_epoch_end.as_mut() {
+                    hook();
+                }
             }
             Split::Valid => {
                 self.finish_epoch(summary.epoch_number);
