@@ -5,6 +5,34 @@
 //!
 //! Data flows one way: dataset → rate encoder → spike trains → spiking layers → output spike
 //! counts → rate-coded loss → (autodiff) → HM2-BP custom backward → optimizer.
+//!
+//! ```
+//! use burn::optim::{AdamConfig, GradientsParams};
+//! use burn::prelude::*;
+//! use burn::tensor::Distribution;
+//! use hm2bp::hm2bp::output::CountTargets;
+//! use hm2bp::layers::SpikingDenseConfig;
+//! use hm2bp::loss::count_loss;
+//!
+//! let device = Device::flex().autodiff();
+//! // An output layer of 10 LIF neurons (ν = 8) with lateral inhibition, on 784 inputs.
+//! let layer = SpikingDenseConfig::new(784, 10, 8.0)
+//!     .with_is_output(true)
+//!     .with_lateral_strength(1.0)
+//!     .init(&device);
+//! // A batch of 2 random spike trains, T = 100 steps.
+//! let spikes = Tensor::<3>::random([2, 100, 784], Distribution::Uniform(0.0, 1.0), &device)
+//!     .lower_elem(0.05)
+//!     .float();
+//! let labels = Tensor::<1, Int>::from_ints([3, 7], &device);
+//! let out = layer.forward(spikes, Some(labels.clone())); // [2, 100, 10] spike trains
+//! let counts = out.sum_dim(1).reshape([2, 10]);
+//! let loss = count_loss(counts, labels, None, &CountTargets::default());
+//! // The gradient of the spiking layer is HM2-BP, computed by its custom backward op.
+//! let grads = GradientsParams::from_grads(loss.backward(), &layer);
+//! let layer = AdamConfig::new().init().step(1e-3, layer, grads);
+//! assert_eq!(layer.weight.val().dims(), [10, 784]);
+//! ```
 
 pub mod backend;
 pub mod bench;
