@@ -1,11 +1,12 @@
 //! Experiment definitions (`experiments/NAME/experiment.toml`): dataset, model, method, T,
 //! epochs, batch size, learning-rate schedule, seed and the HM2-BP settings of spec §5.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::data::{EncodingMode, ImageDatasetKind};
+use crate::definition::{DefinitionError, read_definition};
 use crate::hm2bp::output::CountTargets;
 use crate::hm2bp::regularizer::WeightRegularizer;
 
@@ -98,59 +99,13 @@ fn yes() -> bool {
 }
 
 /// Errors of loading an experiment definition.
-#[derive(Debug, thiserror::Error)]
-pub enum ExperimentError {
-    /// No such experiment.
-    #[error("unknown experiment '{name}': no {path} (available: {available})")]
-    Unknown {
-        /// Requested name.
-        name: String,
-        /// Path tried.
-        path: PathBuf,
-        /// Experiments found.
-        available: String,
-    },
-    /// Unreadable file.
-    #[error("{path}: {source}")]
-    Io {
-        /// File.
-        path: PathBuf,
-        /// Cause.
-        source: std::io::Error,
-    },
-    /// Malformed TOML or invalid values.
-    #[error("{path}: {message}")]
-    Malformed {
-        /// File.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-}
+pub type ExperimentError = DefinitionError;
 
 impl ExperimentDef {
     /// Loads `dir/NAME/experiment.toml`, or `name` itself if it is a path to a file.
     pub fn load(name: &str, dir: &Path) -> Result<Self, ExperimentError> {
-        let as_path = Path::new(name);
-        let path = if as_path.is_file() {
-            as_path.to_path_buf()
-        } else {
-            dir.join(name).join("experiment.toml")
-        };
-        let text = std::fs::read_to_string(&path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                ExperimentError::Unknown {
-                    name: name.into(),
-                    path: path.clone(),
-                    available: list_experiments(dir).join(", "),
-                }
-            } else {
-                ExperimentError::Io {
-                    path: path.clone(),
-                    source,
-                }
-            }
-        })?;
+        let default = dir.join(name).join("experiment.toml");
+        let (path, text) = read_definition("experiment", name, default, || list_experiments(dir))?;
         let def: ExperimentDef = toml::from_str(&text).map_err(|e| ExperimentError::Malformed {
             path: path.clone(),
             message: e.to_string().trim().replace('\n', " "),

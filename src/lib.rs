@@ -37,6 +37,7 @@
 pub mod backend;
 pub mod bench;
 pub mod data;
+pub mod definition;
 pub mod experiment;
 pub mod hm2bp;
 pub mod layers;

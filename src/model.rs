@@ -6,6 +6,8 @@ use burn::module::Module;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::definition::{DefinitionError, read_definition};
+
 use crate::layers::{
     SpikingConv2d, SpikingConv2dConfig, SpikingDense, SpikingDenseConfig, SpikingPool2d,
     SpikingPool2dConfig,
@@ -97,70 +99,18 @@ fn one_f32() -> f32 {
 }
 
 /// Errors of loading or building a network.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    /// No such model file.
-    #[error("unknown model '{name}': no {path} (available: {available})")]
-    Unknown {
-        /// Requested name.
-        name: String,
-        /// Path tried.
-        path: PathBuf,
-        /// Models found.
-        available: String,
-    },
-    /// Unreadable file.
-    #[error("{path}: {source}")]
-    Io {
-        /// File.
-        path: PathBuf,
-        /// Cause.
-        source: std::io::Error,
-    },
-    /// Malformed JSON.
-    #[error("{path}: malformed network definition: {message}")]
-    Malformed {
-        /// File.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// Valid definition that this build cannot train.
-    #[error("model '{name}': {message}")]
-    Unsupported {
-        /// Model.
-        name: String,
-        /// Why.
-        message: String,
-    },
-}
+pub type ModelError = DefinitionError;
 
 impl NetworkDef {
     /// Loads `name` from `dir/name.json`, or `name` itself if it is a path to a file.
     pub fn load(name: &str, dir: &Path) -> Result<Self, ModelError> {
-        let as_path = Path::new(name);
-        let path = if as_path.is_file() {
-            as_path.to_path_buf()
-        } else {
-            dir.join(format!("{name}.json"))
-        };
-        let text = std::fs::read_to_string(&path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                ModelError::Unknown {
-                    name: name.into(),
-                    path: path.clone(),
-                    available: list_stems(dir, "json").join(", "),
-                }
-            } else {
-                ModelError::Io {
-                    path: path.clone(),
-                    source,
-                }
-            }
-        })?;
+        let (path, text) =
+            read_definition("model", name, dir.join(format!("{name}.json")), || {
+                list_stems(dir, "json")
+            })?;
         let def: NetworkDef = serde_json::from_str(&text).map_err(|e| ModelError::Malformed {
             path: path.clone(),
-            message: e.to_string(),
+            message: format!("malformed network definition: {e}"),
         })?;
         def.validate()
             .map_err(|message| ModelError::Malformed { path, message })?;
@@ -360,8 +310,8 @@ impl SpikingNet {
             layers.push(layer);
         }
         if !matches!(layers.last(), Some(SpikingLayer::Dense(_))) {
-            return Err(ModelError::Unsupported {
-                name: def.name.clone(),
+            return Err(ModelError::Malformed {
+                path: PathBuf::from(format!("models/{}.json", def.name)),
                 message: "the output layer must be a dense layer".into(),
             });
         }
