@@ -8,7 +8,7 @@ use anyhow::Result;
 use burn::data::dataloader::batcher::Batcher;
 use burn::optim::{AdamConfig, GradientsParams};
 
-use crate::data::{EncodingMode, ImageDatasetKind, RateEncoder, Split, load_image_set};
+use crate::datasets::{EncodingMode, ImageDatasetKind, RateEncoder, Split, load_image_set};
 use crate::hm2bp::output::CountTargets;
 use crate::hm2bp::regularizer::WeightRegularizer;
 use crate::model::{NetworkDef, RuleOptions, SpikingNet};

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{EncodingMode, ImageDatasetKind};
+use crate::datasets::{EncodingMode, ImageDatasetKind};
 use crate::definition::{DefinitionError, read_definition};
 use crate::hm2bp::output::CountTargets;
 use crate::hm2bp::regularizer::WeightRegularizer;

@@ -36,7 +36,7 @@
 
 pub mod backend;
 pub mod bench;
-pub mod data;
+pub mod datasets;
 pub mod definition;
 pub mod experiment;
 pub mod hm2bp;

@@ -5,7 +5,9 @@
 
 mod common;
 
-use hm2bp::data::golden::{GOLDEN_LABEL, GOLDEN_STEPS, GoldenCnn, GoldenWeights, load_golden_cnn};
+use hm2bp::datasets::golden::{
+    GOLDEN_LABEL, GOLDEN_STEPS, GoldenCnn, GoldenWeights, load_golden_cnn,
+};
 use hm2bp::hm2bp::DenseSpec;
 use hm2bp::hm2bp::dense::{self, LayerWeights, SampleGrad};
 use hm2bp::hm2bp::output::{CountTargets, OutputRule};
@@ -66,7 +68,11 @@ fn forward(net: &Net, g: &GoldenCnn, w: &GoldenWeights) -> Vec<SpikeRaster> {
     vec![input, conv1, pool1, conv2, pool2, hidden, output]
 }
 
-fn check_rasters(ours: &[SpikeRaster], golden: &hm2bp::data::golden::GoldenRasters, when: &str) {
+fn check_rasters(
+    ours: &[SpikeRaster],
+    golden: &hm2bp::datasets::golden::GoldenRasters,
+    when: &str,
+) {
     let want = [
         ("conv1", &golden.conv1),
         ("pool1", &golden.pool1),

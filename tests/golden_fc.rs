@@ -7,7 +7,7 @@ mod common;
 
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use hm2bp::data::golden::{GOLDEN_LABEL, GOLDEN_STEPS, load_golden_cnn};
+use hm2bp::datasets::golden::{GOLDEN_LABEL, GOLDEN_STEPS, load_golden_cnn};
 use hm2bp::hm2bp::output::CountTargets;
 use hm2bp::layers::SpikingDenseConfig;
 use hm2bp::loss::count_loss;

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use hm2bp::data::fetch::{FetchOptions, fetch_datasets};
-use hm2bp::data::{ImageDatasetKind, Split, load_image_set};
+use hm2bp::datasets::fetch::{FetchOptions, fetch_datasets};
+use hm2bp::datasets::{ImageDatasetKind, Split, load_image_set};
 use hm2bp::experiment::ExperimentDef;
 use hm2bp::train::{RunOptions, evaluate, train};
 

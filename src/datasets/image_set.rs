@@ -7,8 +7,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::data::error::{DataError, FETCH_COMMAND, Result};
-use crate::data::idx::{IdxImages, read_idx_images, read_idx_labels};
+use crate::datasets::error::{DataError, FETCH_COMMAND, Result};
+use crate::datasets::idx::{IdxImages, read_idx_images, read_idx_labels};
 
 /// Side length of the images of every supported dataset.
 pub const IMAGE_SIDE: usize = 28;
@@ -217,7 +217,7 @@ pub fn load_image_set(kind: ImageDatasetKind, data_dir: &Path, split: Split) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::idx::tests::{gz, idx_images_bytes, idx_labels_bytes, shared_data};
+    use crate::datasets::idx::tests::{gz, idx_images_bytes, idx_labels_bytes, shared_data};
 
     /// Writes a split of `kind` with `n` images whose pixel (r, c) of image i is `i + r`.
     fn write_split(root: &Path, kind: ImageDatasetKind, split: Split, labels: &[u8], gzip: bool) {

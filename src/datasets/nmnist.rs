@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::data::error::{DataError, Result};
+use crate::datasets::error::{DataError, Result};
 
 /// Side of the N-MNIST sensor patch (34×34 pixels).
 pub const NMNIST_SIDE: usize = 34;
@@ -140,7 +140,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::idx::tests::shared_data;
+    use crate::datasets::idx::tests::shared_data;
 
     fn event_bytes(x: u8, y: u8, pol: u8, ts: u32) -> [u8; 5] {
         [
