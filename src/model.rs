@@ -142,14 +142,6 @@ impl NetworkDef {
         Ok(())
     }
 
-    /// Number of output classes (size of the last layer).
-    pub fn num_outputs(&self) -> usize {
-        match self.layers.last() {
-            Some(LayerDef::Dense { size, .. }) => *size,
-            _ => 0,
-        }
-    }
-
     /// Flattened input size.
     pub fn input_size(&self) -> usize {
         self.input.iter().product()
@@ -212,15 +204,6 @@ impl SpikingLayer {
             SpikingLayer::Dense(l) => Some(l.regularizer_penalty()),
             SpikingLayer::Conv(l) => Some(l.regularizer_penalty()),
             SpikingLayer::Pool(_) => None,
-        }
-    }
-
-    /// Short name for dashboards ("dense", "conv", "pool").
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SpikingLayer::Dense(_) => "dense",
-            SpikingLayer::Conv(_) => "conv",
-            SpikingLayer::Pool(_) => "pool",
         }
     }
 }
