@@ -12,7 +12,7 @@ use crate::datasets::{EncodingMode, ImageDatasetKind, RateEncoder, Split, load_i
 use crate::hm2bp::output::CountTargets;
 use crate::hm2bp::regularizer::WeightRegularizer;
 use crate::model::{NetworkDef, RuleOptions, SpikingNet};
-use crate::train::classifier::SpikingClassifier;
+use crate::train::classifier::{CountLoss, Network, SpikingClassifier};
 use crate::train::data::{ImageDataset, SpikeBatcher};
 
 /// Options of `experiment bench`.
@@ -83,8 +83,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let ad = device.clone().autodiff();
     for &bs in &a.batch_sizes {
         ad.seed(1);
-        let mut model =
-            SpikingClassifier::new(SpikingNet::new(&def, &rule, &ad)?, CountTargets::default());
+        let mut model = SpikingClassifier::new(
+            Network::Hm2bp(SpikingNet::new(&def, &rule, &ad)?),
+            CountLoss::Mse(CountTargets::default()),
+        );
         let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
         let batches = a.samples.div_ceil(bs);
         let (mut t_encode, mut t_step) = (0.0, 0.0);

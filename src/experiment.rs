@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bptt::Surrogate;
 use crate::datasets::{EncodingMode, ImageDatasetKind};
 use crate::definition::{DefinitionError, read_definition};
 use crate::hm2bp::output::CountTargets;
@@ -46,6 +47,62 @@ impl LrDef {
 pub enum Method {
     /// Hybrid Macro/Micro level backpropagation.
     Hm2bp,
+    /// Backpropagation through time with a surrogate spike derivative (the `[bptt]` table).
+    Bptt,
+}
+
+/// Loss on the output spike counts of a BPTT run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CountLossKind {
+    /// HM2-BP's masked squared error to the count targets (`[targets]`).
+    CountMse,
+    /// Cross-entropy of `softmax(logit_scale · counts / steps)` (of the firing rates).
+    CrossEntropy,
+}
+
+/// Settings of BPTT training (`[bptt]`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BpttDef {
+    /// Surrogate derivative of the spike step, e.g. `{ kind = "arctan", alpha = 2.0 }`.
+    #[serde(default = "default_surrogate")]
+    pub surrogate: Surrogate,
+    /// Loss on the output counts.
+    #[serde(default = "default_loss")]
+    pub loss: CountLossKind,
+    /// The cross-entropy logits are `logit_scale · counts / steps`: the output firing rates
+    /// times this, so one value fits every simulation length.
+    #[serde(default = "default_logit_scale")]
+    pub logit_scale: f32,
+    /// Truncated BPTT: detach the neuron state every `window` steps (0: full BPTT).
+    #[serde(default)]
+    pub window: usize,
+    /// Base learning rate of BPTT runs (default: `lr.base`; the schedule is `lr.schedule`).
+    #[serde(default)]
+    pub lr: Option<f64>,
+}
+
+fn default_surrogate() -> Surrogate {
+    Surrogate::Arctan { alpha: 2.0 }
+}
+fn default_loss() -> CountLossKind {
+    CountLossKind::CountMse
+}
+fn default_logit_scale() -> f32 {
+    25.0
+}
+
+impl Default for BpttDef {
+    fn default() -> Self {
+        Self {
+            surrogate: default_surrogate(),
+            loss: default_loss(),
+            logit_scale: default_logit_scale(),
+            window: 0,
+            lr: None,
+        }
+    }
 }
 
 /// An experiment definition.
@@ -92,6 +149,9 @@ pub struct ExperimentDef {
     /// Use only the first N test samples.
     #[serde(default)]
     pub test_samples: Option<usize>,
+    /// BPTT settings (used when `method = "bptt"`).
+    #[serde(default)]
+    pub bptt: BpttDef,
 }
 
 fn yes() -> bool {
@@ -140,7 +200,99 @@ impl ExperimentDef {
         if t.desired < 1.0 {
             return Err("targets.desired: must be at least 1".into());
         }
+        let b = &self.bptt;
+        b.surrogate
+            .validate()
+            .map_err(|m| format!("bptt.surrogate: {m}"))?;
+        if !(b.logit_scale.is_finite() && b.logit_scale > 0.0) {
+            return Err("bptt.logit_scale: must be a positive number".into());
+        }
+        if let Some(lr) = b.lr
+            && !(lr.is_finite() && lr > 0.0)
+        {
+            return Err("bptt.lr: must be a positive number".into());
+        }
         Ok(())
+    }
+
+    /// The learning rate of this experiment's method (`bptt.lr` for BPTT runs when set).
+    pub fn learning_rate(&self) -> LrDef {
+        match (self.method, self.bptt.lr) {
+            (Method::Bptt, Some(base)) => LrDef { base, ..self.lr },
+            _ => self.lr,
+        }
+    }
+
+    /// This experiment run with `method` instead (see [`MethodSpec`]).
+    pub fn with_method(&self, method: &MethodSpec) -> Result<Self, String> {
+        let mut exp = self.clone();
+        exp.method = method.method;
+        if let Some(s) = method.surrogate {
+            exp.bptt.surrogate = s;
+        }
+        if let Some(steps) = method.steps {
+            exp.steps = steps;
+        }
+        exp.validate()?;
+        Ok(exp)
+    }
+}
+
+/// A training method as named on the command line: `hm2bp`, `bptt` (the experiment's
+/// surrogate) or `bptt-SURROGATE` (that surrogate; its parameters from `[bptt]` when the
+/// experiment uses the same kind, else the defaults), optionally with `:T` for another
+/// simulation length, e.g. `bptt-arctan:25`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MethodSpec {
+    /// As written.
+    pub label: String,
+    /// Method.
+    pub method: Method,
+    /// Surrogate named by the spec (`None`: the experiment's).
+    pub surrogate: Option<Surrogate>,
+    /// Simulation length (`None`: the experiment's).
+    pub steps: Option<usize>,
+}
+
+impl MethodSpec {
+    /// Parses `spec` for an experiment whose BPTT settings are `bptt`.
+    pub fn parse(spec: &str, bptt: &BpttDef) -> Result<Self, String> {
+        let (name, steps) = match spec.split_once(':') {
+            Some((name, t)) => {
+                let steps = t.parse::<usize>().map_err(|_| {
+                    format!("method '{spec}': `{t}` after ':' is not a number of steps")
+                })?;
+                (name, Some(steps))
+            }
+            None => (spec, None),
+        };
+        let (method, surrogate) = match name {
+            "hm2bp" => (Method::Hm2bp, None),
+            "bptt" => (Method::Bptt, None),
+            other => match other.strip_prefix("bptt-") {
+                Some(kind) if kind == bptt.surrogate.name() => (Method::Bptt, None),
+                Some(kind) => (
+                    Method::Bptt,
+                    Some(
+                        Surrogate::with_defaults(kind)
+                            .map_err(|m| format!("method '{spec}': {m}"))?,
+                    ),
+                ),
+                None => {
+                    return Err(format!(
+                        "unknown method '{spec}' (known: hm2bp, bptt, bptt-SURROGATE with \
+                         SURROGATE one of {}; optionally followed by :STEPS)",
+                        Surrogate::NAMES.join(", ")
+                    ));
+                }
+            },
+        };
+        Ok(Self {
+            label: spec.to_string(),
+            method,
+            surrogate,
+            steps,
+        })
     }
 }
 

@@ -36,6 +36,8 @@
 
 pub mod backend;
 pub mod bench;
+pub mod bptt;
+pub mod compare;
 pub mod datasets;
 pub mod definition;
 pub mod experiment;

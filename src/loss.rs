@@ -37,6 +37,25 @@ pub fn count_loss(
     per_sample.mean()
 }
 
+/// Cross-entropy of `softmax(logit_scale · counts)` against the labels, averaged over the
+/// batch (weighted per sample by `sample_weight [B]` when given): `counts [B, C]` → `[1]`.
+pub fn count_cross_entropy(
+    counts: Tensor<2>,
+    labels: Tensor<1, Int>,
+    sample_weight: Option<Tensor<1>>,
+    logit_scale: f32,
+) -> Tensor<1> {
+    let [batch, classes] = counts.dims();
+    let log_p = burn::tensor::activation::log_softmax(counts * logit_scale, 1);
+    let mut per_sample = -(log_p * labels.one_hot::<2>(classes).float())
+        .sum_dim(1)
+        .reshape([batch]);
+    if let Some(w) = sample_weight {
+        per_sample = per_sample * w;
+    }
+    per_sample.mean()
+}
+
 /// The authors' logged cost `Σ_i 1[|o_i − y_i| > margin] (o_i − y_i)²` per sample, `[B]`.
 pub fn logged_cost(counts: Tensor<2>, labels: Tensor<1, Int>, targets: &CountTargets) -> Tensor<1> {
     let batch = counts.dims()[0];

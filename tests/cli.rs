@@ -233,3 +233,90 @@ fn tiny_training_run_resumes_and_evaluates() {
         "{stdout}"
     );
 }
+
+#[test]
+fn bad_methods_are_named() {
+    let out = experiment(
+        &["train", "tiny", "--no-fetch", "--method", "bptt-foo"],
+        root(),
+    );
+    assert_clean_error(&out, "unknown surrogate 'foo'");
+    let out = experiment(
+        &["train", "tiny", "--no-fetch", "--method", "bptt:x"],
+        root(),
+    );
+    assert_clean_error(&out, "not a number of steps");
+    let out = experiment(
+        &["compare", "tiny", "--no-fetch", "--methods", "hm2bp,sgd"],
+        root(),
+    );
+    assert_clean_error(&out, "unknown method 'sgd'");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("experiment.toml");
+    let text = std::fs::read_to_string(root().join("experiments/tiny/experiment.toml")).unwrap();
+    let bad = format!("{text}\n[bptt]\nsurrogate = {{ kind = \"triangle\", width = -1.0 }}\n");
+    std::fs::write(&path, bad).unwrap();
+    let out = experiment(&["train", path.to_str().unwrap(), "--no-fetch"], root());
+    assert_clean_error(&out, "bptt.surrogate: triangle surrogate: `width`");
+}
+
+#[test]
+fn compare_writes_the_table_and_plot() {
+    let Some(data) = common::shared_data("mnist") else {
+        return;
+    };
+    let data = data.parent().unwrap().to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("compare");
+    let out = experiment(
+        &[
+            "compare",
+            "tiny",
+            "--methods",
+            "hm2bp,bptt-fast-sigmoid:20",
+            "--epochs",
+            "2",
+            "--train-samples",
+            "40",
+            "--test-samples",
+            "20",
+            "--no-fetch",
+            "--data-dir",
+            &data,
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        root(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(out_dir.join("compare.md")).unwrap();
+    assert!(md.contains("| hm2bp (HM2-BP) | 100 | 2 |"), "{md}");
+    assert!(
+        md.contains("| bptt-fast-sigmoid:20 (BPTT, fast-sigmoid surrogate"),
+        "{md}"
+    );
+    let csv = std::fs::read_to_string(out_dir.join("compare.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    assert!(rows[2].starts_with("bptt-fast-sigmoid:20,20,1,"), "{csv}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("compare.json")).unwrap())
+            .unwrap();
+    for run in json.as_array().unwrap() {
+        let s = &run["summary"];
+        assert!(s["peak_memory_mib"].as_f64().unwrap() > 0.0);
+        assert!(s["epochs"][0]["spikes_per_sample"].as_f64().unwrap() >= 0.0);
+    }
+    let png = std::fs::read(out_dir.join("compare.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    assert!(
+        out_dir
+            .join("bptt-fast-sigmoid-T20/experiment.toml")
+            .is_file()
+    );
+}

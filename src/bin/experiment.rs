@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use hm2bp::datasets::fetch::{FetchOptions, fetch_datasets};
 use hm2bp::datasets::{ImageDatasetKind, Split, load_image_set};
-use hm2bp::experiment::ExperimentDef;
+use hm2bp::experiment::{ExperimentDef, MethodSpec};
 use hm2bp::train::{RunOptions, evaluate, train};
 
 /// Large, short-lived tensors (spike trains of a batch) are allocated every step: mimalloc
@@ -48,6 +48,9 @@ enum Command {
     Trace(TraceArgs),
     /// Time forward+backward of a spiking dense layer stack on real or synthetic spikes.
     Bench(hm2bp::bench::BenchArgs),
+    /// Train one experiment with several methods (HM2-BP, BPTT baselines) and write the
+    /// comparison table (compare.md/.csv/.json) and plot (compare.png).
+    Compare(CompareArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -86,13 +89,24 @@ struct Overrides {
     /// Seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Base learning rate (the schedule stays the experiment's).
+    /// Base learning rate of every method (the schedule stays the experiment's).
     #[arg(long)]
     lr: Option<f64>,
+    /// Training method: hm2bp, bptt (the experiment's [bptt] surrogate) or bptt-SURROGATE
+    /// (arctan, fast-sigmoid, triangle, super-spike, exponential), optionally with :STEPS.
+    #[arg(long)]
+    method: Option<String>,
 }
 
 impl Overrides {
     fn apply(&self, exp: &mut ExperimentDef) -> Result<()> {
+        if let Some(m) = &self.method {
+            let spec =
+                MethodSpec::parse(m, &exp.bptt).map_err(|m| anyhow::anyhow!("--method: {m}"))?;
+            *exp = exp
+                .with_method(&spec)
+                .map_err(|m| anyhow::anyhow!("--method: {m}"))?;
+        }
         if let Some(v) = self.epochs {
             exp.epochs = v;
         }
@@ -113,6 +127,9 @@ impl Overrides {
         }
         if let Some(v) = self.lr {
             exp.lr.base = v;
+            if exp.bptt.lr.is_some() {
+                exp.bptt.lr = Some(v);
+            }
         }
         exp.validate()
             .map_err(|m| anyhow::anyhow!("invalid option: {m}"))
@@ -137,6 +154,27 @@ struct TrainArgs {
     /// Plain progress lines instead of the dashboard (automatic when stdout is not a terminal).
     #[arg(long)]
     plain: bool,
+    /// Do not fetch missing datasets automatically.
+    #[arg(long)]
+    no_fetch: bool,
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    /// Experiment name or path.
+    #[arg(default_value = DEFAULT_EXPERIMENT)]
+    experiment: String,
+    /// Methods, comma-separated: hm2bp, bptt, bptt-SURROGATE (arctan, fast-sigmoid, triangle,
+    /// super-spike, exponential), each optionally with :STEPS (e.g. bptt-arctan:25).
+    #[arg(long, value_delimiter = ',', default_value = "hm2bp,bptt-arctan")]
+    methods: Vec<String>,
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    overrides: Overrides,
+    /// Output folder (default: runs/EXPERIMENT-compare).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Do not fetch missing datasets automatically.
     #[arg(long)]
     no_fetch: bool,
@@ -189,6 +227,7 @@ fn main() -> ExitCode {
         Some(Command::FetchData(a)) => run_fetch(a),
         Some(Command::Trace(a)) => run_trace(a),
         Some(Command::Bench(a)) => hm2bp::bench::run(a),
+        Some(Command::Compare(a)) => run_compare(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -278,6 +317,54 @@ fn run_train(a: TrainArgs) -> Result<()> {
         100.0 * summary.best_test_accuracy,
         summary.best_epoch,
         out_dir.join("summary.json").display()
+    );
+    Ok(())
+}
+
+fn run_compare(a: CompareArgs) -> Result<()> {
+    let exp = load_experiment(&a.experiment, &a.common, &a.overrides)?;
+    hm2bp::model::NetworkDef::load(&exp.model, &a.common.models_dir)?;
+    if !a.no_fetch {
+        ensure_data(exp.dataset, &a.common.data_dir)?;
+    }
+    let out_dir = a
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-compare", exp.name)));
+    let exe = std::env::current_exe().context("cannot locate this program to run the methods")?;
+    let common = a.common.clone();
+    // Each method trains in its own process, so that its peak memory is its own.
+    let mut train_one = |toml: &Path, out: &Path| -> Result<()> {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("train")
+            .arg(toml)
+            .arg("--out")
+            .arg(out)
+            .args(["--plain", "--no-fetch"])
+            .arg("--data-dir")
+            .arg(&common.data_dir)
+            .arg("--models-dir")
+            .arg(&common.models_dir);
+        if let Some(b) = &common.backend {
+            cmd.args(["--backend", b]);
+        }
+        let status = cmd
+            .status()
+            .with_context(|| format!("cannot run {}", exe.display()))?;
+        anyhow::ensure!(status.success(), "training failed ({status})");
+        Ok(())
+    };
+    let runs = hm2bp::compare::compare(&exp, &a.methods, &out_dir, &mut train_one)?;
+    for r in &runs {
+        println!(
+            "{}: best test accuracy {:.2}%, {:.1} s/epoch",
+            r.method,
+            100.0 * r.summary.best_test_accuracy,
+            r.seconds_per_epoch()
+        );
+    }
+    println!(
+        "comparison in {} (compare.md, compare.csv, compare.json, compare.png)",
+        out_dir.display()
     );
     Ok(())
 }

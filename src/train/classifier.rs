@@ -1,4 +1,5 @@
-//! The training wrapper: a [`SpikingNet`] with its rate-coded loss, as a burn-train model.
+//! The training wrapper: a spiking network (HM2-BP or BPTT) with its loss on output spike
+//! counts, as a burn-train model.
 
 use burn::module::Module;
 use burn::prelude::*;
@@ -11,17 +12,92 @@ use std::sync::Arc;
 use super::boosting::Boosting;
 use super::data::SpikeBatch;
 use super::metrics::ActivityInput;
+use crate::bptt::BpttNet;
 use crate::hm2bp::output::CountTargets;
-use crate::loss::count_loss;
-use crate::model::SpikingNet;
+use crate::loss::{count_cross_entropy, count_loss};
+use crate::model::{SpikingLayer, SpikingNet};
+
+/// The network of a classifier, by training method.
+#[derive(Module, Debug)]
+pub enum Network {
+    /// Spiking layers whose gradient is the HM2-BP rule.
+    Hm2bp(SpikingNet),
+    /// LIF layers trained by BPTT with a surrogate spike derivative.
+    Bptt(BpttNet),
+}
+
+impl Network {
+    /// Number of layers.
+    pub fn layer_count(&self) -> usize {
+        match self {
+            Network::Hm2bp(net) => net.layers.len(),
+            Network::Bptt(net) => net.layers.len(),
+        }
+    }
+
+    /// Neurons of every layer, bottom-up.
+    pub fn layer_sizes(&self) -> Vec<usize> {
+        match self {
+            Network::Hm2bp(net) => net
+                .layers
+                .iter()
+                .map(|l| match l {
+                    SpikingLayer::Dense(d) => d.weight.val().dims()[0],
+                    SpikingLayer::Conv(c) => c.output_shape().iter().product(),
+                    SpikingLayer::Pool(p) => p.output_shape().iter().product(),
+                })
+                .collect(),
+            Network::Bptt(net) => net
+                .layers
+                .iter()
+                .map(|l| l.weight.val().dims()[0])
+                .collect(),
+        }
+    }
+
+    /// Spike counts `[B, N]` of every layer, bottom-up, for input spike trains `[B, T, N_in]`.
+    fn counts(&self, spikes: Tensor<3>, labels: Tensor<1, Int>) -> Vec<Tensor<2>> {
+        match self {
+            Network::Hm2bp(net) => net
+                .forward(spikes, Some(labels))
+                .into_iter()
+                .map(|s| {
+                    let [b, _, n] = s.dims();
+                    s.sum_dim(1).reshape([b, n])
+                })
+                .collect(),
+            Network::Bptt(net) => net.forward(spikes).into_iter().map(|r| r.counts).collect(),
+        }
+    }
+
+    /// The weight-regulariser penalty (HM2-BP networks), `[1]`.
+    fn penalty(&self) -> Option<Tensor<1>> {
+        match self {
+            Network::Hm2bp(net) => Some(net.regularizer_penalty()),
+            Network::Bptt(_) => None,
+        }
+    }
+}
+
+/// The loss on output spike counts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CountLoss {
+    /// HM2-BP's masked squared error to the count targets.
+    Mse(CountTargets),
+    /// Cross-entropy of `softmax(logit_scale · counts)`.
+    CrossEntropy {
+        /// Factor on the counts.
+        logit_scale: f32,
+    },
+}
 
 /// A spiking network trained on output spike counts.
 #[derive(Module, Debug)]
 pub struct SpikingClassifier {
     /// The network.
-    pub net: SpikingNet,
+    pub net: Network,
     #[module(skip)]
-    targets: CountTargets,
+    loss: CountLoss,
     #[module(skip)]
     boosting: Option<Arc<Boosting>>,
 }
@@ -35,11 +111,11 @@ pub struct StepOutput {
 }
 
 impl SpikingClassifier {
-    /// Wraps a network with its output targets.
-    pub fn new(net: SpikingNet, targets: CountTargets) -> Self {
+    /// Wraps a network with its loss.
+    pub fn new(net: Network, loss: CountLoss) -> Self {
         Self {
             net,
-            targets,
+            loss,
             boosting: None,
         }
     }
@@ -52,29 +128,33 @@ impl SpikingClassifier {
         }
     }
 
-    /// Runs a batch; returns the outputs and the loss to differentiate (count loss plus the
-    /// weight regulariser's penalty).
+    /// Runs a batch; returns the outputs and the loss to differentiate (count loss plus, for
+    /// HM2-BP, the weight regulariser's penalty).
     pub fn run(&self, batch: SpikeBatch) -> (StepOutput, Tensor<1>) {
-        let layers = self.net.forward(batch.spikes, Some(batch.labels.clone()));
+        let layers = self.net.counts(batch.spikes, batch.labels.clone());
         let activity = layers
             .iter()
-            .map(|spikes| {
-                let counts = spikes.clone().detach().sum_dim(1); // [B, 1, N]
+            .map(|counts| {
+                let counts = counts.clone().detach();
                 let rate = counts.clone().mean().reshape([1]);
                 let silent = counts.equal_elem(0.0).float().mean().reshape([1]);
                 (rate, silent)
             })
             .collect();
-        let out = layers.last().expect("a network has layers").clone();
-        let [b, _, c] = out.dims();
-        let counts = out.sum_dim(1).reshape([b, c]);
-        let loss = count_loss(
-            counts.clone(),
-            batch.labels.clone(),
-            batch.sample_weight,
-            &self.targets,
-        );
-        let total = loss.clone() + self.net.regularizer_penalty();
+        let counts = layers.last().expect("a network has layers").clone();
+        let labels = batch.labels.clone();
+        let loss = match self.loss {
+            CountLoss::Mse(targets) => {
+                count_loss(counts.clone(), labels, batch.sample_weight, &targets)
+            }
+            CountLoss::CrossEntropy { logit_scale } => {
+                count_cross_entropy(counts.clone(), labels, batch.sample_weight, logit_scale)
+            }
+        };
+        let total = match self.net.penalty() {
+            Some(penalty) => loss.clone() + penalty,
+            None => loss.clone(),
+        };
         let classification = ClassificationOutput::new(loss, counts.detach(), batch.labels);
         (
             StepOutput {

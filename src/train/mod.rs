@@ -23,11 +23,12 @@ use burn::train::logger::FileMetricLogger;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
 
+use crate::bptt::{BpttNet, SpikeFunction};
 use crate::datasets::{ImageSet, RateEncoder, Split, load_image_set};
-use crate::experiment::ExperimentDef;
+use crate::experiment::{CountLossKind, ExperimentDef, Method};
 use crate::model::{NetworkDef, RuleOptions, SpikingNet};
 use boosting::Boosting;
-use classifier::SpikingClassifier;
+use classifier::{CountLoss, Network, SpikingClassifier};
 use data::{ImageDataset, SpikeBatch, SpikeBatcher};
 use metrics::{Activity, ActivityMetric};
 use renderer::PlainRenderer;
@@ -105,13 +106,30 @@ pub fn build_classifier(
     device: &Device,
 ) -> Result<(SpikingClassifier, NetworkDef)> {
     let def = NetworkDef::load(&exp.model, models_dir)?;
-    let rule = RuleOptions {
-        effect_ratio: exp.effect_ratio,
-        regularizer: exp.regularizer,
-        label_spike_level: exp.targets.desired as u32,
+    let classifier = match exp.method {
+        Method::Hm2bp => {
+            let rule = RuleOptions {
+                effect_ratio: exp.effect_ratio,
+                regularizer: exp.regularizer,
+                label_spike_level: exp.targets.desired as u32,
+            };
+            let net = SpikingNet::new(&def, &rule, device)?;
+            SpikingClassifier::new(Network::Hm2bp(net), CountLoss::Mse(exp.targets))
+        }
+        Method::Bptt => {
+            let b = &exp.bptt;
+            let spike = SpikeFunction::Surrogate(b.surrogate);
+            let net = BpttNet::new(&def, spike, b.window, device)?;
+            let loss = match b.loss {
+                CountLossKind::CountMse => CountLoss::Mse(exp.targets),
+                CountLossKind::CrossEntropy => CountLoss::CrossEntropy {
+                    logit_scale: b.logit_scale / exp.steps as f32,
+                },
+            };
+            SpikingClassifier::new(Network::Bptt(net), loss)
+        }
     };
-    let net = SpikingNet::new(&def, &rule, device)?;
-    Ok((SpikingClassifier::new(net, exp.targets), def))
+    Ok((classifier, def))
 }
 
 /// The last epoch with a model checkpoint in `out_dir/checkpoint`.
@@ -173,17 +191,21 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
         epochs: Vec::new(),
         best_test_accuracy: 0.0,
         best_epoch: 0,
+        peak_memory_mib: None,
     })));
 
     let plain = opts.plain || !std::io::stdout().is_terminal();
-    let lr = exp.lr;
+    let lr = exp.learning_rate();
+    let labels = layer_labels(model.net.layer_count());
+    let layer_sizes = model.net.layer_sizes();
     let mut logger = SummaryLogger::new(
-        summary_path,
+        summary_path.clone(),
         summary.clone(),
         train_len,
         Box::new(move |e| lr.at_epoch(e)),
         plain,
-    );
+    )
+    .with_layers(labels.iter().cloned().zip(layer_sizes).collect());
     // Boosting weights (spec §3.5.4) when the experiment asks for them.
     let boosting = exp.boosting.then(|| {
         Arc::new(Boosting::new(
@@ -221,7 +243,6 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
         .with_default_checkpointers()
         .num_epochs(exp.epochs)
         .summary();
-    let labels = layer_labels(model.net.layers.len());
     for (k, label) in labels.iter().enumerate() {
         for kind in [Activity::SpikesPerNeuron, Activity::SilentPercent] {
             training = training
@@ -241,14 +262,17 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
         .with_beta_2(0.999)
         .with_epsilon(1e-8)
         .init();
-    let scheduler = EpochLrScheduler::new(exp.lr, iterations);
+    let scheduler = EpochLrScheduler::new(lr, iterations);
     let result = training.launch(Learner::new(model, optimizer, scheduler));
     result
         .model
         .into_record()
         .save(opts.out_dir.join("model"))
         .map_err(|e| anyhow::anyhow!("saving the final model: {e:?}"))?;
-    let s = summary.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut s = summary.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    s.peak_memory_mib = crate::bench::peak_memory_mib();
+    std::fs::write(&summary_path, serde_json::to_string_pretty(&s)?)
+        .with_context(|| format!("cannot write {}", summary_path.display()))?;
     Ok(s)
 }
 

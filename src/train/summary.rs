@@ -30,6 +30,9 @@ pub struct EpochRecord {
     pub samples_per_second: f64,
     /// Learning rate of the epoch.
     pub lr: f64,
+    /// Mean spikes per test sample, all layers together.
+    #[serde(default)]
+    pub spikes_per_sample: f64,
 }
 
 /// The whole summary file.
@@ -45,6 +48,9 @@ pub struct RunSummary {
     pub best_test_accuracy: f64,
     /// Epoch of the best test accuracy.
     pub best_epoch: usize,
+    /// Peak resident memory of the training process in MiB (written when the run ends).
+    #[serde(default)]
+    pub peak_memory_mib: Option<f64>,
 }
 
 impl RunSummary {
@@ -79,6 +85,7 @@ pub struct SummaryLogger {
     train_seconds: HashMap<usize, f64>,
     echo: bool,
     on_train_epoch_end: Option<Box<dyn FnMut() + Send>>,
+    layers: Vec<(String, usize)>,
 }
 
 impl SummaryLogger {
@@ -101,7 +108,14 @@ impl SummaryLogger {
             train_seconds: HashMap::new(),
             echo,
             on_train_epoch_end: None,
+            layers: Vec::new(),
         }
+    }
+
+    /// The network's layers (label of their activity metrics, neurons), to sum spikes per
+    /// sample.
+    pub fn with_layers(self, layers: Vec<(String, usize)>) -> Self {
+        Self { layers, ..self }
     }
 
     /// Runs `hook` when a training epoch ends (before its test pass), e.g. the boosting update.
@@ -130,6 +144,14 @@ impl SummaryLogger {
             seconds,
             samples_per_second: self.train_samples as f64 / seconds,
             lr: (self.lr_of_epoch)(epoch - 1),
+            spikes_per_sample: self
+                .layers
+                .iter()
+                .map(|(label, size)| {
+                    let per_neuron = format!("Spikes per neuron {label}");
+                    self.value(epoch, true, &per_neuron) * *size as f64
+                })
+                .sum(),
         };
         if self.echo {
             println!(
