@@ -324,4 +324,33 @@ mod tests {
         assert!((lr.at_epoch(2) - 7.071e-4).abs() < 1e-7);
         assert!((lr.at_epoch(199) - 7.089e-5).abs() < 1e-8);
     }
+
+    #[test]
+    fn method_specs() {
+        let bptt = BpttDef {
+            surrogate: Surrogate::Arctan { alpha: 5.0 },
+            ..BpttDef::default()
+        };
+        let spec = |s: &str| MethodSpec::parse(s, &bptt);
+        assert_eq!(spec("hm2bp").unwrap().method, Method::Hm2bp);
+        // The experiment's own surrogate keeps its parameters; another kind gets defaults.
+        let same = spec("bptt-arctan:25").unwrap();
+        assert_eq!(
+            (same.method, same.surrogate, same.steps),
+            (Method::Bptt, None, Some(25))
+        );
+        let other = spec("bptt-triangle").unwrap();
+        assert_eq!(other.surrogate, Some(Surrogate::Triangle { width: 1.0 }));
+        assert!(
+            spec("bptt-sine")
+                .unwrap_err()
+                .contains("unknown surrogate 'sine'")
+        );
+        assert!(spec("adam").unwrap_err().contains("unknown method 'adam'"));
+        assert!(
+            spec("bptt:0x")
+                .unwrap_err()
+                .contains("not a number of steps")
+        );
+    }
 }
