@@ -55,17 +55,15 @@ impl SpikingClassifier {
     /// Runs a batch; returns the outputs and the loss to differentiate (count loss plus the
     /// weight regulariser's penalty).
     pub fn run(&self, batch: SpikeBatch) -> (StepOutput, Tensor<1>) {
-        let layers = self.net.forward(batch.spikes, Some(batch.labels.clone()));
-        let activity = layers
-            .iter()
-            .map(|spikes| {
+        let mut activity = Vec::new();
+        let out = self
+            .net
+            .forward_inspecting(batch.spikes, Some(batch.labels.clone()), |spikes| {
                 let counts = spikes.clone().detach().sum_dim(1); // [B, 1, N]
                 let rate = counts.clone().mean().reshape([1]);
                 let silent = counts.equal_elem(0.0).float().mean().reshape([1]);
-                (rate, silent)
-            })
-            .collect();
-        let out = layers.last().expect("a network has layers").clone();
+                activity.push((rate, silent));
+            });
         let [b, _, c] = out.dims();
         let counts = out.sum_dim(1).reshape([b, c]);
         let loss = count_loss(
