@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use hm2bp::datasets::fetch::{FetchOptions, fetch_datasets};
 use hm2bp::datasets::{ImageDatasetKind, Split, load_image_set};
 use hm2bp::experiment::ExperimentDef;
+use hm2bp::ops::{KernelPath, set_kernel_path};
 use hm2bp::train::{RunOptions, evaluate, train};
 
 /// Large, short-lived tensors (spike trains of a batch) are allocated every step: mimalloc
@@ -75,6 +76,10 @@ struct Common {
     /// Backend: flex, ndarray or wgpu (those compiled in; default: the first CPU one).
     #[arg(long, env = "HM2BP_BACKEND")]
     backend: Option<String>,
+    /// Spiking dense layers: event-driven host kernels (CPU backends) or the backend's
+    /// tensor operations (generic; what GPU backends always run).
+    #[arg(long, value_enum, default_value = "event-driven")]
+    kernels: KernelPath,
 }
 
 #[derive(Args, Debug)]
@@ -224,6 +229,11 @@ fn default_train_args() -> TrainArgs {
 fn device(common: &Common) -> Result<(burn::prelude::Device, String)> {
     let (device, name) =
         hm2bp::backend::device(common.backend.as_deref()).map_err(|m| anyhow::anyhow!(m))?;
+    set_kernel_path(common.kernels);
+    let name = match common.kernels {
+        KernelPath::EventDriven => name,
+        KernelPath::Generic => format!("{name}, generic tensor-op kernels"),
+    };
     println!("backend: {name}");
     Ok((device, name))
 }
