@@ -12,6 +12,7 @@ use crate::datasets::{EncodingMode, ImageDatasetKind, RateEncoder, Split, load_i
 use crate::hm2bp::output::CountTargets;
 use crate::hm2bp::regularizer::WeightRegularizer;
 use crate::model::{NetworkDef, RuleOptions, SpikingNet};
+use crate::ops::{KernelPath, set_kernel_path};
 use crate::train::classifier::{CountLoss, Network, SpikingClassifier};
 use crate::train::data::{ImageDataset, SpikeBatcher};
 
@@ -42,6 +43,15 @@ pub struct BenchArgs {
     /// Samples of a full epoch, for the extrapolation.
     #[arg(long, default_value_t = 60000)]
     pub epoch_samples: usize,
+    /// Kernel paths to time, each on every batch size (event-driven: host kernels of the CPU
+    /// backends; generic: the backend's tensor operations).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "event-driven,generic"
+    )]
+    pub kernels: Vec<KernelPath>,
 }
 
 /// Peak resident memory of this process in MiB (Linux), if known.
@@ -76,45 +86,84 @@ pub fn run(a: BenchArgs) -> Result<()> {
         def.name, a.steps, a.samples
     );
     println!(
-        "| batch | encode s | step s | samples/s | s / {}-sample epoch |",
+        "| kernels | batch | encode s | step s | samples/s | s / {}-sample epoch |",
         a.epoch_samples
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     let ad = device.clone().autodiff();
-    for &bs in &a.batch_sizes {
-        ad.seed(1);
-        let mut model = SpikingClassifier::new(
-            Network::Hm2bp(SpikingNet::new(&def, &rule, &ad)?),
-            CountLoss::Mse(CountTargets::default()),
-        );
-        let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
-        let batches = a.samples.div_ceil(bs);
-        let (mut t_encode, mut t_step) = (0.0, 0.0);
-        let mut index = 0usize;
-        for _ in 0..batches {
-            let t0 = Instant::now();
-            let items: Vec<_> = (0..bs)
-                .map(|k| burn::data::dataset::Dataset::get(&dataset, (index + k) % 60000))
-                .collect::<Result<_, _>>()
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            index += bs;
-            let batch = batcher.batch(items, &ad);
-            let t1 = Instant::now();
-            let (_, loss) = model.run(batch);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(1e-3, model, grads);
-            t_encode += (t1 - t0).as_secs_f64();
-            t_step += t1.elapsed().as_secs_f64();
+    for &path in &a.kernels {
+        set_kernel_path(path);
+        for &bs in &a.batch_sizes {
+            ad.seed(1);
+            let model = SpikingClassifier::new(
+                Network::Hm2bp(SpikingNet::new(&def, &rule, &ad)?),
+                CountLoss::Mse(CountTargets::default()),
+            );
+            let timing = time_steps(model, &dataset, &batcher, bs, a.samples.div_ceil(bs), &ad)?;
+            let rate = timing.samples as f64 / (timing.encode + timing.step);
+            println!(
+                "| {} | {bs} | {:.2} | {:.2} | {rate:.0} | {:.0} |",
+                kernel_name(path),
+                timing.encode,
+                timing.step,
+                a.epoch_samples as f64 / rate
+            );
         }
-        let n = (batches * bs) as f64;
-        let rate = n / (t_encode + t_step);
-        println!(
-            "| {bs} | {t_encode:.2} | {t_step:.2} | {rate:.0} | {:.0} |",
-            a.epoch_samples as f64 / rate
-        );
     }
+    set_kernel_path(KernelPath::default());
     if let Some(mib) = peak_memory_mib() {
         println!("peak resident memory: {mib:.0} MiB");
     }
     Ok(())
+}
+
+fn kernel_name(path: KernelPath) -> &'static str {
+    match path {
+        KernelPath::EventDriven => "event-driven",
+        KernelPath::Generic => "generic",
+    }
+}
+
+/// Seconds spent encoding and stepping `batches` training steps of batch size `bs`.
+struct Timing {
+    samples: usize,
+    encode: f64,
+    step: f64,
+}
+
+fn time_steps(
+    mut model: SpikingClassifier,
+    dataset: &ImageDataset,
+    batcher: &SpikeBatcher,
+    bs: usize,
+    batches: usize,
+    device: &burn::prelude::Device,
+) -> Result<Timing> {
+    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let mut timing = Timing {
+        samples: batches * bs,
+        encode: 0.0,
+        step: 0.0,
+    };
+    let mut index = 0usize;
+    for _ in 0..batches {
+        let t0 = Instant::now();
+        let items: Vec<_> = (0..bs)
+            .map(|k| burn::data::dataset::Dataset::get(dataset, (index + k) % dataset_len(dataset)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        index += bs;
+        let batch = batcher.batch(items, device);
+        let t1 = Instant::now();
+        let (_, loss) = model.run(batch);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-3, model, grads);
+        timing.encode += (t1 - t0).as_secs_f64();
+        timing.step += t1.elapsed().as_secs_f64();
+    }
+    Ok(timing)
+}
+
+fn dataset_len(dataset: &ImageDataset) -> usize {
+    burn::data::dataset::Dataset::len(dataset)
 }

@@ -304,12 +304,25 @@ impl SpikingNet {
     /// Runs the network: `input [B, T, N_in]` → every layer's spike trains, bottom-up.
     pub fn forward(&self, input: Tensor<3>, labels: Option<Tensor<1, Int>>) -> Vec<Tensor<3>> {
         let mut outs = Vec::with_capacity(self.layers.len());
+        self.forward_inspecting(input, labels, |spikes| outs.push(spikes.clone()));
+        outs
+    }
+
+    /// Runs the network and returns the output layer's spike trains; `inspect` sees every
+    /// layer's spike trains (output included) before the next layer consumes them. Keeping no
+    /// reference to them lets the next layer read its input without a copy.
+    pub fn forward_inspecting(
+        &self,
+        input: Tensor<3>,
+        labels: Option<Tensor<1, Int>>,
+        mut inspect: impl FnMut(&Tensor<3>),
+    ) -> Tensor<3> {
         let mut x = input;
         for layer in &self.layers {
             x = layer.forward(x, labels.clone());
-            outs.push(x.clone());
+            inspect(&x);
         }
-        outs
+        x
     }
 
     /// Sum of the layers' weight-regulariser penalties, `[1]`.

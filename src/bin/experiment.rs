@@ -7,17 +7,29 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use hm2bp::datasets::fetch::{FetchOptions, fetch_datasets};
 use hm2bp::datasets::{ImageDatasetKind, Split, load_image_set};
 use hm2bp::experiment::{ExperimentDef, MethodSpec};
+use hm2bp::ops::{KernelPath, set_kernel_path};
 use hm2bp::train::{RunOptions, evaluate, train};
 
 /// Large, short-lived tensors (spike trains of a batch) are allocated every step: mimalloc
 /// reuses their pages instead of faulting fresh ones in from the kernel each time.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` in mimalloc 3's `mi_option_e` (libmimalloc-sys does not name it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keeps freed pages mapped: every training step frees and reallocates the same large buffers,
+/// and returning them to the kernel made it zero fresh (huge) pages on every step (~17 % of a
+/// step's time in `experiment bench`).
+fn keep_freed_memory() {
+    // SAFETY: sets a plain integer option of the allocator; valid at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
 
 /// Experiment that runs when no subcommand is given.
 const DEFAULT_EXPERIMENT: &str = "mnist-mlp";
@@ -67,6 +79,10 @@ struct Common {
     /// Backend: flex, ndarray or wgpu (those compiled in; default: the first CPU one).
     #[arg(long, env = "HM2BP_BACKEND")]
     backend: Option<String>,
+    /// Spiking dense layers: event-driven host kernels (CPU backends) or the backend's
+    /// tensor operations (generic; what GPU backends always run).
+    #[arg(long, value_enum, default_value = "event-driven")]
+    kernels: KernelPath,
 }
 
 #[derive(Args, Debug)]
@@ -219,6 +235,7 @@ struct TraceArgs {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         None => run_train(default_train_args()),
@@ -251,6 +268,11 @@ fn default_train_args() -> TrainArgs {
 fn device(common: &Common) -> Result<(burn::prelude::Device, String)> {
     let (device, name) =
         hm2bp::backend::device(common.backend.as_deref()).map_err(|m| anyhow::anyhow!(m))?;
+    set_kernel_path(common.kernels);
+    let name = match common.kernels {
+        KernelPath::EventDriven => name,
+        KernelPath::Generic => format!("{name}, generic tensor-op kernels"),
+    };
     println!("backend: {name}");
     Ok((device, name))
 }
@@ -346,6 +368,9 @@ fn run_compare(a: CompareArgs) -> Result<()> {
             .arg(&common.models_dir);
         if let Some(b) = &common.backend {
             cmd.args(["--backend", b]);
+        }
+        if let Some(kernels) = common.kernels.to_possible_value() {
+            cmd.args(["--kernels", kernels.get_name()]);
         }
         let status = cmd
             .status()

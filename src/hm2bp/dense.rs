@@ -141,6 +141,24 @@ pub struct SampleGrad<'a> {
     pub label: Option<usize>,
 }
 
+/// Buffers of [`backward_sample`], kept per thread and reused from sample to sample (a
+/// training step runs thousands of samples; fresh buffers cost page faults and zeroing).
+#[derive(Default)]
+struct BackwardScratch {
+    /// Post kernels `K_i(t)`, time-major `[T][n_out]`.
+    kernel: Vec<f32>,
+    /// `e_{i|j}` for the inputs that fired, `[active][n_out]`.
+    e: Vec<f32>,
+    /// Row of `e` of each input neuron (`u32::MAX`: silent).
+    row_of: Vec<u32>,
+    /// Input neurons that fired, in row order.
+    active: Vec<usize>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<BackwardScratch> = std::cell::RefCell::default();
+}
+
 /// HM2-BP backward of one sample: adds `δ_i (1+s_i) γ_i e_{i|j}` (S12 without the regulariser)
 /// to `grad_t` (transposed, `[n_in][n_out]`) and, if `d_pre` is given, writes
 /// `d_j = Σ_i δ_i w_ij ρ_ij` (S10, pre-update weights) into it. Every inner loop runs over the
@@ -151,6 +169,18 @@ pub fn backward_sample(
     spec: &DenseSpec,
     grad_t: &mut [f32],
     d_pre: Option<&mut [f32]>,
+) -> SampleBackward {
+    SCRATCH
+        .with_borrow_mut(|scratch| backward_sample_in(args, weights, spec, grad_t, d_pre, scratch))
+}
+
+fn backward_sample_in(
+    args: &SampleGrad<'_>,
+    weights: &LayerWeights,
+    spec: &DenseSpec,
+    grad_t: &mut [f32],
+    d_pre: Option<&mut [f32]>,
+    scratch: &mut BackwardScratch,
 ) -> SampleBackward {
     let steps = args.input.steps();
     let n_out = weights.n_out;
@@ -168,23 +198,28 @@ pub fn backward_sample(
     let o_post: Vec<f32> = post_times.iter().map(|t| t.len() as f32).collect();
     let o_pre = args.input.counts();
 
-    // Post kernels, built per neuron (contiguous) and transposed to time-major [T][n_out].
+    // Post kernels, written time-major [T][n_out] (column i = neuron i).
     let tables = KernelTables::new(steps, &spec.lif);
-    let mut per_neuron = vec![0.0f32; n_out * steps];
+    let kernel = &mut scratch.kernel;
+    kernel.clear();
+    kernel.resize(n_out * steps, 0.0);
     for (i, times) in post_times.iter().enumerate() {
-        tables.add_post_kernel(times, &mut per_neuron[i * steps..(i + 1) * steps], 1);
+        tables.add_post_kernel(times, &mut kernel[i..], n_out);
     }
-    let kernel = transpose(&per_neuron, n_out, steps);
     // e for the inputs that fired: rows [active][n_out], one kernel row added per input spike.
-    let mut row_of = vec![u32::MAX; o_pre.len()];
-    let mut active = Vec::new();
+    let (row_of, active) = (&mut scratch.row_of, &mut scratch.active);
+    row_of.clear();
+    row_of.resize(o_pre.len(), u32::MAX);
+    active.clear();
     for (j, &c) in o_pre.iter().enumerate() {
         if c > 0 {
             row_of[j] = active.len() as u32;
             active.push(j);
         }
     }
-    let mut e = vec![0.0f32; active.len() * n_out];
+    let e = &mut scratch.e;
+    e.clear();
+    e.resize(active.len() * n_out, 0.0);
     for lo in (0..n_out).step_by(OUTPUT_BLOCK) {
         let hi = (lo + OUTPUT_BLOCK).min(n_out);
         for t in 1..steps {

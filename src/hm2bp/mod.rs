@@ -116,10 +116,13 @@ pub fn dense_backward_rasters(
         a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
         a
     };
+    // One gradient buffer per thread, not per rayon split.
+    let per_task = inputs.len().div_ceil(rayon::current_num_threads()).max(1);
     let grad = match d_pre.as_mut() {
         Some(d) => d
             .par_chunks_mut(n_in.max(1))
             .enumerate()
+            .with_min_len(per_task)
             .fold(zero, |mut g, (b, d)| {
                 per_sample(b, &mut g, Some(d));
                 g
@@ -127,6 +130,7 @@ pub fn dense_backward_rasters(
             .reduce(zero, add),
         None => (0..inputs.len())
             .into_par_iter()
+            .with_min_len(per_task)
             .fold(zero, |mut g, b| {
                 per_sample(b, &mut g, None);
                 g

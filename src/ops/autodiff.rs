@@ -12,14 +12,29 @@ use burn::backend::{Autodiff, Backend, TensorMetadata};
 
 use std::sync::Arc;
 
-use super::{ForwardRasters, Hm2bpBackend, host_backward, host_forward, shape3};
+use super::{
+    ForwardRasters, Hm2bpBackend, dims3, event_driven, host_backward, host_forward, shape3,
+};
 use crate::hm2bp::LayerSpec;
+
+/// What the forward pass keeps of the spike trains for the backward.
+#[derive(Debug, Clone)]
+enum Saved<B: Backend> {
+    /// Per-sample event lists (event-driven host kernels).
+    Rasters(Arc<ForwardRasters>),
+    /// The dense input and output spike trains (generic path, on the device).
+    Tensors {
+        input: FloatTensor<B>,
+        output: FloatTensor<B>,
+    },
+}
 
 /// State kept from the forward pass for the HM2-BP backward.
 #[derive(Debug, Clone)]
 struct DenseState<B: Backend> {
-    rasters: Arc<ForwardRasters>,
-    steps: usize,
+    saved: Saved<B>,
+    /// `[B, T, n_in]` of the input.
+    input_shape: [usize; 3],
     weight: FloatTensor<B>,
     labels: IntTensor<B>,
     spec: LayerSpec,
@@ -40,20 +55,30 @@ impl<B: Hm2bpBackend> Backward<B, 2> for SpikingLayerBackward {
         let [input_parent, weight_parent] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let st = ops.state;
-        let (b, t) = (st.rasters.batch(), st.steps);
+        let [b, t, n_in] = st.input_shape;
         let n_out = st.spec.n_out(&st.weight.shape());
-        let n_in = st.rasters.input_neurons();
         // ∂E/∂o: the spike-train gradient is the count gradient repeated over time.
         let d_post = B::float_reshape(B::float_mean_dim(grad, 1), [b, n_out].into());
-        let (grad_w, d_pre) = host_backward::<B>(
-            &st.rasters,
-            st.weight,
-            d_post,
-            st.labels,
-            st.spec,
-            weight_parent.is_some(),
-            input_parent.is_some(),
-        );
+        let (grad_w, d_pre) = match st.saved {
+            Saved::Rasters(rasters) => host_backward::<B>(
+                &rasters,
+                st.weight,
+                d_post,
+                st.labels,
+                st.spec,
+                weight_parent.is_some(),
+                input_parent.is_some(),
+            ),
+            Saved::Tensors { input, output } => B::spiking_layer_backward(
+                input,
+                output,
+                st.weight,
+                d_post,
+                st.labels,
+                st.spec,
+                input_parent.is_some(),
+            ),
+        };
         if let (Some(node), Some(grad_w)) = (weight_parent, grad_w) {
             grads.register::<B>(node.id, grad_w);
         }
@@ -78,12 +103,22 @@ impl<B: Hm2bpBackend, C: CheckpointStrategy> Hm2bpBackend for Autodiff<B, C> {
         {
             OpsKind::Tracked(prep) => {
                 let x = input.into_primitive();
-                let steps = x.shape()[1];
+                let input_shape = dims3(&x);
                 let w = weight.into_primitive();
-                let (out, rasters) = host_forward::<B>(x, w.clone(), spec);
+                let (out, saved) = if event_driven::<B>(&spec) {
+                    let (out, rasters) = host_forward::<B>(x, w.clone(), spec);
+                    (out, Saved::Rasters(Arc::new(rasters)))
+                } else {
+                    let out = B::spiking_layer(x.clone(), w.clone(), labels.clone(), spec);
+                    let saved = Saved::Tensors {
+                        input: x,
+                        output: out.clone(),
+                    };
+                    (out, saved)
+                };
                 let state = DenseState {
-                    rasters: Arc::new(rasters),
-                    steps,
+                    saved,
+                    input_shape,
                     weight: w,
                     labels,
                     spec,

@@ -10,15 +10,21 @@
 //! `∂E/∂o` for such a gradient), applies HM2-BP, and returns `∂E/∂o_pre` (S10) repeated over the
 //! `T` steps of its input, which is again the form the layer below expects.
 //!
-//! ## Kernels
+//! ## Kernels: two paths
 //!
-//! The op bodies run the event-driven, multi-threaded kernels of [`crate::hm2bp`] on the
-//! host: the tensors are read back, processed per sample on all cores, and written to the
-//! tensor's device. On autodiff devices the forward keeps the per-sample spike rasters
-//! (compact event lists) for the backward, so dense spike tensors are read once per layer. This is the fast path on the CPU backends (`flex`, `ndarray`) and a correct
-//! (round-tripping) path on GPU backends.
+//! - **Event-driven** (the CPU backends `flex` and `ndarray`, by default): the op bodies run
+//!   the event-driven, multi-threaded kernels of [`crate::hm2bp`] on the host, per sample on
+//!   all cores; on autodiff devices the forward keeps the per-sample spike rasters (compact
+//!   event lists) for the backward, so dense spike tensors are read once per layer.
+//! - **Generic** ([`generic`], every other backend, or any backend after
+//!   [`set_kernel_path`]`(KernelPath::Generic)`): dense layers built from the backend's own
+//!   tensor operations (GEMMs, element-wise steps), so they run on the device. Convolution and
+//!   pooling layers always use the host kernels.
 
 pub mod autodiff;
+pub mod generic;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
@@ -28,7 +34,40 @@ use crate::hm2bp::sparse::LocalSpec;
 use crate::hm2bp::{self, BatchShape, DenseSpec, LayerSpec};
 use crate::spikes::SpikeRaster;
 
-/// Backends that can run spiking dense layers with HM2-BP gradients.
+/// Which implementation runs the spiking dense layers (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum KernelPath {
+    /// Event-driven host kernels where the backend has them (CPU backends).
+    #[default]
+    EventDriven,
+    /// Tensor operations of the backend, on its device.
+    Generic,
+}
+
+static GENERIC_PATH: AtomicBool = AtomicBool::new(false);
+
+/// Chooses the implementation of the spiking dense layers for the whole process (default:
+/// [`KernelPath::EventDriven`]; backends without host kernels always take the generic path).
+pub fn set_kernel_path(path: KernelPath) {
+    GENERIC_PATH.store(path == KernelPath::Generic, Ordering::Relaxed);
+}
+
+/// The implementation chosen with [`set_kernel_path`].
+pub fn kernel_path() -> KernelPath {
+    if GENERIC_PATH.load(Ordering::Relaxed) {
+        KernelPath::Generic
+    } else {
+        KernelPath::EventDriven
+    }
+}
+
+/// Whether backend `B` runs the layer of `spec` with the event-driven host kernels.
+fn event_driven<B: Hm2bpBackend>(spec: &LayerSpec) -> bool {
+    matches!(spec, LayerSpec::Local(_))
+        || (B::EVENT_DRIVEN && kernel_path() == KernelPath::EventDriven)
+}
+
+/// Backends that can run spiking layers with HM2-BP gradients.
 #[backend_extension(
     NdArray: cfg(feature = "ndarray"),
     Flex: cfg(feature = "flex"),
@@ -36,6 +75,9 @@ use crate::spikes::SpikeRaster;
     Autodiff
 )]
 pub trait Hm2bpBackend: Backend {
+    /// Whether the backend has the event-driven host kernels (its tensors live in host memory).
+    const EVENT_DRIVEN: bool = false;
+
     /// Simulates a batch of spike trains `input [B, T, n_in]` through a layer of LIF neurons
     /// (`weight [n_out, n_in]` for a dense layer, `[n_weights]` shared weights for conv /
     /// pooling); returns the output spike trains `[B, T, n_out]`. `labels [B]` (class per
@@ -48,7 +90,12 @@ pub trait Hm2bpBackend: Backend {
         spec: LayerSpec,
     ) -> FloatTensor<Self> {
         let _ = labels;
-        host_forward::<Self>(input, weight, spec).0
+        match spec {
+            LayerSpec::Dense(d) if !event_driven::<Self>(&spec) => {
+                generic::dense_forward::<Self>(input, weight, &d)
+            }
+            _ => host_forward::<Self>(input, weight, spec).0,
+        }
     }
 
     /// The HM2-BP backward rule of a batch: from the layer's input, output, weight and
@@ -63,11 +110,28 @@ pub trait Hm2bpBackend: Backend {
         spec: LayerSpec,
         need_d_pre: bool,
     ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
-        let rasters = ForwardRasters {
-            input: host_rasters::<Self>(input),
-            output: host_rasters::<Self>(output),
-        };
-        host_backward::<Self>(&rasters, weight, d_post, labels, spec, true, need_d_pre)
+        match spec {
+            LayerSpec::Dense(d) if !event_driven::<Self>(&spec) => {
+                let labels = spec.needs_labels().then(|| host_labels::<Self>(labels));
+                generic::dense_backward::<Self>(
+                    input,
+                    host_rasters::<Self>(output),
+                    weight,
+                    d_post,
+                    labels.as_deref(),
+                    &d,
+                    true,
+                    need_d_pre,
+                )
+            }
+            _ => {
+                let rasters = ForwardRasters {
+                    input: host_rasters::<Self>(input),
+                    output: host_rasters::<Self>(output),
+                };
+                host_backward::<Self>(&rasters, weight, d_post, labels, spec, true, need_d_pre)
+            }
+        }
     }
 }
 
@@ -141,15 +205,7 @@ pub(crate) fn host_backward<B: Backend>(
     let w_shape = weight.shape();
     let b = rasters.batch();
     let n_in = rasters.input_neurons();
-    let labels = spec.needs_labels().then(|| {
-        read_sync(B::int_into_data(labels))
-            .map(|d| {
-                d.iter::<i64>()
-                    .map(|v| v.max(0) as usize)
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default()
-    });
+    let labels = spec.needs_labels().then(|| host_labels::<B>(labels));
     let w = host_f32(B::float_into_data(weight));
     let d = host_f32(B::float_into_data(d_post));
     let (gw, gx) = spec.backward_rasters(
@@ -166,10 +222,21 @@ pub(crate) fn host_backward<B: Backend>(
     (gw, gx)
 }
 
+/// Class labels `[B]` on the host (negative values read as 0).
+fn host_labels<B: Backend>(labels: IntTensor<B>) -> Vec<usize> {
+    read_sync(B::int_into_data(labels))
+        .map(|d| d.iter::<i64>().map(|v| v.max(0) as usize).collect())
+        .unwrap_or_default()
+}
+
 #[cfg(feature = "ndarray")]
-impl Hm2bpBackend for burn::backend::NdArray {}
+impl Hm2bpBackend for burn::backend::NdArray {
+    const EVENT_DRIVEN: bool = true;
+}
 #[cfg(feature = "flex")]
-impl Hm2bpBackend for burn::backend::Flex {}
+impl Hm2bpBackend for burn::backend::Flex {
+    const EVENT_DRIVEN: bool = true;
+}
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 impl Hm2bpBackend for burn::backend::Cube {}
 

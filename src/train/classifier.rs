@@ -55,18 +55,35 @@ impl Network {
         }
     }
 
-    /// Spike counts `[B, N]` of every layer, bottom-up, for input spike trains `[B, T, N_in]`.
-    fn counts(&self, spikes: Tensor<3>, labels: Tensor<1, Int>) -> Vec<Tensor<2>> {
+    /// Output spike counts `[B, C]` for input spike trains `[B, T, N_in]`; `inspect` sees every
+    /// layer's counts `[B, N]` (detached), bottom-up, output included.
+    fn output_counts(
+        &self,
+        spikes: Tensor<3>,
+        labels: Tensor<1, Int>,
+        mut inspect: impl FnMut(Tensor<2>),
+    ) -> Tensor<2> {
+        let counts = |s: &Tensor<3>| {
+            let [b, _, n] = s.dims();
+            s.clone().sum_dim(1).reshape([b, n])
+        };
         match self {
-            Network::Hm2bp(net) => net
-                .forward(spikes, Some(labels))
-                .into_iter()
-                .map(|s| {
-                    let [b, _, n] = s.dims();
-                    s.sum_dim(1).reshape([b, n])
-                })
-                .collect(),
-            Network::Bptt(net) => net.forward(spikes).into_iter().map(|r| r.counts).collect(),
+            Network::Hm2bp(net) => {
+                let out = net.forward_inspecting(spikes, Some(labels), |s| {
+                    inspect(counts(&s.clone().detach()))
+                });
+                counts(&out)
+            }
+            Network::Bptt(net) => {
+                let runs = net.forward(spikes);
+                for run in &runs {
+                    inspect(run.counts.clone().detach());
+                }
+                runs.into_iter()
+                    .last()
+                    .expect("a network has layers")
+                    .counts
+            }
         }
     }
 
@@ -131,17 +148,14 @@ impl SpikingClassifier {
     /// Runs a batch; returns the outputs and the loss to differentiate (count loss plus, for
     /// HM2-BP, the weight regulariser's penalty).
     pub fn run(&self, batch: SpikeBatch) -> (StepOutput, Tensor<1>) {
-        let layers = self.net.counts(batch.spikes, batch.labels.clone());
-        let activity = layers
-            .iter()
-            .map(|counts| {
-                let counts = counts.clone().detach();
+        let mut activity = Vec::new();
+        let counts = self
+            .net
+            .output_counts(batch.spikes, batch.labels.clone(), |counts| {
                 let rate = counts.clone().mean().reshape([1]);
                 let silent = counts.equal_elem(0.0).float().mean().reshape([1]);
-                (rate, silent)
-            })
-            .collect();
-        let counts = layers.last().expect("a network has layers").clone();
+                activity.push((rate, silent));
+            });
         let labels = batch.labels.clone();
         let loss = match self.loss {
             CountLoss::Mse(targets) => {
