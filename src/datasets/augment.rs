@@ -42,7 +42,7 @@ const PIXELS: usize = SIDE * SIDE;
 /// Centre of scaling and rotation (CUDA-CNN's `ImgSize / 2`).
 const MID: f32 = (SIDE / 2) as f32;
 /// Largest accepted elastic σ (a wider blur would reach beyond the image anyway).
-pub const MAX_SIGMA: f64 = 14.0;
+const MAX_SIGMA: f64 = 14.0;
 
 /// Which images share a distortion field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,7 +123,7 @@ fn uniform_pm1(rng: &mut impl Rng) -> f64 {
 }
 
 /// The 1-D factor `g(d) = exp(−d²/2σ²)/√(2πσ)`, `d = −r..=r`, `r = ⌈2.5σ⌉`.
-pub fn gaussian_factor(sigma: f64) -> Vec<f32> {
+fn gaussian_factor(sigma: f64) -> Vec<f32> {
     let radius = (2.5 * sigma).ceil() as i64;
     let norm = (2.0 * std::f64::consts::PI * sigma).sqrt();
     (-radius..=radius)
@@ -132,7 +132,7 @@ pub fn gaussian_factor(sigma: f64) -> Vec<f32> {
 }
 
 /// Convolves the `SIDE × SIDE` field with `g(dx)·g(dy)` (zero outside), in two 1-D passes.
-pub fn separable_blur(field: &[f32], g: &[f32]) -> Vec<f32> {
+fn separable_blur(field: &[f32], g: &[f32]) -> Vec<f32> {
     let r = (g.len() / 2) as isize;
     let side = SIDE as isize;
     let pass = |src: &[f32], along_rows: bool| -> Vec<f32> {
@@ -169,14 +169,6 @@ pub struct Distortion {
 }
 
 impl Distortion {
-    /// No displacement.
-    pub fn identity() -> Self {
-        Self {
-            d_row: vec![0.0; PIXELS],
-            d_col: vec![0.0; PIXELS],
-        }
-    }
-
     /// Draws elastic fields, scale factors and angle from `rng` (in that order).
     pub fn random(cfg: &AugmentConfig, rng: &mut impl Rng) -> Self {
         let mut horizontal: Vec<f32> = (0..PIXELS).map(|_| uniform_pm1(rng) as f32).collect();
@@ -215,11 +207,6 @@ impl Distortion {
                 self.d_row[i] += (scale_v * y + y - y * cos + x * sin) as f32;
             }
         }
-    }
-
-    /// Row and column displacement of output pixel `i`.
-    pub fn displacement(&self, i: usize) -> (f32, f32) {
-        (self.d_row[i], self.d_col[i])
     }
 
     /// Warps one `SIDE × SIDE` image (intensities 0…255) into `out`.
@@ -267,6 +254,13 @@ mod tests {
         }
     }
 
+    fn identity() -> Distortion {
+        Distortion {
+            d_row: vec![0.0; PIXELS],
+            d_col: vec![0.0; PIXELS],
+        }
+    }
+
     fn digit() -> Vec<u8> {
         (0..PIXELS)
             .map(|i| {
@@ -293,7 +287,7 @@ mod tests {
         cfg.field_for(5, 3, 7).apply(&img, &mut out);
         let want: Vec<f32> = img.iter().map(|&p| f32::from(p)).collect();
         assert_eq!(out, want);
-        assert_eq!(cfg.field_for(5, 3, 7), Distortion::identity());
+        assert_eq!(cfg.field_for(5, 3, 7), identity());
     }
 
     /// Rotation by a fixed angle, done the obvious way: for every output pixel, rotate its
@@ -326,7 +320,7 @@ mod tests {
     fn rotation_matches_a_naive_rotation() {
         let img = digit();
         for deg in [10.0f64, -7.5, 90.0] {
-            let mut field = Distortion::identity();
+            let mut field = identity();
             field.add_affine(0.0, 0.0, deg.to_radians());
             let mut got = vec![0.0; PIXELS];
             field.apply(&img, &mut got);
@@ -338,7 +332,7 @@ mod tests {
         // A single pixel at (14, 20), 6 right of the centre, turns by 90° to (20, 14).
         let mut dot = vec![0u8; PIXELS];
         dot[14 * SIDE + 20] = 255;
-        let mut field = Distortion::identity();
+        let mut field = identity();
         field.add_affine(0.0, 0.0, 90f64.to_radians());
         let mut out = vec![0.0; PIXELS];
         field.apply(&dot, &mut out);
@@ -394,7 +388,8 @@ mod tests {
                 let f = elastic(alpha).field_for(9, epoch, 0);
                 for row in 10..18 {
                     for col in 10..18 {
-                        let (dr, dc) = f.displacement(row * SIDE + col);
+                        let i = row * SIDE + col;
+                        let (dr, dc) = (f.d_row[i], f.d_col[i]);
                         for d in [dr, dc] {
                             sum += f64::from(d);
                             sq += f64::from(d) * f64::from(d);
