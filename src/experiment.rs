@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::bptt::Surrogate;
-use crate::datasets::{EncodingMode, ImageDatasetKind};
+use crate::datasets::{AugmentConfig, EncodingMode, ImageDatasetKind};
 use crate::definition::{DefinitionError, read_definition};
 use crate::hm2bp::output::CountTargets;
 use crate::hm2bp::regularizer::WeightRegularizer;
@@ -128,8 +128,12 @@ pub struct ExperimentDef {
     pub batch_size: usize,
     /// Seed of weights, spike encoding and data order.
     pub seed: u64,
-    /// When input spike trains are drawn.
+    /// When input spike trains are drawn. With `augmentation`, training trains are redrawn
+    /// every epoch from the distorted images and this governs the test split only.
     pub encoding: EncodingMode,
+    /// Distortion of the training images (the authors' CNN run; none if absent).
+    #[serde(default)]
+    pub augmentation: Option<AugmentConfig>,
     /// Learning rate.
     pub lr: LrDef,
     /// Output targets.
@@ -211,6 +215,9 @@ impl ExperimentDef {
             && !(lr.is_finite() && lr > 0.0)
         {
             return Err("bptt.lr: must be a positive number".into());
+        }
+        if let Some(a) = &self.augmentation {
+            a.validate()?;
         }
         Ok(())
     }
@@ -352,5 +359,23 @@ mod tests {
                 .unwrap_err()
                 .contains("not a number of steps")
         );
+    }
+
+    #[test]
+    fn committed_experiments_load_and_the_cnn_is_augmented() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+        let names = list_experiments(&dir);
+        assert!(names.iter().any(|n| n == "mnist-cnn"));
+        for name in &names {
+            let exp = ExperimentDef::load(name, &dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(exp.augmentation.is_some(), name == "mnist-cnn", "{name}");
+        }
+        let cnn = ExperimentDef::load("mnist-cnn", &dir).unwrap();
+        let a = cnn.augmentation.unwrap();
+        assert_eq!(
+            (a.scale, a.rotation_deg, a.elastic_alpha, a.elastic_sigma),
+            (0.12, 12.0, 3.4, 4.0)
+        );
+        assert_eq!(a.field, crate::datasets::FieldMode::PerEpoch);
     }
 }

@@ -67,6 +67,17 @@ fn malformed_experiment_names_file_and_field() {
     std::fs::write(&path, text.replace("batch_size = 10", "batch_size = 0")).unwrap();
     let out = experiment(&["train", path.to_str().unwrap(), "--no-fetch"], root());
     assert_clean_error(&out, "batch_size");
+
+    let augmented = format!(
+        "{text}\n[augmentation]\nscale = 0.12\nrotation_deg = 12.0\nelastic_alpha = 3.4\n\
+         elastic_sigma = 0.0\nfield = \"per-epoch\"\n"
+    );
+    std::fs::write(&path, &augmented).unwrap();
+    let out = experiment(&["train", path.to_str().unwrap(), "--no-fetch"], root());
+    assert_clean_error(&out, "augmentation.elastic_sigma");
+    std::fs::write(&path, augmented.replace("per-epoch", "per-batch")).unwrap();
+    let out = experiment(&["train", path.to_str().unwrap(), "--no-fetch"], root());
+    assert_clean_error(&out, "per-batch");
 }
 
 #[test]

@@ -72,7 +72,7 @@ impl RateEncoder {
     /// This fixes the order of random draws, so the dense and event outputs agree.
     fn for_each_spike(
         &self,
-        pixels: &[u8],
+        intensities: impl Iterator<Item = f64>,
         sample_index: u64,
         epoch: u64,
         mut f: impl FnMut(usize, usize),
@@ -83,8 +83,8 @@ impl RateEncoder {
         }
         let mut rng = self.rng(sample_index, epoch);
         let denom = f64::from(self.scale) * 255.0;
-        for (n, &p) in pixels.iter().enumerate() {
-            let q = f64::from(p) / denom;
+        for (n, p) in intensities.enumerate() {
+            let q = p / denom;
             if q <= 0.0 {
                 continue;
             }
@@ -121,14 +121,41 @@ impl RateEncoder {
             "raster buffer must hold steps × inputs values"
         );
         out.fill(0.0);
-        self.for_each_spike(pixels, sample_index, epoch, |n, t| out[t * n_in + n] = 1.0);
+        let intensities = pixels.iter().map(|&p| f64::from(p));
+        self.for_each_spike(intensities, sample_index, epoch, |n, t| {
+            out[t * n_in + n] = 1.0
+        });
+    }
+
+    /// [`RateEncoder::encode_into`] for real-valued intensities in `0..=255` (distorted
+    /// images); an intensity equal to a `u8` pixel gives the same spikes as that pixel.
+    ///
+    /// # Panics
+    /// If `out.len() != self.steps * intensities.len()` (a caller bug, not a data problem).
+    pub fn encode_intensities_into(
+        &self,
+        intensities: &[f32],
+        sample_index: u64,
+        epoch: u64,
+        out: &mut [f32],
+    ) {
+        let n_in = intensities.len();
+        assert_eq!(
+            out.len(),
+            self.steps * n_in,
+            "raster buffer must hold steps × inputs values"
+        );
+        out.fill(0.0);
+        let values = intensities.iter().map(|&p| f64::from(p));
+        self.for_each_spike(values, sample_index, epoch, |n, t| out[t * n_in + n] = 1.0);
     }
 
     /// The spike steps of one sample, per input neuron, ascending. Same spikes as
     /// [`RateEncoder::encode_into`] for the same arguments.
     pub fn encode_events(&self, pixels: &[u8], sample_index: u64, epoch: u64) -> Vec<Vec<u32>> {
         let mut events = vec![Vec::new(); pixels.len()];
-        self.for_each_spike(pixels, sample_index, epoch, |n, t| {
+        let intensities = pixels.iter().map(|&p| f64::from(p));
+        self.for_each_spike(intensities, sample_index, epoch, |n, t| {
             // `t < steps`; trains longer than u32::MAX steps are not meaningful.
             events[n].push(u32::try_from(t).unwrap_or(u32::MAX));
         });
@@ -211,6 +238,21 @@ mod tests {
                 assert_eq!(v == 1.0, ev[i].contains(&(t as u32)), "t={t} n={i}");
             }
         }
+    }
+
+    #[test]
+    fn real_intensities_match_pixels() {
+        let px = pixels();
+        let enc = RateEncoder::new(150, 2, EncodingMode::FreshPerEpoch);
+        let n = px.len();
+        let (mut a, mut b) = (vec![0.0f32; 150 * n], vec![0.0f32; 150 * n]);
+        enc.encode_into(&px, 9, 3, &mut a);
+        let real: Vec<f32> = px.iter().map(|&p| f32::from(p)).collect();
+        enc.encode_intensities_into(&real, 9, 3, &mut b);
+        assert_eq!(a, b);
+        let brighter: Vec<f32> = real.iter().map(|p| (p * 1.5).min(255.0)).collect();
+        enc.encode_intensities_into(&brighter, 9, 3, &mut b);
+        assert!(b.iter().sum::<f32>() > a.iter().sum::<f32>());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! after one update) for parity tests. All errors are [`DataError`]s whose one-line messages
 //! name the file and the problem.
 
+pub mod augment;
 pub mod encode;
 pub mod error;
 pub mod fetch;
@@ -23,6 +24,7 @@ pub mod idx;
 pub mod image_set;
 pub mod nmnist;
 
+pub use augment::{AugmentConfig, Distortion, FieldMode};
 pub use encode::{DEFAULT_RATE_SCALE, EncodingMode, RateEncoder};
 pub use error::{DataError, FETCH_COMMAND, Result};
 pub use fetch::{FetchOptions, fetch_datasets};

@@ -8,7 +8,7 @@ use burn::data::dataset::{Dataset, DatasetError};
 use burn::prelude::*;
 
 use super::boosting::Boosting;
-use crate::datasets::{EncodingMode, ImageSet, RateEncoder};
+use crate::datasets::{AugmentConfig, EncodingMode, ImageSet, RateEncoder};
 
 /// One image of a dataset split.
 #[derive(Clone, Debug)]
@@ -67,15 +67,26 @@ pub struct SpikeBatch {
     pub sample_weight: Option<Tensor<1>>,
 }
 
-/// Encodes images into dense spike-train batches with the rate encoder.
+/// Encodes images into dense spike-train batches with the rate encoder, optionally distorting
+/// them first.
+///
+/// The batcher counts the batches it makes; with [`SpikeBatcher::with_epochs`] (the number of
+/// batches of one pass and the 0-based epoch of the first one, nonzero after `--resume`) the
+/// count gives the epoch, so everything drawn per epoch is reproducible from (seed, epoch).
+/// Without it every batch counts as a new epoch.
 ///
 /// With [`EncodingMode::FixedPerSample`] a sample always gets the same trains (the authors'
 /// choice, realised by seeding from the sample index: nothing is stored). With
-/// [`EncodingMode::FreshPerEpoch`] every draw of a sample gets new trains.
+/// [`EncodingMode::FreshPerEpoch`] every epoch gets new trains. With augmentation (training
+/// split only) every image is distorted by its epoch's (or its own) field and then encoded
+/// afresh in every epoch, as the authors' CNN run did (spec §1.2).
 #[derive(Clone, Debug)]
 pub struct SpikeBatcher {
     encoder: RateEncoder,
-    draws: Arc<AtomicU64>,
+    batches: Arc<AtomicU64>,
+    batches_per_epoch: u64,
+    first_epoch: u64,
+    augment: Option<AugmentConfig>,
     boosting: Option<Arc<Boosting>>,
 }
 
@@ -84,8 +95,32 @@ impl SpikeBatcher {
     pub fn new(encoder: RateEncoder) -> Self {
         Self {
             encoder,
-            draws: Arc::new(AtomicU64::new(0)),
+            batches: Arc::new(AtomicU64::new(0)),
+            batches_per_epoch: 1,
+            first_epoch: 0,
+            augment: None,
             boosting: None,
+        }
+    }
+
+    /// Epochs of `batches_per_epoch` batches, the first being 0-based epoch `first_epoch`.
+    pub fn with_epochs(self, batches_per_epoch: usize, first_epoch: usize) -> Self {
+        Self {
+            batches_per_epoch: batches_per_epoch.max(1) as u64,
+            first_epoch: first_epoch as u64,
+            ..self
+        }
+    }
+
+    /// Distorts every image before encoding it, and encodes afresh every epoch.
+    pub fn with_augmentation(self, augment: AugmentConfig) -> Self {
+        Self {
+            encoder: RateEncoder {
+                mode: EncodingMode::FreshPerEpoch,
+                ..self.encoder
+            },
+            augment: Some(augment),
+            ..self
         }
     }
 
@@ -103,14 +138,23 @@ impl Batcher<ImageItem, SpikeBatch> for SpikeBatcher {
         let b = items.len();
         let steps = self.encoder.steps;
         let n = items.first().map_or(0, |i| i.pixels.len());
-        let draw = match self.encoder.mode {
-            EncodingMode::FixedPerSample => 0,
-            EncodingMode::FreshPerEpoch => self.draws.fetch_add(1, Ordering::Relaxed),
-        };
+        let batch = self.batches.fetch_add(1, Ordering::Relaxed);
+        let epoch = self.first_epoch + batch / self.batches_per_epoch;
         let mut dense = vec![0.0f32; b * steps * n];
+        let mut distorted = vec![0.0f32; n];
         for (item, out) in items.iter().zip(dense.chunks_exact_mut(steps * n.max(1))) {
-            self.encoder
-                .encode_into(&item.pixels, item.index, draw, out);
+            match &self.augment {
+                Some(augment) => {
+                    augment
+                        .field_for(self.encoder.seed, epoch, item.index)
+                        .apply(&item.pixels, &mut distorted);
+                    self.encoder
+                        .encode_intensities_into(&distorted, item.index, epoch, out);
+                }
+                None => self
+                    .encoder
+                    .encode_into(&item.pixels, item.index, epoch, out),
+            }
         }
         let labels: Vec<i64> = items.iter().map(|i| i.label as i64).collect();
         let indices: Vec<u64> = items.iter().map(|i| i.index).collect();
@@ -123,5 +167,55 @@ impl Batcher<ImageItem, SpikeBatch> for SpikeBatcher {
             indices,
             sample_weight,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datasets::FieldMode;
+
+    fn items() -> Vec<ImageItem> {
+        (0..2)
+            .map(|k| ImageItem {
+                pixels: (0..784).map(|i| ((i * 37 + k * 11) % 256) as u8).collect(),
+                label: k as u8,
+                index: k as u64,
+            })
+            .collect()
+    }
+
+    fn spikes(batcher: &SpikeBatcher) -> Vec<f32> {
+        let batch = batcher.batch(items(), &Device::flex());
+        batch
+            .spikes
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32 spikes")
+    }
+
+    fn augmented(first_epoch: usize) -> SpikeBatcher {
+        let encoder = RateEncoder::new(20, 4, EncodingMode::FixedPerSample);
+        SpikeBatcher::new(encoder)
+            .with_epochs(2, first_epoch)
+            .with_augmentation(AugmentConfig {
+                scale: 0.12,
+                rotation_deg: 12.0,
+                elastic_alpha: 3.4,
+                elastic_sigma: 4.0,
+                field: FieldMode::PerEpoch,
+            })
+    }
+
+    #[test]
+    fn epochs_follow_the_batch_count_and_survive_a_resume() {
+        let run = augmented(0);
+        let epoch0 = [spikes(&run), spikes(&run)];
+        let epoch1 = spikes(&run);
+        // Same items in the same epoch: same distortion and spikes; a new epoch: new ones.
+        assert_eq!(epoch0[0], epoch0[1]);
+        assert_ne!(epoch0[0], epoch1);
+        // A run resumed at epoch 1 draws what the first run drew in epoch 1.
+        assert_eq!(spikes(&augmented(1)), epoch1);
     }
 }

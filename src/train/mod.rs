@@ -24,7 +24,7 @@ use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
 
 use crate::bptt::{BpttNet, SpikeFunction};
-use crate::datasets::{ImageSet, RateEncoder, Split, load_image_set};
+use crate::datasets::{AugmentConfig, ImageSet, RateEncoder, Split, augment, load_image_set};
 use crate::experiment::{CountLossKind, ExperimentDef, Method};
 use crate::model::{NetworkDef, RuleOptions, SpikingNet};
 use boosting::Boosting;
@@ -77,18 +77,43 @@ fn split_name(split: Split) -> &'static str {
     }
 }
 
+/// How a split is loaded: the training split is shuffled, may be augmented and boosted.
+struct SplitLoading {
+    /// 0-based epoch of the first pass (the checkpoint epoch after `--resume`).
+    first_epoch: usize,
+    shuffle: bool,
+    augmentation: Option<AugmentConfig>,
+    boosting: Option<Arc<Boosting>>,
+}
+
+impl SplitLoading {
+    /// The test split: in order, as it is.
+    fn test(first_epoch: usize) -> Self {
+        Self {
+            first_epoch,
+            shuffle: false,
+            augmentation: None,
+            boosting: None,
+        }
+    }
+}
+
 fn loader(
     exp: &ExperimentDef,
     set: ImageSet,
     device: &Device,
-    shuffle: bool,
-    boosting: Option<Arc<Boosting>>,
+    how: SplitLoading,
 ) -> Arc<dyn DataLoader<SpikeBatch>> {
     let encoder = RateEncoder::new(exp.steps, exp.seed, exp.encoding);
-    let mut batcher = SpikeBatcher::new(encoder);
-    if let Some(b) = boosting {
+    let mut batcher =
+        SpikeBatcher::new(encoder).with_epochs(set.len().div_ceil(exp.batch_size), how.first_epoch);
+    if let Some(a) = how.augmentation {
+        batcher = batcher.with_augmentation(a);
+    }
+    if let Some(b) = how.boosting {
         batcher = batcher.with_boosting(b);
     }
+    let shuffle = how.shuffle;
     let mut builder = DataLoaderBuilder::new(batcher)
         .batch_size(exp.batch_size)
         .num_workers(1)
@@ -167,6 +192,14 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
             train_set.images.image_len()
         );
     }
+    let (rows, cols) = (train_set.images.rows, train_set.images.cols);
+    if exp.augmentation.is_some() && (rows, cols) != (augment::SIDE, augment::SIDE) {
+        bail!(
+            "augmentation: works on {0}×{0} images, dataset {1} has {rows}×{cols}",
+            augment::SIDE,
+            exp.dataset
+        );
+    }
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
 
@@ -230,8 +263,15 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
         }));
     }
     let iterations = train_len.div_ceil(exp.batch_size);
-    let train_loader = loader(exp, train_set, &device, true, boosting);
-    let test_loader = loader(exp, test_set, &device, false, None);
+    let first_epoch = checkpoint.unwrap_or(0);
+    let train_how = SplitLoading {
+        first_epoch,
+        shuffle: true,
+        augmentation: exp.augmentation,
+        boosting,
+    };
+    let train_loader = loader(exp, train_set, &device, train_how);
+    let test_loader = loader(exp, test_set, &device, SplitLoading::test(first_epoch));
 
     let mut training = SupervisedTraining::new(&opts.out_dir, train_loader, test_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
@@ -297,7 +337,7 @@ pub fn evaluate(exp: &ExperimentDef, opts: &RunOptions, model_file: &Path) -> Re
         .map_err(|e| anyhow::anyhow!("{}: cannot load the model: {e:?}", model_file.display()))?;
     let model = model.load_record(record);
     let n = test_set.len();
-    let test_loader = loader(exp, test_set, &opts.device, false, None);
+    let test_loader = loader(exp, test_set, &opts.device, SplitLoading::test(0));
     let mut correct = 0usize;
     for batch in test_loader.iter() {
         let batch = batch.map_err(|e| anyhow::anyhow!("loading a test batch: {e:?}"))?;
