@@ -26,31 +26,36 @@ impl SpikeRaster {
     }
 
     /// Reads a dense time-major raster (`dense[t * neurons + n]`, any value `> 0.5` is a spike).
-    /// Runs of 16 zeros are skipped with one vectorisable test (rasters are mostly zeros).
+    /// Each run of 16 values becomes a bit mask with one vectorisable comparison; only its set
+    /// bits are visited (rasters are mostly zeros, so there are no per-value branches).
     pub fn from_dense(dense: &[f32], steps: usize, neurons: usize) -> Self {
         debug_assert_eq!(dense.len(), steps * neurons);
         let mut offsets = Vec::with_capacity(steps + 1);
         let mut ids = Vec::new();
         offsets.push(0);
+        let push_mask = |ids: &mut Vec<u32>, base: u32, mut mask: u32| {
+            while mask != 0 {
+                ids.push(base + mask.trailing_zeros());
+                mask &= mask - 1;
+            }
+        };
         for row in dense.chunks_exact(neurons.max(1)).take(steps) {
             let mut base = 0u32;
             let mut chunks = row.chunks_exact(16);
             for chunk in &mut chunks {
-                // Any non-zero bit pattern in the chunk (0/1 rasters: ±0.0 never spikes anyway).
-                if chunk.iter().fold(0u32, |m, v| m | (v.to_bits() << 1)) != 0 {
-                    for (k, &v) in chunk.iter().enumerate() {
-                        if v > 0.5 {
-                            ids.push(base + k as u32);
-                        }
-                    }
-                }
+                let mask = chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |m, (k, &v)| m | (u32::from(v > 0.5) << k));
+                push_mask(&mut ids, base, mask);
                 base += 16;
             }
-            for (k, &v) in chunks.remainder().iter().enumerate() {
-                if v > 0.5 {
-                    ids.push(base + k as u32);
-                }
-            }
+            let rest = chunks.remainder();
+            let mask = rest
+                .iter()
+                .enumerate()
+                .fold(0u32, |m, (k, &v)| m | (u32::from(v > 0.5) << k));
+            push_mask(&mut ids, base, mask);
             offsets.push(ids.len() as u32);
         }
         offsets.resize(steps + 1, ids.len() as u32);
@@ -142,6 +147,11 @@ impl SpikeRaster {
     /// Writes the raster densely, time-major, into `out` (`steps * neurons` values).
     pub fn write_dense(&self, out: &mut [f32]) {
         out.fill(0.0);
+        self.scatter_ones(out);
+    }
+
+    /// Sets the spikes of the raster to 1 in `out`, time-major (already zeroed elsewhere).
+    pub(crate) fn scatter_ones(&self, out: &mut [f32]) {
         for t in 0..self.steps {
             for &n in self.at(t) {
                 out[t * self.neurons + n as usize] = 1.0;

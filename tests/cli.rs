@@ -243,6 +243,25 @@ fn tiny_training_run_resumes_and_evaluates() {
         out.status.success() && stdout.contains("test accuracy"),
         "{stdout}"
     );
+
+    // A checkpoint or model file that does not fit: a one-line error, no panic.
+    let other = dir.path().join("other.bpk");
+    std::fs::write(&other, b"not a burnpack file").unwrap();
+    let out = experiment(
+        &[
+            "eval",
+            "tiny",
+            "--data-dir",
+            &data,
+            "--model",
+            other.to_str().unwrap(),
+        ],
+        root(),
+    );
+    assert_clean_error(&out, "other.bpk");
+    std::fs::copy(&other, out_dir.join("checkpoint").join("model-3.bpk")).unwrap();
+    let out = run(&["--resume", "--epochs", "4"]);
+    assert_clean_error(&out, "--resume: the checkpoint does not fit");
 }
 
 #[test]

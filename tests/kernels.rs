@@ -393,3 +393,39 @@ fn conv_and_pool_match_per_pair_reference() {
         }
     }
 }
+
+/// The tiled, parallel transpose against the definition, on shapes that are not multiples of
+/// the tile.
+#[test]
+fn transpose_matches_definition() {
+    for (rows, cols) in [(1, 1), (3, 70), (37, 53), (800, 10), (10, 784)] {
+        let m: Vec<f32> = (0..rows * cols).map(|k| k as f32).collect();
+        let t = transpose(&m, rows, cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(
+                    t[c * rows + r],
+                    m[r * cols + c],
+                    "{rows}×{cols} at ({r}, {c})"
+                );
+            }
+        }
+    }
+}
+
+/// Reading dense rasters: every value above 0.5 is a spike, at any position of a 16-value run.
+#[test]
+fn dense_rasters_read_every_position() {
+    use hm2bp::spikes::SpikeRaster;
+    let (steps, neurons) = (5, 37);
+    let dense: Vec<f32> = (0..steps * neurons)
+        .map(|k| if (k * 7919) % 5 == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let r = SpikeRaster::from_dense(&dense, steps, neurons);
+    for t in 0..steps {
+        let want: Vec<u32> = (0..neurons as u32)
+            .filter(|&n| dense[t * neurons + n as usize] > 0.5)
+            .collect();
+        assert_eq!(r.at(t), want.as_slice(), "step {t}");
+    }
+}

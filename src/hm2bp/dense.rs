@@ -10,6 +10,7 @@ use crate::hm2bp::output::{OutputRule, insert_label_spikes, lateral_factor};
 use crate::neuron::{LifParams, LifPopulation};
 use crate::spikes::SpikeRaster;
 use crate::spsp::KernelTables;
+use rayon::prelude::*;
 
 /// S-PSP given to every (silent post, active pre) pair, so that silent neurons learn (§3.5.2).
 pub const SILENT_POST_SPSP: f32 = 0.1;
@@ -305,18 +306,25 @@ fn backward_sample_in(
     }
 }
 
-/// Transposes a row-major `[rows][cols]` matrix (in cache-sized tiles).
+/// Transposes a row-major `[rows][cols]` matrix: bands of `TILE` output rows in parallel,
+/// each filled tile by tile so that reads and writes stay in cache.
 pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     const TILE: usize = 32;
-    let mut t = vec![0.0; m.len()];
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    t[c * rows + r] = m[r * cols + c];
+    debug_assert_eq!(m.len(), rows * cols);
+    let mut t: Vec<f32> = (0..m.len()).into_par_iter().map(|_| 0.0).collect();
+    t.par_chunks_mut((TILE * rows).max(1))
+        .enumerate()
+        .for_each(|(band, out)| {
+            let c0 = band * TILE;
+            for r0 in (0..rows).step_by(TILE) {
+                let r1 = (r0 + TILE).min(rows);
+                for (dc, out_row) in out.chunks_exact_mut(rows).enumerate() {
+                    let c = c0 + dc;
+                    for (r, o) in (r0..r1).zip(&mut out_row[r0..r1]) {
+                        *o = m[r * cols + c];
+                    }
                 }
             }
-        }
-    }
+        });
     t
 }

@@ -43,10 +43,14 @@ pub fn rasters_from_dense(dense: &[f32], shape: BatchShape) -> Vec<SpikeRaster> 
 /// Writes rasters densely as `[B][T][N]`.
 pub fn rasters_to_dense(rasters: &[SpikeRaster]) -> Vec<f32> {
     let n = rasters.first().map_or(0, |r| r.steps() * r.neurons());
-    let mut out = vec![0.0f32; rasters.len() * n];
+    // Zeroed on all threads (a batch of hidden-layer trains is tens of MB).
+    let mut out: Vec<f32> = (0..rasters.len() * n)
+        .into_par_iter()
+        .map(|_| 0.0)
+        .collect();
     out.par_chunks_mut(n.max(1))
         .zip(rasters)
-        .for_each(|(chunk, r)| r.write_dense(chunk));
+        .for_each(|(chunk, r)| r.scatter_ones(chunk));
     out
 }
 

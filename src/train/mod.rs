@@ -211,6 +211,18 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
                 opts.out_dir.join("checkpoint").display()
             )
         })?;
+        // burn-train panics on a checkpoint that does not fit the model: check it first.
+        let path = opts
+            .out_dir
+            .join("checkpoint")
+            .join(format!("model-{last}.bpk"));
+        load_model(model.clone(), &path).with_context(|| {
+            format!(
+                "--resume: the checkpoint does not fit model {} (written by another \
+                 network definition or an older version); start a new run with another --out",
+                exp.model
+            )
+        })?;
         Some(last)
     } else {
         None
@@ -329,13 +341,21 @@ fn layer_labels(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Loads the parameters of a model file into `model`, with an error (not a panic) when the
+/// file is unreadable or does not fit the model.
+fn load_model(model: SpikingClassifier, path: &Path) -> Result<SpikingClassifier> {
+    let record = burn::store::ModuleRecord::load(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot load the model: {e:?}", path.display()))?;
+    model
+        .try_load_record(record)
+        .map_err(|e| anyhow::anyhow!("{}: does not fit the model: {e:?}", path.display()))
+}
+
 /// Test accuracy (fraction) of a trained model file on the experiment's test split.
 pub fn evaluate(exp: &ExperimentDef, opts: &RunOptions, model_file: &Path) -> Result<f64> {
     let test_set = load_split(exp, &opts.data_dir, Split::Test)?;
     let (model, _) = build_classifier(exp, &opts.models_dir, &opts.device)?;
-    let record = burn::store::ModuleRecord::load(model_file)
-        .map_err(|e| anyhow::anyhow!("{}: cannot load the model: {e:?}", model_file.display()))?;
-    let model = model.load_record(record);
+    let model = load_model(model, model_file)?;
     let n = test_set.len();
     let test_loader = loader(exp, test_set, &opts.device, SplitLoading::test(0));
     let mut correct = 0usize;
