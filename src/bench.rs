@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use burn::data::dataloader::batcher::Batcher;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 
 use crate::datasets::{EncodingMode, ImageDatasetKind, RateEncoder, Split, load_image_set};
 use crate::hm2bp::output::CountTargets;
@@ -139,7 +139,7 @@ fn time_steps(
     batches: usize,
     device: &burn::prelude::Device,
 ) -> Result<Timing> {
-    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let mut optim = crate::train::adam::FusedAdam::module_optimizer();
     let mut timing = Timing {
         samples: batches * bs,
         encode: 0.0,

@@ -2,6 +2,7 @@
 //! terminal (plain progress lines otherwise), test evaluation every epoch, checkpoints every
 //! epoch with `--resume`, and `summary.json` in the output folder.
 
+pub mod adam;
 pub mod boosting;
 pub mod classifier;
 pub mod data;
@@ -17,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, bail};
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::module::Module;
-use burn::optim::AdamConfig;
 use burn::prelude::*;
 use burn::train::logger::FileMetricLogger;
 use burn::train::metric::{AccuracyMetric, LossMetric};
@@ -309,11 +309,7 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
         println!("resuming from the checkpoint of epoch {epoch}");
         training = training.checkpoint(epoch);
     }
-    let optimizer = AdamConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.999)
-        .with_epsilon(1e-8)
-        .init();
+    let optimizer = adam::FusedAdam::module_optimizer();
     let scheduler = EpochLrScheduler::new(lr, iterations);
     let result = training.launch(Learner::new(model, optimizer, scheduler));
     result
