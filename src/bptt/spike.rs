@@ -1,6 +1,9 @@
 //! The spike nonlinearity as a custom autodiff op: Heaviside step forward, surrogate
 //! derivative backward.
 
+// burn-ndarray is deprecated in Burn 0.22 but remains a supported backend of this crate.
+#![cfg_attr(feature = "ndarray", allow(deprecated))]
+
 use burn::backend::autodiff::{
     NodeId,
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},

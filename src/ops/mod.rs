@@ -21,6 +21,9 @@
 //!   tensor operations (GEMMs, element-wise steps), so they run on the device. Convolution and
 //!   pooling layers always use the host kernels.
 
+// burn-ndarray is deprecated in Burn 0.22 but remains a supported backend of this crate.
+#![cfg_attr(feature = "ndarray", allow(deprecated))]
+
 pub mod autodiff;
 pub mod generic;
 

@@ -71,10 +71,14 @@ impl FusedAdam {
             .zip(m.par_chunks_mut(CHUNK))
             .zip(v.par_chunks_mut(CHUNK))
             .for_each(|(((w, g), m), v)| {
-                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    *w -= lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
+                // Settings as locals and slices of one length: an indexed loop that vectorises.
+                let (b1, b2, eps, bc1, bc2, lr) = (b1, b2, eps, bc1, bc2, lr);
+                let n = w.len();
+                let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+                for k in 0..n {
+                    m[k] = b1 * m[k] + (1.0 - b1) * g[k];
+                    v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k];
+                    w[k] -= lr * (m[k] / bc1) / ((v[k] / bc2).sqrt() + eps);
                 }
             });
     }
