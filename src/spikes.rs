@@ -43,19 +43,10 @@ impl SpikeRaster {
             let mut base = 0u32;
             let mut chunks = row.chunks_exact(16);
             for chunk in &mut chunks {
-                let mask = chunk
-                    .iter()
-                    .enumerate()
-                    .fold(0u32, |m, (k, &v)| m | (u32::from(v > 0.5) << k));
-                push_mask(&mut ids, base, mask);
+                push_mask(&mut ids, base, spike_mask(chunk));
                 base += 16;
             }
-            let rest = chunks.remainder();
-            let mask = rest
-                .iter()
-                .enumerate()
-                .fold(0u32, |m, (k, &v)| m | (u32::from(v > 0.5) << k));
-            push_mask(&mut ids, base, mask);
+            push_mask(&mut ids, base, spike_mask(chunks.remainder()));
             offsets.push(ids.len() as u32);
         }
         offsets.resize(steps + 1, ids.len() as u32);
@@ -158,6 +149,14 @@ impl SpikeRaster {
             }
         }
     }
+}
+
+/// Bit `k` set where `values[k] > 0.5` (at most 32 values; one vector comparison for 16).
+fn spike_mask(values: &[f32]) -> u32 {
+    values
+        .iter()
+        .enumerate()
+        .fold(0u32, |m, (k, &v)| m | (u32::from(v > 0.5) << k))
 }
 
 #[cfg(test)]

@@ -226,18 +226,12 @@ fn tiny_training_run_resumes_and_evaluates() {
     );
     assert_eq!(summary(&out_dir)["epochs"].as_array().unwrap().len(), 3);
 
-    let model = out_dir.join("model.bpk");
-    let out = experiment(
-        &[
-            "eval",
-            "tiny",
-            "--data-dir",
-            &data,
-            "--model",
-            model.to_str().unwrap(),
-        ],
-        root(),
-    );
+    let eval = |model: &Path| {
+        let args = ["eval", "tiny", "--data-dir", &data, "--model"];
+        let model = model.to_str().unwrap();
+        experiment(&[&args[..], &[model]].concat(), root())
+    };
+    let out = eval(&out_dir.join("model.bpk"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("test accuracy"),
@@ -247,18 +241,7 @@ fn tiny_training_run_resumes_and_evaluates() {
     // A checkpoint or model file that does not fit: a one-line error, no panic.
     let other = dir.path().join("other.bpk");
     std::fs::write(&other, b"not a burnpack file").unwrap();
-    let out = experiment(
-        &[
-            "eval",
-            "tiny",
-            "--data-dir",
-            &data,
-            "--model",
-            other.to_str().unwrap(),
-        ],
-        root(),
-    );
-    assert_clean_error(&out, "other.bpk");
+    assert_clean_error(&eval(&other), "other.bpk");
     std::fs::copy(&other, out_dir.join("checkpoint").join("model-3.bpk")).unwrap();
     let out = run(&["--resume", "--epochs", "4"]);
     assert_clean_error(&out, "--resume: the checkpoint does not fit");
