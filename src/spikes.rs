@@ -58,6 +58,34 @@ impl SpikeRaster {
         }
     }
 
+    /// Builds a raster from `(step, neuron)` events; within a step, neurons keep the order
+    /// of `events` (a counting sort by step). Events at `step >= steps` are dropped.
+    pub fn from_events(steps: usize, neurons: usize, events: &[(u32, u32)]) -> Self {
+        let mut offsets = vec![0u32; steps + 1];
+        for &(t, _) in events {
+            if (t as usize) < steps {
+                offsets[t as usize + 1] += 1;
+            }
+        }
+        for t in 0..steps {
+            offsets[t + 1] += offsets[t];
+        }
+        let mut next = offsets.clone();
+        let mut ids = vec![0u32; offsets[steps] as usize];
+        for &(t, n) in events {
+            if (t as usize) < steps {
+                ids[next[t as usize] as usize] = n;
+                next[t as usize] += 1;
+            }
+        }
+        Self {
+            steps,
+            neurons,
+            offsets,
+            ids,
+        }
+    }
+
     /// Builds a raster from per-neuron ascending spike steps (steps `>= steps` are dropped).
     pub fn from_times(times: &[Vec<u32>], steps: usize) -> Self {
         let mut per_step: Vec<Vec<u32>> = vec![Vec::new(); steps];
@@ -173,6 +201,15 @@ mod tests {
         let mut dense = vec![0.0; 18];
         r.write_dense(&mut dense);
         assert_eq!(SpikeRaster::from_dense(&dense, 6, 3), r);
+    }
+
+    #[test]
+    fn events_sort_into_steps() {
+        let r = SpikeRaster::from_events(6, 3, &[(4, 0), (1, 0), (0, 2), (4, 2), (5, 2), (9, 1)]);
+        assert_eq!(
+            r,
+            SpikeRaster::from_times(&[vec![1, 4], vec![], vec![0, 4, 5]], 6)
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! seed and the indices, so no spike train has to be stored and any sample can be encoded
 //! again, in any order, on any thread, with the same result.
 
+use crate::spikes::SpikeRaster;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -127,27 +128,38 @@ impl RateEncoder {
         });
     }
 
-    /// [`RateEncoder::encode_into`] for real-valued intensities in `0..=255` (distorted
+    /// The spike raster of one sample (events grouped by time step): the spikes of
+    /// [`RateEncoder::encode_into`], without the dense buffer.
+    pub fn encode_raster(&self, pixels: &[u8], sample_index: u64, epoch: u64) -> SpikeRaster {
+        let intensities = pixels.iter().map(|&p| f64::from(p));
+        self.raster_of(intensities, pixels.len(), sample_index, epoch)
+    }
+
+    /// [`RateEncoder::encode_raster`] for real-valued intensities in `0..=255` (distorted
     /// images); an intensity equal to a `u8` pixel gives the same spikes as that pixel.
-    ///
-    /// # Panics
-    /// If `out.len() != self.steps * intensities.len()` (a caller bug, not a data problem).
-    pub fn encode_intensities_into(
+    pub fn encode_intensities_raster(
         &self,
         intensities: &[f32],
         sample_index: u64,
         epoch: u64,
-        out: &mut [f32],
-    ) {
-        let n_in = intensities.len();
-        assert_eq!(
-            out.len(),
-            self.steps * n_in,
-            "raster buffer must hold steps × inputs values"
-        );
-        out.fill(0.0);
+    ) -> SpikeRaster {
         let values = intensities.iter().map(|&p| f64::from(p));
-        self.for_each_spike(values, sample_index, epoch, |n, t| out[t * n_in + n] = 1.0);
+        self.raster_of(values, intensities.len(), sample_index, epoch)
+    }
+
+    fn raster_of(
+        &self,
+        intensities: impl Iterator<Item = f64>,
+        neurons: usize,
+        sample_index: u64,
+        epoch: u64,
+    ) -> SpikeRaster {
+        let mut events = Vec::new();
+        self.for_each_spike(intensities, sample_index, epoch, |n, t| {
+            // `t < steps` and `n < neurons`; rasters beyond u32::MAX are not meaningful.
+            events.push((t as u32, n as u32));
+        });
+        SpikeRaster::from_events(self.steps, neurons, &events)
     }
 
     /// The spike steps of one sample, per input neuron, ascending. Same spikes as
@@ -238,21 +250,22 @@ mod tests {
                 assert_eq!(v == 1.0, ev[i].contains(&(t as u32)), "t={t} n={i}");
             }
         }
+        assert_eq!(
+            enc.encode_raster(&px, 4, 1),
+            SpikeRaster::from_dense(&out, enc.steps, n)
+        );
     }
 
     #[test]
     fn real_intensities_match_pixels() {
         let px = pixels();
         let enc = RateEncoder::new(150, 2, EncodingMode::FreshPerEpoch);
-        let n = px.len();
-        let (mut a, mut b) = (vec![0.0f32; 150 * n], vec![0.0f32; 150 * n]);
-        enc.encode_into(&px, 9, 3, &mut a);
+        let a = enc.encode_raster(&px, 9, 3);
         let real: Vec<f32> = px.iter().map(|&p| f32::from(p)).collect();
-        enc.encode_intensities_into(&real, 9, 3, &mut b);
-        assert_eq!(a, b);
+        assert_eq!(enc.encode_intensities_raster(&real, 9, 3), a);
         let brighter: Vec<f32> = real.iter().map(|p| (p * 1.5).min(255.0)).collect();
-        enc.encode_intensities_into(&brighter, 9, 3, &mut b);
-        assert!(b.iter().sum::<f32>() > a.iter().sum::<f32>());
+        let b = enc.encode_intensities_raster(&brighter, 9, 3);
+        assert!(b.num_spikes() > a.num_spikes());
     }
 
     #[test]

@@ -149,13 +149,15 @@ impl SpikingClassifier {
     /// HM2-BP, the weight regulariser's penalty).
     pub fn run(&self, batch: SpikeBatch) -> (StepOutput, Tensor<1>) {
         let mut activity = Vec::new();
-        let counts = self
-            .net
-            .output_counts(batch.spikes, batch.labels.clone(), |counts| {
+        let counts = self.net.output_counts(
+            batch.spikes.to_tensor(&batch.labels.device()),
+            batch.labels.clone(),
+            |counts| {
                 let rate = counts.clone().mean().reshape([1]);
                 let silent = counts.equal_elem(0.0).float().mean().reshape([1]);
                 activity.push((rate, silent));
-            });
+            },
+        );
         let labels = batch.labels.clone();
         let loss = match self.loss {
             CountLoss::Mse(targets) => {
