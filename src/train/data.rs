@@ -98,7 +98,7 @@ pub struct SpikeBatch {
     pub sample_weight: Option<Tensor<1>>,
 }
 
-/// Encodes images into dense spike-train batches with the rate encoder, optionally distorting
+/// Encodes images into spike-train batches (event lists) with the rate encoder, optionally distorting
 /// them first.
 ///
 /// The batcher counts the batches it makes; with [`SpikeBatcher::with_epochs`] (the number of
