@@ -98,8 +98,8 @@ pub struct SpikeBatch {
     pub sample_weight: Option<Tensor<1>>,
 }
 
-/// Encodes images into spike-train batches (event lists) with the rate encoder, optionally distorting
-/// them first.
+/// Encodes images into spike-train batches (event lists) with the rate encoder, optionally
+/// distorting them first.
 ///
 /// The batcher counts the batches it makes; with [`SpikeBatcher::with_epochs`] (the number of
 /// batches of one pass and the 0-based epoch of the first one, nonzero after `--resume`) the
