@@ -12,7 +12,7 @@ use crate::datasets::{EncodingMode, ImageDatasetKind, RateEncoder, Split, load_i
 use crate::hm2bp::output::CountTargets;
 use crate::hm2bp::regularizer::WeightRegularizer;
 use crate::model::{NetworkDef, RuleOptions, SpikingNet};
-use crate::ops::{KernelPath, set_kernel_path};
+use crate::ops::KernelPath;
 use crate::train::classifier::{CountLoss, Network, SpikingClassifier};
 use crate::train::data::{ImageDataset, SpikeBatcher};
 
@@ -92,36 +92,27 @@ pub fn run(a: BenchArgs) -> Result<()> {
     println!("|---|---|---|---|---|---|");
     let ad = device.clone().autodiff();
     for &path in &a.kernels {
-        set_kernel_path(path);
         for &bs in &a.batch_sizes {
             ad.seed(1);
             let model = SpikingClassifier::new(
-                Network::Hm2bp(SpikingNet::new(&def, &rule, &ad)?),
+                Network::Hm2bp(SpikingNet::new(&def, &rule, &ad)?.with_kernels(path)),
                 CountLoss::Mse(CountTargets::default()),
             );
             let timing = time_steps(model, &dataset, &batcher, bs, a.samples.div_ceil(bs), &ad)?;
             let rate = timing.samples as f64 / (timing.encode + timing.step);
             println!(
                 "| {} | {bs} | {:.2} | {:.2} | {rate:.0} | {:.0} |",
-                kernel_name(path),
+                path.name(),
                 timing.encode,
                 timing.step,
                 a.epoch_samples as f64 / rate
             );
         }
     }
-    set_kernel_path(KernelPath::default());
     if let Some(mib) = peak_memory_mib() {
         println!("peak resident memory: {mib:.0} MiB");
     }
     Ok(())
-}
-
-fn kernel_name(path: KernelPath) -> &'static str {
-    match path {
-        KernelPath::EventDriven => "event-driven",
-        KernelPath::Generic => "generic",
-    }
 }
 
 /// Seconds spent encoding and stepping `batches` training steps of batch size `bs`.

@@ -4,12 +4,14 @@
 //! spiking neural networks, on the Burn deep-learning framework.
 //!
 //! Data flows one way: dataset → rate encoder → spike trains → spiking layers → output spike
-//! counts → rate-coded loss → (autodiff) → HM2-BP custom backward → optimizer.
+//! counts → rate-coded loss → (autodiff) → HM2-BP custom backward → optimizer. Layers exchange
+//! [`SpikeTrains`]: counts `[B, N]`, the tensor autodiff tracks, and the trains bit-packed.
 //!
 //! ```
 //! use burn::optim::{AdamConfig, GradientsParams};
 //! use burn::prelude::*;
 //! use burn::tensor::Distribution;
+//! use hm2bp::SpikeTrains;
 //! use hm2bp::hm2bp::output::CountTargets;
 //! use hm2bp::layers::SpikingDenseConfig;
 //! use hm2bp::loss::count_loss;
@@ -25,9 +27,10 @@
 //!     .lower_elem(0.05)
 //!     .float();
 //! let labels = Tensor::<1, Int>::from_ints([3, 7], &device);
-//! let out = layer.forward(spikes, Some(labels.clone())); // [2, 100, 10] spike trains
-//! let counts = out.sum_dim(1).reshape([2, 10]);
-//! let loss = count_loss(counts, labels, None, &CountTargets::default());
+//! // Layers exchange spike counts (differentiable) and bit-packed trains.
+//! let out = layer.forward(SpikeTrains::from_dense(spikes), Some(labels.clone()));
+//! assert_eq!(out.dims(), [2, 100, 10]);
+//! let loss = count_loss(out.counts(), labels, None, &CountTargets::default());
 //! // The gradient of the spiking layer is HM2-BP, computed by its custom backward op.
 //! let grads = GradientsParams::from_grads(loss.backward(), &layer);
 //! let layer = AdamConfig::new().init().step(1e-3, layer, grads);
@@ -51,3 +54,6 @@ pub mod spikes;
 pub mod spsp;
 pub mod trace;
 pub mod train;
+pub mod trains;
+
+pub use trains::SpikeTrains;

@@ -7,6 +7,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::definition::{DefinitionError, read_definition};
+use crate::ops::KernelPath;
+use crate::trains::SpikeTrains;
 
 use crate::layers::{
     SpikingConv2d, SpikingConv2dConfig, SpikingDense, SpikingDenseConfig, SpikingPool2d,
@@ -190,7 +192,7 @@ pub enum SpikingLayer {
 
 impl SpikingLayer {
     /// Simulates the layer (`labels` reach the output layer's rule).
-    pub fn forward(&self, input: Tensor<3>, labels: Option<Tensor<1, Int>>) -> Tensor<3> {
+    pub fn forward(&self, input: SpikeTrains, labels: Option<Tensor<1, Int>>) -> SpikeTrains {
         match self {
             SpikingLayer::Dense(l) => l.forward(input, labels),
             SpikingLayer::Conv(l) => l.forward(input),
@@ -301,22 +303,34 @@ impl SpikingNet {
         Ok(Self { layers })
     }
 
-    /// Runs the network: `input [B, T, N_in]` → every layer's spike trains, bottom-up.
-    pub fn forward(&self, input: Tensor<3>, labels: Option<Tensor<1, Int>>) -> Vec<Tensor<3>> {
+    /// The same network with its dense layers on `kernels`.
+    pub fn with_kernels(self, kernels: KernelPath) -> Self {
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|l| match l {
+                SpikingLayer::Dense(d) => SpikingLayer::Dense(d.with_kernels(kernels)),
+                other => other,
+            })
+            .collect();
+        Self { layers }
+    }
+
+    /// Runs the network: input trains → every layer's spike trains, bottom-up.
+    pub fn forward(&self, input: SpikeTrains, labels: Option<Tensor<1, Int>>) -> Vec<SpikeTrains> {
         let mut outs = Vec::with_capacity(self.layers.len());
         self.forward_inspecting(input, labels, |spikes| outs.push(spikes.clone()));
         outs
     }
 
     /// Runs the network and returns the output layer's spike trains; `inspect` sees every
-    /// layer's spike trains (output included) before the next layer consumes them. Keeping no
-    /// reference to them lets the next layer read its input without a copy.
+    /// layer's spike trains (output included) before the next layer consumes them.
     pub fn forward_inspecting(
         &self,
-        input: Tensor<3>,
+        input: SpikeTrains,
         labels: Option<Tensor<1, Int>>,
-        mut inspect: impl FnMut(&Tensor<3>),
-    ) -> Tensor<3> {
+        mut inspect: impl FnMut(&SpikeTrains),
+    ) -> SpikeTrains {
         let mut x = input;
         for layer in &self.layers {
             x = layer.forward(x, labels.clone());

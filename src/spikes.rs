@@ -4,6 +4,16 @@
 //! `offsets[t]..offsets[t + 1]` indexes the neurons that fired at step `t`, ascending). The
 //! event-driven forward pass walks it step by step; [`SpikeRaster::times`] gives the per-neuron
 //! view (ascending spike steps) that the S-PSP kernels use.
+//!
+//! Between layers, and across the Burn boundary, trains travel **bit-packed**: per sample and
+//! time step, [`words_per_step`] 32-bit words whose bit `k` of word `w` says whether neuron
+//! `32·w + k` fired ([`SpikeRaster::from_words`], [`SpikeRaster::write_words`]). That is 32×
+//! smaller than a dense `f32` tensor and is read back in `O(words + spikes)`.
+
+/// Number of 32-bit words that hold one time step of `neurons` neurons, bit-packed.
+pub fn words_per_step(neurons: usize) -> usize {
+    neurons.div_ceil(32)
+}
 
 /// Events of one sample, grouped by time step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -55,6 +65,42 @@ impl SpikeRaster {
             neurons,
             offsets,
             ids,
+        }
+    }
+
+    /// Reads bit-packed trains (`words[t · W + w]`, `W =` [`words_per_step`]`(neurons)`): only
+    /// set bits are visited, and bits of neurons `>= neurons` are ignored.
+    pub fn from_words(words: &[u32], steps: usize, neurons: usize) -> Self {
+        let per_step = words_per_step(neurons);
+        debug_assert!(words.len() >= steps * per_step);
+        let tail = match neurons % 32 {
+            0 => u32::MAX,
+            r => (1u32 << r) - 1,
+        };
+        let mut out = Self::building(steps, neurons);
+        for row in words.chunks_exact(per_step.max(1)).take(steps) {
+            for (w, &word) in row.iter().enumerate() {
+                let mut mask = if w + 1 == per_step { word & tail } else { word };
+                while mask != 0 {
+                    out.ids.push(32 * w as u32 + mask.trailing_zeros());
+                    mask &= mask - 1;
+                }
+            }
+            out.offsets.push(out.ids.len() as u32);
+        }
+        out.offsets.resize(steps + 1, out.ids.len() as u32);
+        out
+    }
+
+    /// Writes the raster bit-packed into `out` (`steps · W` words, overwritten).
+    pub fn write_words(&self, out: &mut [u32]) {
+        let per_step = words_per_step(self.neurons);
+        out.fill(0);
+        for t in 0..self.steps {
+            let row = &mut out[t * per_step..(t + 1) * per_step];
+            for &n in self.at(t) {
+                row[n as usize / 32] |= 1 << (n % 32);
+            }
         }
     }
 
@@ -201,6 +247,35 @@ mod tests {
         let mut dense = vec![0.0; 18];
         r.write_dense(&mut dense);
         assert_eq!(SpikeRaster::from_dense(&dense, 6, 3), r);
+    }
+
+    #[test]
+    fn words_round_trip() {
+        let pattern = [vec![1, 4], vec![], vec![0, 4, 5]];
+        // 36 neurons: two words per step.
+        let mut times: Vec<Vec<u32>> = (0..36).map(|n| pattern[n % 3].clone()).collect();
+        times[33] = vec![2, 3];
+        let r = SpikeRaster::from_times(&times, 6);
+        let mut words = vec![7u32; 6 * 2];
+        r.write_words(&mut words);
+        assert_eq!(
+            words[2 * 4],
+            0b101
+                | 0b101 << 3
+                | 0b101 << 6
+                | 0b101 << 9
+                | 0b101 << 12
+                | 0b101 << 15
+                | 0b101 << 18
+                | 0b101 << 21
+                | 0b101 << 24
+                | 0b101 << 27
+                | 1 << 30
+        );
+        assert_eq!(SpikeRaster::from_words(&words, 6, 36), r);
+        // Stray bits past the last neuron are not spikes.
+        words[1] |= 1 << 31;
+        assert_eq!(SpikeRaster::from_words(&words, 6, 36), r);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
 
+use hm2bp::SpikeTrains;
 use hm2bp::bptt::{BpttNet, SpikeFunction, Surrogate, spike};
 use hm2bp::hm2bp::regularizer::WeightRegularizer;
 use hm2bp::model::{LayerDef, NetworkDef, NeuronDef, RuleOptions, SpikingLayer, SpikingNet};
@@ -216,9 +217,10 @@ fn bptt_forward_spikes_equal_the_hm2bp_forward() {
     let input = Tensor::<3>::random([3, 80, 784], Distribution::Uniform(0.0, 1.0), &device)
         .lower_elem(0.08)
         .float();
-    let reference = hm2bp.forward(input.clone(), None);
+    let reference = hm2bp.forward(SpikeTrains::from_dense(input.clone()), None);
     let runs = bptt.forward(input);
     for (k, (want, run)) in reference.into_iter().zip(runs).enumerate() {
+        let want = want.to_dense();
         let got = Tensor::stack::<3>(run.spikes, 1);
         let total = values(want.clone().sum()).first().copied().unwrap();
         assert!(

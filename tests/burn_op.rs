@@ -3,8 +3,10 @@
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use hm2bp::SpikeTrains;
 use hm2bp::hm2bp::{BatchShape, dense_backward_batch, dense_forward_batch};
 use hm2bp::layers::SpikingDenseConfig;
+use hm2bp::spikes::SpikeRaster;
 
 fn device() -> Device {
     Device::flex()
@@ -27,8 +29,10 @@ fn autodiff_gradient_is_hm2bp() {
         .init(&dev);
     let input = random_spikes(b, t, n_in, 0.08, &dev).require_grad();
     let labels = Tensor::<1, Int>::from_ints([1, 4, 0], &dev);
-    let out = layer.forward(input.clone(), Some(labels));
-    let counts = out.clone().sum_dim(1).reshape([b, n_out]);
+    // The input counts are `input.sum_dim(1)`: ∂E/∂o_pre reaches the dense input repeated
+    // over time.
+    let out = layer.forward(SpikeTrains::from_dense(input.clone()), Some(labels));
+    let counts = out.counts();
     // loss = Σ c_bi · o_bi  ⇒ ∂E/∂o = c
     let coef = Tensor::<2>::random([b, n_out], Distribution::Uniform(-1.0, 1.0), &dev);
     let loss = (counts * coef.clone()).sum();
@@ -55,7 +59,12 @@ fn autodiff_gradient_is_hm2bp() {
         .into_data()
         .try_to_vec::<f32>()
         .unwrap();
-    let y = out.inner().into_data().try_to_vec::<f32>().unwrap();
+    let y = out
+        .to_dense()
+        .inner()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     let shape = BatchShape {
         batch: b,
         steps: t,
@@ -93,8 +102,12 @@ fn autodiff_gradient_is_hm2bp() {
 fn runs_without_autodiff() {
     let dev = device();
     let layer = SpikingDenseConfig::new(10, 4, 2.0).init(&dev);
-    let out = layer.forward(random_spikes(2, 50, 10, 0.2, &dev), None);
+    let out = layer.forward(
+        SpikeTrains::from_dense(random_spikes(2, 50, 10, 0.2, &dev)),
+        None,
+    );
     assert_eq!(out.dims(), [2, 50, 4]);
+    assert_eq!(out.to_dense().dims(), [2, 50, 4]);
 }
 
 /// A conv → pool → dense network built from a model file trains: one HM2-BP step moves the
@@ -119,10 +132,10 @@ fn conv_pool_network_takes_a_step() {
     let net = SpikingNet::new(&def, &rule, &dev).unwrap();
     let input = random_spikes(2, 60, 784, 0.15, &dev);
     let labels = Tensor::<1, Int>::from_ints([3, 7], &dev);
-    let outs = net.forward(input, Some(labels.clone()));
+    let outs = net.forward(SpikeTrains::from_dense(input), Some(labels.clone()));
     assert_eq!(outs[0].dims(), [2, 60, 4 * 24 * 24]);
     assert_eq!(outs[1].dims(), [2, 60, 4 * 12 * 12]);
-    let counts = outs[2].clone().sum_dim(1).reshape([2, 10]);
+    let counts = outs[2].counts();
     let targets = CountTargets {
         desired: 12.0,
         undesired: 2.0,
@@ -148,4 +161,40 @@ fn conv_pool_network_takes_a_step() {
         .filter(|(a, b)| *a != b)
         .count();
     assert!(moved > 0, "conv kernels did not move");
+}
+
+/// Packing dense trains into words with tensor operations and unpacking them agree with the
+/// host rasters, for neuron counts around word boundaries (and on autodiff devices).
+#[test]
+fn words_pack_and_unpack_like_the_host() {
+    for dev in [device(), device().autodiff()] {
+        dev.seed(11);
+        for n in [1, 31, 32, 33, 64, 100] {
+            let dense = random_spikes(3, 17, n, 0.3, &dev);
+            let trains = SpikeTrains::from_dense(dense.clone());
+            assert_eq!(trains.dims(), [3, 17, n]);
+            let values = dense.clone().into_data().try_to_vec::<f32>().unwrap();
+            let want: Vec<SpikeRaster> = values
+                .chunks(17 * n)
+                .map(|s| SpikeRaster::from_dense(s, 17, n))
+                .collect();
+            assert_eq!(trains.to_rasters(), want, "n = {n}");
+            let back = trains.to_dense().into_data().try_to_vec::<f32>().unwrap();
+            assert_eq!(back, values, "n = {n}");
+            let host = SpikeTrains::from_rasters(&want, &dev);
+            let words =
+                |t: &SpikeTrains| t.words().into_data().convert::<i64>().try_to_vec::<i64>();
+            let to_u32 = |v: Vec<i64>| v.into_iter().map(|w| w as u32).collect::<Vec<_>>();
+            assert_eq!(
+                to_u32(words(&host).unwrap()),
+                to_u32(words(&trains).unwrap())
+            );
+            let counts = dense
+                .sum_dim(1)
+                .reshape([3, n])
+                .into_data()
+                .try_to_vec::<f32>();
+            assert_eq!(host.counts().into_data().try_to_vec::<f32>(), counts);
+        }
+    }
 }

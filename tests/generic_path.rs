@@ -1,12 +1,12 @@
 //! The generic (tensor-op) path of the spiking dense layer computes what the event-driven host
 //! kernels compute: the same spike trains (bit for bit, with weights whose sums are exact in
-//! `f32`) and the same HM2-BP gradients (up to summation order). One test, because the kernel
-//! path is a process-wide switch.
+//! `f32`) and the same HM2-BP gradients (up to summation order).
 
 use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
+use hm2bp::SpikeTrains;
 use hm2bp::layers::{SpikingDense, SpikingDenseConfig};
-use hm2bp::ops::{KernelPath, set_kernel_path};
+use hm2bp::ops::KernelPath;
 
 /// Weights `k/16` (exact partial sums in `f32`), seeded.
 fn dyadic_weights(n_out: usize, n_in: usize, seed: u64) -> Vec<f32> {
@@ -31,13 +31,12 @@ struct Run {
 
 fn run(layer: &SpikingDense, input: &Tensor<3>, labels: &Tensor<1, Int>, coef: &Tensor<2>) -> Run {
     let input = input.clone().require_grad();
-    let out = layer.forward(input.clone(), Some(labels.clone()));
-    let [b, _, n_out] = out.dims();
-    let loss = (out.clone().sum_dim(1).reshape([b, n_out]) * coef.clone()).sum();
+    let out = layer.forward(SpikeTrains::from_dense(input.clone()), Some(labels.clone()));
+    let loss = (out.counts() * coef.clone()).sum();
     let grads = loss.backward();
     let vec = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().unwrap();
     Run {
-        spikes: vec(out.inner()),
+        spikes: vec(out.to_dense().inner()),
         grad_w: layer
             .weight
             .grad(&grads)
@@ -75,13 +74,11 @@ fn generic_path_agrees_with_event_driven() {
             .with_lateral_strength(if is_output { 1.0 } else { 0.0 });
         let w = TensorData::new(dyadic_weights(n_out, n_in, n_out as u64), [n_out, n_in]);
         let layer = config.init_with(Tensor::from_data(w, &dev));
+        let generic_layer = layer.clone().with_kernels(KernelPath::Generic);
         let coef = Tensor::<2>::random([b, n_out], Distribution::Uniform(-1.0, 1.0), &dev);
 
-        set_kernel_path(KernelPath::EventDriven);
         let fast = run(&layer, &input, &labels, &coef);
-        set_kernel_path(KernelPath::Generic);
-        let generic = run(&layer, &input, &labels, &coef);
-        set_kernel_path(KernelPath::EventDriven);
+        let generic = run(&generic_layer, &input, &labels, &coef);
 
         // The case covers firing and silent neurons (the silent-post rules of §3.5).
         let mut counts = vec![0.0f32; b * n_out];

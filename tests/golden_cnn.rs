@@ -5,6 +5,7 @@
 
 mod common;
 
+use hm2bp::SpikeTrains;
 use hm2bp::datasets::golden::{
     GOLDEN_LABEL, GOLDEN_STEPS, GoldenCnn, GoldenWeights, load_golden_cnn,
 };
@@ -335,23 +336,22 @@ fn whole_cnn_through_burn_modules() {
     let input_raster = SpikeRaster::from_times(&g.input, GOLDEN_STEPS);
     let mut dense_in = vec![0.0f32; GOLDEN_STEPS * 784];
     input_raster.write_dense(&mut dense_in);
-    let input = Tensor::<3>::from_data(TensorData::new(dense_in, [1, GOLDEN_STEPS, 784]), &dev);
+    let input = SpikeTrains::from_dense(Tensor::<3>::from_data(
+        TensorData::new(dense_in, [1, GOLDEN_STEPS, 784]),
+        &dev,
+    ));
     let labels = Tensor::<1, Int>::from_ints([GOLDEN_LABEL as i64], &dev);
 
     let run = |net: &SpikingNet| net.forward(input.clone(), Some(labels.clone()));
-    let rasters = |outs: &[Tensor<3>]| -> Vec<SpikeRaster> {
+    let rasters = |outs: &[SpikeTrains]| -> Vec<SpikeRaster> {
         let mut v = vec![input_raster.clone()];
-        v.extend(outs.iter().map(|o| {
-            let [_, t, n] = o.dims();
-            let d = o.clone().inner().into_data().try_into_vec::<f32>().unwrap();
-            SpikeRaster::from_dense(&d, t, n)
-        }));
+        v.extend(outs.iter().map(|o| o.to_rasters().remove(0)));
         v
     };
     let outs = run(&net);
     check_rasters(&rasters(&outs), &g.rasters_before, "burn before");
 
-    let counts = outs[5].clone().sum_dim(1).reshape([1, 10]);
+    let counts = outs[5].counts();
     let loss = count_loss(counts, labels.clone(), None, &CountTargets::default())
         + net.regularizer_penalty();
     let grads = GradientsParams::from_grads(loss.backward(), &net);

@@ -7,6 +7,7 @@ mod common;
 
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
+use hm2bp::SpikeTrains;
 use hm2bp::datasets::golden::{GOLDEN_LABEL, GOLDEN_STEPS, load_golden_cnn};
 use hm2bp::hm2bp::output::CountTargets;
 use hm2bp::layers::SpikingDenseConfig;
@@ -14,24 +15,12 @@ use hm2bp::loss::count_loss;
 use hm2bp::model::{SpikingLayer, SpikingNet};
 use hm2bp::spikes::SpikeRaster;
 
-fn dense_input(times: &[Vec<u32>], device: &Device) -> Tensor<3> {
-    let raster = SpikeRaster::from_times(times, GOLDEN_STEPS);
-    let mut dense = vec![0.0f32; GOLDEN_STEPS * times.len()];
-    raster.write_dense(&mut dense);
-    Tensor::from_data(
-        TensorData::new(dense, [1, GOLDEN_STEPS, times.len()]),
-        device,
-    )
+fn input_trains(times: &[Vec<u32>], device: &Device) -> SpikeTrains {
+    SpikeTrains::from_rasters(&[SpikeRaster::from_times(times, GOLDEN_STEPS)], device)
 }
 
-fn times_of(spikes: Tensor<3>) -> Vec<Vec<u32>> {
-    let [_, t, n] = spikes.dims();
-    let v = spikes
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap();
-    SpikeRaster::from_dense(&v, t, n).times()
+fn times_of(spikes: &SpikeTrains) -> Vec<Vec<u32>> {
+    spikes.to_rasters()[0].times()
 }
 
 fn weights(w: &[f64], rows: usize, cols: usize, device: &Device) -> Tensor<2> {
@@ -104,11 +93,11 @@ fn fc_part_matches_golden_data() {
     // Forward before the update: bit-exact rasters.
     let labels = Tensor::<1, Int>::from_ints([GOLDEN_LABEL as i64], &dev);
     let outs = net.forward(
-        dense_input(&g.rasters_before.pool2, &dev),
+        input_trains(&g.rasters_before.pool2, &dev),
         Some(labels.clone()),
     );
-    let hidden = times_of(outs[0].clone().inner());
-    let output = times_of(outs[1].clone().inner());
+    let hidden = times_of(&outs[0]);
+    let output = times_of(&outs[1]);
     let total: usize = g.rasters_before.hidden.iter().map(Vec::len).sum();
     let matched: usize = hidden
         .iter()
@@ -120,7 +109,7 @@ fn fc_part_matches_golden_data() {
     assert_eq!(output, g.rasters_before.output, "output raster (silent)");
 
     // One HM2-BP step with Adam.
-    let counts = outs[1].clone().sum_dim(1).reshape([1, 10]);
+    let counts = outs[1].counts();
     let loss = count_loss(counts, labels.clone(), None, &CountTargets::default())
         + net.regularizer_penalty();
     let grads = GradientsParams::from_grads(loss.backward(), &net);
@@ -156,14 +145,14 @@ fn fc_part_matches_golden_data() {
     // Forward after the update, from the golden post-update pool2 raster.
     let outs = net
         .valid()
-        .forward(dense_input(&g.rasters_after.pool2, &Device::flex()), None);
+        .forward(input_trains(&g.rasters_after.pool2, &Device::flex()), None);
     assert_eq!(
-        times_of(outs[0].clone()),
+        times_of(&outs[0]),
         g.rasters_after.hidden,
         "hidden after update"
     );
     assert_eq!(
-        times_of(outs[1].clone()),
+        times_of(&outs[1]),
         g.rasters_after.output,
         "output after update"
     );

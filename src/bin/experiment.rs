@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use hm2bp::datasets::fetch::{FetchOptions, fetch_datasets};
 use hm2bp::datasets::{ImageDatasetKind, Split, load_image_set};
 use hm2bp::experiment::{ExperimentDef, MethodSpec};
-use hm2bp::ops::{KernelPath, set_kernel_path};
+use hm2bp::ops::KernelPath;
 use hm2bp::train::{RunOptions, evaluate, train};
 
 /// Large, short-lived tensors (spike trains of a batch) are allocated every step: mimalloc
@@ -268,7 +268,6 @@ fn default_train_args() -> TrainArgs {
 fn device(common: &Common) -> Result<(burn::prelude::Device, String)> {
     let (device, name) =
         hm2bp::backend::device(common.backend.as_deref()).map_err(|m| anyhow::anyhow!(m))?;
-    set_kernel_path(common.kernels);
     let name = match common.kernels {
         KernelPath::EventDriven => name,
         KernelPath::Generic => format!("{name}, generic tensor-op kernels"),
@@ -332,6 +331,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         plain: a.plain,
         device,
         backend,
+        kernels: a.common.kernels,
     };
     let summary = train(&exp, &opts)?;
     println!(
@@ -408,6 +408,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         plain: true,
         device,
         backend,
+        kernels: a.common.kernels,
     };
     let acc = evaluate(&exp, &opts, &model)?;
     println!("test accuracy {:.2}% ({})", 100.0 * acc, model.display());

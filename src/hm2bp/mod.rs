@@ -54,6 +54,28 @@ pub fn rasters_to_dense(rasters: &[SpikeRaster]) -> Vec<f32> {
     out
 }
 
+/// Reads every sample of bit-packed trains `[B][T][⌈N/32⌉]` into a raster (in parallel).
+pub fn rasters_from_words(words: &[u32], shape: BatchShape) -> Vec<SpikeRaster> {
+    let n = shape.steps * crate::spikes::words_per_step(shape.neurons);
+    (0..shape.batch)
+        .into_par_iter()
+        .map(|b| SpikeRaster::from_words(&words[b * n..(b + 1) * n], shape.steps, shape.neurons))
+        .collect()
+}
+
+/// Writes rasters bit-packed as `[B][T][⌈N/32⌉]` words (as `i32`, the type of Burn's int
+/// tensors).
+pub fn rasters_to_words(rasters: &[SpikeRaster]) -> Vec<i32> {
+    let n = rasters.first().map_or(0, |r| {
+        r.steps() * crate::spikes::words_per_step(r.neurons())
+    });
+    let mut out = vec![0u32; rasters.len() * n];
+    out.par_chunks_mut(n.max(1))
+        .zip(rasters)
+        .for_each(|(chunk, r)| r.write_words(chunk));
+    out.into_iter().map(|w| w as i32).collect()
+}
+
 /// Forward pass of a batch of rasters through a layer with weight `[n_out][n_in]`.
 pub fn dense_forward_rasters(
     inputs: &[SpikeRaster],

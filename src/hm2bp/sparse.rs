@@ -308,6 +308,29 @@ impl Topology {
         }
     }
 
+    /// Input shape `[maps, height, width]`.
+    pub fn input_shape(&self) -> [usize; 3] {
+        match *self {
+            Topology::Conv {
+                in_maps,
+                height,
+                width,
+                ..
+            } => [in_maps, height, width],
+            Topology::Pool {
+                maps,
+                height,
+                width,
+                ..
+            } => [maps, height, width],
+        }
+    }
+
+    /// Number of input neurons.
+    pub fn n_in(&self) -> usize {
+        self.input_shape().iter().product()
+    }
+
     /// Number of output neurons.
     pub fn n_out(&self) -> usize {
         self.output_shape().iter().product()

@@ -9,6 +9,7 @@ use crate::hm2bp::regularizer::WeightRegularizer;
 use crate::hm2bp::sparse::{LocalSpec, Topology};
 use crate::neuron::LifParams;
 use crate::ops::spiking_local;
+use crate::trains::SpikeTrains;
 
 /// Configuration of a [`SpikingConv2d`] layer.
 #[derive(Config, Debug)]
@@ -88,7 +89,7 @@ impl SpikingConv2dConfig {
 
 /// A spiking convolution layer.
 ///
-/// `forward`: `[batch, T, in_maps·h·w]` → `[batch, T, maps·(h−k+1)·(w−k+1)]` spike trains,
+/// `forward`: trains of `in_maps·h·w` neurons → trains of `maps·(h−k+1)·(w−k+1)` neurons,
 /// maps flattened channel-major.
 #[derive(Module, Debug)]
 pub struct SpikingConv2d {
@@ -102,7 +103,11 @@ pub struct SpikingConv2d {
 
 impl SpikingConv2d {
     /// Simulates the layer.
-    pub fn forward(&self, input: Tensor<3>) -> Tensor<3> {
+    ///
+    /// # Panics
+    /// If `input` does not have `in_maps·h·w` neurons.
+    pub fn forward(&self, input: SpikeTrains) -> SpikeTrains {
+        super::check_input("SpikingConv2d", &self.spec, &input);
         let w = self.weight.val();
         let n = w.shape().num_elements();
         spiking_local(input, w.reshape([n]), self.spec)

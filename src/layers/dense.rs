@@ -8,7 +8,8 @@ use crate::hm2bp::DenseSpec;
 use crate::hm2bp::output::OutputRule;
 use crate::hm2bp::regularizer::WeightRegularizer;
 use crate::neuron::LifParams;
-use crate::ops::spiking_dense;
+use crate::ops::{KernelPath, spiking_dense};
+use crate::trains::SpikeTrains;
 
 /// Configuration of a [`SpikingDense`] layer.
 #[derive(Config, Debug)]
@@ -101,14 +102,16 @@ impl SpikingDenseConfig {
             weight: Param::from_tensor(weight),
             spec: self.spec(),
             regularizer: self.regularizer(),
+            kernels: KernelPath::default(),
         }
     }
 }
 
 /// A layer of LIF neurons fully connected to its input spike trains.
 ///
-/// `forward`: `[batch, T, d_input]` spike trains → `[batch, T, d_output]` spike trains. On an
-/// autodiff device its gradient is HM2-BP (see [`crate::ops`]).
+/// `forward`: trains of `d_input` neurons → trains of `d_output` neurons (see
+/// [`SpikeTrains`]). On an autodiff device the gradient of its output counts is HM2-BP (see
+/// [`crate::ops`]).
 #[derive(Module, Debug)]
 pub struct SpikingDense {
     /// Weights `[d_output, d_input]`.
@@ -117,18 +120,36 @@ pub struct SpikingDense {
     spec: DenseSpec,
     #[module(skip)]
     regularizer: WeightRegularizer,
+    #[module(skip)]
+    kernels: KernelPath,
 }
 
 impl SpikingDense {
+    /// The same layer running on `kernels` (default: event-driven where the backend has host
+    /// kernels).
+    pub fn with_kernels(self, kernels: KernelPath) -> Self {
+        Self { kernels, ..self }
+    }
+
     /// Neuron parameters and learning rule of this layer.
     pub fn spec(&self) -> DenseSpec {
         self.spec
     }
 
     /// Simulates the layer. `labels [batch]` are used by the output layer's backward rule.
-    pub fn forward(&self, input: Tensor<3>, labels: Option<Tensor<1, Int>>) -> Tensor<3> {
+    ///
+    /// # Panics
+    /// If `input` does not have `d_input` neurons.
+    pub fn forward(&self, input: SpikeTrains, labels: Option<Tensor<1, Int>>) -> SpikeTrains {
+        let [_, d_input] = self.weight.dims();
+        assert_eq!(
+            input.neurons(),
+            d_input,
+            "SpikingDense: input trains have {} neurons, the layer takes {d_input}",
+            input.neurons()
+        );
         let labels = self.spec.output.and(labels);
-        spiking_dense(input, self.weight.val(), labels, self.spec)
+        spiking_dense(input, self.weight.val(), labels, self.spec, self.kernels)
     }
 
     /// The exponential weight-norm penalty `Σ_i λ (N_in L/2) exp(β (S_i − 1))` (S12), whose

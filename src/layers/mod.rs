@@ -24,3 +24,15 @@ pub fn regularizer_penalty(w: Tensor<2>, r: &WeightRegularizer) -> Tensor<1> {
     let per_row = ((s - 1.0) * r.beta).exp();
     per_row.sum() * (r.lambda * n as f64 * r.limit / 2.0)
 }
+
+/// Panics with a message naming `layer` unless `input` has the neurons its topology reads.
+fn check_input(layer: &str, spec: &crate::hm2bp::sparse::LocalSpec, input: &crate::SpikeTrains) {
+    let want = spec.topology.n_in();
+    assert_eq!(
+        input.neurons(),
+        want,
+        "{layer}: input trains have {} neurons, the layer reads {:?} = {want}",
+        input.neurons(),
+        spec.topology.input_shape()
+    );
+}

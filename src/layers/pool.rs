@@ -7,6 +7,7 @@ use burn::prelude::*;
 use crate::hm2bp::sparse::{LocalSpec, Topology};
 use crate::neuron::LifParams;
 use crate::ops::spiking_local;
+use crate::trains::SpikeTrains;
 
 /// Configuration of a [`SpikingPool2d`] layer.
 #[derive(Config, Debug)]
@@ -52,7 +53,7 @@ impl SpikingPool2dConfig {
     }
 }
 
-/// A spiking sum-pooling layer: `[batch, T, maps·h·w]` → `[batch, T, maps·(h/s)·(w/s)]`.
+/// A spiking sum-pooling layer: trains of `maps·h·w` neurons → `maps·(h/s)·(w/s)` neurons.
 #[derive(Module, Debug)]
 pub struct SpikingPool2d {
     #[module(skip)]
@@ -61,7 +62,11 @@ pub struct SpikingPool2d {
 
 impl SpikingPool2d {
     /// Simulates the layer.
-    pub fn forward(&self, input: Tensor<3>) -> Tensor<3> {
+    ///
+    /// # Panics
+    /// If `input` does not have `maps·h·w` neurons.
+    pub fn forward(&self, input: SpikeTrains) -> SpikeTrains {
+        super::check_input("SpikingPool2d", &self.spec, &input);
         let unit = Tensor::ones([1], &input.device());
         spiking_local(input, unit, self.spec)
     }

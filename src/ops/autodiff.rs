@@ -1,6 +1,6 @@
 //! The hand-written autodiff implementation of [`Hm2bpBackend`]: the forward simulates the
-//! layer (keeping the spike rasters) and records a [`Backward`] step whose gradient is the
-//! HM2-BP rule.
+//! layer (keeping the spike rasters) and records a [`Backward`] step on the output counts
+//! whose gradient is the HM2-BP rule.
 
 use burn::backend::autodiff::{
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
@@ -13,28 +13,30 @@ use burn::backend::{Autodiff, Backend, TensorMetadata};
 use std::sync::Arc;
 
 use super::{
-    ForwardRasters, Hm2bpBackend, dims3, event_driven, host_backward, host_forward, shape3,
+    ForwardRasters, Hm2bpBackend, KernelPath, event_driven, generic, host_backward, host_forward,
+    host_labels, host_rasters,
 };
-use crate::hm2bp::LayerSpec;
+use crate::hm2bp::{DenseSpec, LayerSpec};
 
 /// What the forward pass keeps of the spike trains for the backward.
 #[derive(Debug, Clone)]
 enum Saved<B: Backend> {
     /// Per-sample event lists (event-driven host kernels).
     Rasters(Arc<ForwardRasters>),
-    /// The dense input and output spike trains (generic path, on the device).
-    Tensors {
-        input: FloatTensor<B>,
-        output: FloatTensor<B>,
+    /// The bit-packed input and output trains (generic path, on the device).
+    Words {
+        input: IntTensor<B>,
+        output: IntTensor<B>,
+        spec: DenseSpec,
     },
 }
 
 /// State kept from the forward pass for the HM2-BP backward.
 #[derive(Debug, Clone)]
-struct DenseState<B: Backend> {
+struct LayerState<B: Backend> {
     saved: Saved<B>,
-    /// `[B, T, n_in]` of the input.
-    input_shape: [usize; 3],
+    /// Input neurons.
+    n_in: usize,
     weight: FloatTensor<B>,
     labels: IntTensor<B>,
     spec: LayerSpec,
@@ -44,7 +46,7 @@ struct DenseState<B: Backend> {
 struct SpikingLayerBackward;
 
 impl<B: Hm2bpBackend> Backward<B, 2> for SpikingLayerBackward {
-    type State = DenseState<B>;
+    type State = LayerState<B>;
 
     fn backward(
         self,
@@ -53,12 +55,9 @@ impl<B: Hm2bpBackend> Backward<B, 2> for SpikingLayerBackward {
         _checkpointer: &mut Checkpointer,
     ) {
         let [input_parent, weight_parent] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
+        // ∂E/∂o of the output counts [B, n_out].
+        let d_post = grads.consume::<B>(&ops.node);
         let st = ops.state;
-        let [b, t, n_in] = st.input_shape;
-        let n_out = st.spec.n_out(&st.weight.shape());
-        // ∂E/∂o: the spike-train gradient is the count gradient repeated over time.
-        let d_post = B::float_reshape(B::float_mean_dim(grad, 1), [b, n_out].into());
         let (grad_w, d_pre) = match st.saved {
             Saved::Rasters(rasters) => host_backward::<B>(
                 &rasters,
@@ -69,68 +68,94 @@ impl<B: Hm2bpBackend> Backward<B, 2> for SpikingLayerBackward {
                 weight_parent.is_some(),
                 input_parent.is_some(),
             ),
-            Saved::Tensors { input, output } => B::spiking_layer_backward(
+            Saved::Words {
                 input,
                 output,
-                st.weight,
-                d_post,
-                st.labels,
-                st.spec,
-                input_parent.is_some(),
-            ),
+                spec: d,
+            } => {
+                let labels = d.output.is_some().then(|| host_labels::<B>(st.labels));
+                let n_out = st.weight.shape()[0];
+                generic::dense_backward::<B>(
+                    generic::unpack::<B>(input, st.n_in),
+                    host_rasters::<B>(output, n_out),
+                    st.weight,
+                    d_post,
+                    labels.as_deref(),
+                    &d,
+                    weight_parent.is_some(),
+                    input_parent.is_some(),
+                )
+            }
         };
         if let (Some(node), Some(grad_w)) = (weight_parent, grad_w) {
             grads.register::<B>(node.id, grad_w);
         }
         if let (Some(node), Some(d_pre)) = (input_parent, d_pre) {
-            let d = B::float_reshape(d_pre, shape3(b, 1, n_in));
-            grads.register::<B>(node.id, B::float_expand(d, shape3(b, t, n_in)));
+            grads.register::<B>(node.id, d_pre);
         }
     }
 }
 
 impl<B: Hm2bpBackend, C: CheckpointStrategy> Hm2bpBackend for Autodiff<B, C> {
     fn spiking_layer(
-        input: FloatTensor<Self>,
+        counts: FloatTensor<Self>,
+        words: IntTensor<Self>,
         weight: FloatTensor<Self>,
         labels: IntTensor<Self>,
         spec: LayerSpec,
-    ) -> FloatTensor<Self> {
+        kernels: KernelPath,
+    ) -> (FloatTensor<Self>, IntTensor<Self>) {
         match SpikingLayerBackward
-            .prepare::<C>([input.node(), weight.node()])
+            .prepare::<C>([counts.node(), weight.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let x = input.into_primitive();
-                let input_shape = dims3(&x);
+                let counts = counts.into_primitive();
+                let n_in = counts.shape()[1];
                 let w = weight.into_primitive();
-                let (out, saved) = if event_driven::<B>(&spec) {
-                    let (out, rasters) = host_forward::<B>(x, w.clone(), spec);
-                    (out, Saved::Rasters(Arc::new(rasters)))
-                } else {
-                    let out = B::spiking_layer(x.clone(), w.clone(), labels.clone(), spec);
-                    let saved = Saved::Tensors {
-                        input: x,
-                        output: out.clone(),
-                    };
-                    (out, saved)
+                let (out_counts, out_words, saved) = match spec {
+                    LayerSpec::Dense(d) if !event_driven::<B>(&spec, kernels) => {
+                        let (c, ow) = B::spiking_layer(
+                            counts,
+                            words.clone(),
+                            w.clone(),
+                            labels.clone(),
+                            spec,
+                            kernels,
+                        );
+                        let saved = Saved::Words {
+                            input: words,
+                            output: ow.clone(),
+                            spec: d,
+                        };
+                        (c, ow, saved)
+                    }
+                    _ => {
+                        let (c, ow, rasters) = host_forward::<B>(words, n_in, w.clone(), spec);
+                        (c, ow, Saved::Rasters(Arc::new(rasters)))
+                    }
                 };
-                let state = DenseState {
+                let state = LayerState {
                     saved,
-                    input_shape,
+                    n_in,
                     weight: w,
                     labels,
                     spec,
                 };
-                prep.finish(state, out)
+                (prep.finish(state, out_counts), out_words)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::spiking_layer(
-                input.into_primitive(),
-                weight.into_primitive(),
-                labels,
-                spec,
-            )),
+            OpsKind::UnTracked(prep) => {
+                let (c, ow) = B::spiking_layer(
+                    counts.into_primitive(),
+                    words,
+                    weight.into_primitive(),
+                    labels,
+                    spec,
+                    kernels,
+                );
+                (prep.finish(c), ow)
+            }
         }
     }
 }

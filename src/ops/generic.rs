@@ -12,14 +12,14 @@
 //! It computes the same rule as the event-driven kernels of [`crate::hm2bp::dense`], with
 //! dense `[B, n_out, n_in]` work instead of event lists (the tests compare the two).
 
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, TensorMetadata, get_device_settings};
 use burn::tensor::{FloatDType, Scalar, Shape, Slice, TensorData};
 
 use crate::hm2bp::DenseSpec;
 use crate::hm2bp::dense::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::hm2bp::output::{insert_label_spikes, lateral_factor};
-use crate::spikes::SpikeRaster;
+use crate::spikes::{SpikeRaster, words_per_step};
 use crate::spsp::KernelTables;
 
 fn scalar(x: f32) -> Scalar {
@@ -29,6 +29,83 @@ fn scalar(x: f32) -> Scalar {
 fn dims<const D: usize, T: TensorMetadata>(t: &T) -> [usize; D] {
     let s = t.shape();
     std::array::from_fn(|i| s[i])
+}
+
+/// Spike counts `[B, N]` of dense trains `[B, T, N]`.
+pub(crate) fn counts<B: Backend>(spikes: FloatTensor<B>) -> FloatTensor<B> {
+    let [b, _, n] = dims::<3, _>(&spikes);
+    B::float_reshape(B::float_sum_dim(spikes, 1), Shape::new([b, n]))
+}
+
+/// An int tensor of `values` shaped `shape`, in the device's int dtype.
+fn int_values<B: Backend>(values: Vec<i32>, shape: [usize; 4], device: &B::Device) -> IntTensor<B> {
+    let dtype = get_device_settings::<B>(device).int_dtype;
+    B::int_from_data(
+        TensorData::new(values, shape).convert_dtype(dtype.into()),
+        device,
+    )
+}
+
+/// Packs dense 0/1 trains `[B, T, N]` into 32-bit words `[B, T, ⌈N/32⌉]` (bit `k` of word `w`
+/// is neuron `32·w + k`, as [`crate::spikes::SpikeRaster::write_words`]). Each word is built
+/// from two 16-bit halves, `Σ_k s_k 2^k` summed without overflow, joined by a shift and an or.
+pub(crate) fn pack<B: Backend>(spikes: FloatTensor<B>) -> IntTensor<B> {
+    let [b, t, n] = dims::<3, _>(&spikes);
+    let w = words_per_step(n);
+    let device = spikes.device();
+    let dtype = get_device_settings::<B>(&device).int_dtype;
+    let spikes = if 32 * w > n {
+        let pad = B::float_zeros(Shape::new([b, t, 32 * w - n]), &device, FloatDType::F32);
+        B::float_cat(vec![spikes, pad], 2)
+    } else {
+        spikes
+    };
+    let halves = Shape::new([b, t, 2 * w, 16]);
+    let bits = B::float_into_int(B::float_reshape(spikes, halves.clone()), dtype);
+    let powers = int_values::<B>((0..16).map(|k| 1 << k).collect(), [1, 1, 1, 16], &device);
+    let sums = B::int_sum_dim(B::int_mul(bits, B::int_expand(powers, halves)), 3);
+    let sums = B::int_reshape(sums, Shape::new([b, t, w, 2]));
+    let half = |k: usize| {
+        let range = [
+            Slice::from(0..b),
+            Slice::from(0..t),
+            Slice::from(0..w),
+            Slice::from(k..k + 1),
+        ];
+        B::int_reshape(B::int_slice(sums.clone(), &range), Shape::new([b, t, w]))
+    };
+    let high = B::bitwise_left_shift_scalar(half(1), Scalar::Int(16));
+    B::bitwise_or(half(0), high)
+}
+
+/// Unpacks words `[B, T, ⌈N/32⌉]` into dense 0/1 trains `[B, T, neurons]`.
+pub(crate) fn unpack<B: Backend>(words: IntTensor<B>, neurons: usize) -> FloatTensor<B> {
+    let [b, t, w] = dims::<3, _>(&words);
+    let device = words.device();
+    let bits = Shape::new([b, t, w, 32]);
+    let words = B::int_expand(
+        B::int_reshape(words, Shape::new([b, t, w, 1])),
+        bits.clone(),
+    );
+    let shifts = int_values::<B>((0..32).collect(), [1, 1, 1, 32], &device);
+    let bits = B::bitwise_and_scalar(
+        B::bitwise_right_shift(words, B::int_expand(shifts, bits)),
+        Scalar::Int(1),
+    );
+    let dense = B::int_into_float(
+        B::int_reshape(bits, Shape::new([b, t, 32 * w])),
+        FloatDType::F32,
+    );
+    if 32 * w == neurons {
+        dense
+    } else {
+        let range = [
+            Slice::from(0..b),
+            Slice::from(0..t),
+            Slice::from(0..neurons),
+        ];
+        B::float_slice(dense, &range)
+    }
 }
 
 /// Simulates `input [B, T, n_in]` through a dense layer with `weight [n_out, n_in]`.

@@ -1,25 +1,24 @@
-//! HM2-BP as a Burn backend extension: the spiking dense layer's forward simulation is one
-//! custom op whose gradient, registered with Burn's autodiff (see [`autodiff`]), is the HM2-BP
-//! rule instead of the (useless) derivative of a step function.
+//! HM2-BP as a Burn backend extension: a spiking layer's forward simulation is one custom op
+//! whose gradient, registered with Burn's autodiff (see [`autodiff`]), is the HM2-BP rule
+//! instead of the (useless) derivative of a step function.
 //!
-//! ## How the count gradient travels through spike-train tensors
+//! ## What the op takes and returns
 //!
-//! Layers exchange dense spike trains `[batch, T, neurons]` of 0/1. A rate-coded loss reads
-//! counts `o = spikes.sum_dim(1)`, so autodiff hands each layer a gradient that is `∂E/∂o`
-//! repeated at every time step. The custom backward reads `d_post = mean_t(grad)` (exactly
-//! `∂E/∂o` for such a gradient), applies HM2-BP, and returns `∂E/∂o_pre` (S10) repeated over the
-//! `T` steps of its input, which is again the form the layer below expects.
+//! Layers exchange [`SpikeTrains`]: spike counts `[B, N]` (the tensor autodiff tracks) and the
+//! trains bit-packed as int words `[B, T, ⌈N/32⌉]`. The op maps the input's (counts, words) to
+//! the output's; its backward receives `∂E/∂o` of its output counts directly (a loss on counts
+//! needs nothing else), applies HM2-BP (S-PSP `e`, effect ratio `ρ`, side effect `s`, lateral
+//! factor `γ`, label-spike insertion) and hands `∂E/∂o_pre` to the input counts.
 //!
 //! ## Kernels: two paths
 //!
 //! - **Event-driven** (the CPU backends `flex` and `ndarray`, by default): the op bodies run
 //!   the event-driven, multi-threaded kernels of [`crate::hm2bp`] on the host, per sample on
-//!   all cores; on autodiff devices the forward keeps the per-sample spike rasters (compact
-//!   event lists) for the backward, so dense spike tensors are read once per layer.
-//! - **Generic** ([`generic`], every other backend, or any backend after
-//!   [`set_kernel_path`]`(KernelPath::Generic)`): dense layers built from the backend's own
-//!   tensor operations (GEMMs, element-wise steps), so they run on the device. Convolution and
-//!   pooling layers always use the host kernels.
+//!   all cores; on autodiff devices the forward keeps the per-sample spike rasters (event
+//!   lists) for the backward.
+//! - **Generic** ([`generic`], every other backend, or [`KernelPath::Generic`] on a layer):
+//!   dense layers built from the backend's own tensor operations (GEMMs, element-wise steps),
+//!   so they run on the device. Convolution and pooling layers always use the host kernels.
 
 // burn-ndarray is deprecated in Burn 0.22 but remains a supported backend of this crate.
 #![cfg_attr(feature = "ndarray", allow(deprecated))]
@@ -27,18 +26,28 @@
 pub mod autodiff;
 pub mod generic;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
-use burn::tensor::{Int, Shape, Tensor, TensorData, read_sync};
+use burn::tensor::{DType, Int, Tensor, TensorData, read_sync};
 
 use crate::hm2bp::sparse::LocalSpec;
 use crate::hm2bp::{self, BatchShape, DenseSpec, LayerSpec};
-use crate::spikes::SpikeRaster;
+use crate::spikes::{SpikeRaster, words_per_step};
+use crate::trains::SpikeTrains;
 
-/// Which implementation runs the spiking dense layers (see the module documentation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+/// Which implementation runs a spiking dense layer (see the module documentation).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum KernelPath {
     /// Event-driven host kernels where the backend has them (CPU backends).
     #[default]
@@ -47,27 +56,19 @@ pub enum KernelPath {
     Generic,
 }
 
-static GENERIC_PATH: AtomicBool = AtomicBool::new(false);
-
-/// Chooses the implementation of the spiking dense layers for the whole process (default:
-/// [`KernelPath::EventDriven`]; backends without host kernels always take the generic path).
-pub fn set_kernel_path(path: KernelPath) {
-    GENERIC_PATH.store(path == KernelPath::Generic, Ordering::Relaxed);
-}
-
-/// The implementation chosen with [`set_kernel_path`].
-pub fn kernel_path() -> KernelPath {
-    if GENERIC_PATH.load(Ordering::Relaxed) {
-        KernelPath::Generic
-    } else {
-        KernelPath::EventDriven
+impl KernelPath {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelPath::EventDriven => "event-driven",
+            KernelPath::Generic => "generic",
+        }
     }
 }
 
 /// Whether backend `B` runs the layer of `spec` with the event-driven host kernels.
-fn event_driven<B: Hm2bpBackend>(spec: &LayerSpec) -> bool {
-    matches!(spec, LayerSpec::Local(_))
-        || (B::EVENT_DRIVEN && kernel_path() == KernelPath::EventDriven)
+fn event_driven<B: Hm2bpBackend>(spec: &LayerSpec, kernels: KernelPath) -> bool {
+    matches!(spec, LayerSpec::Local(_)) || (B::EVENT_DRIVEN && kernels == KernelPath::EventDriven)
 }
 
 /// Backends that can run spiking layers with HM2-BP gradients.
@@ -81,65 +82,50 @@ pub trait Hm2bpBackend: Backend {
     /// Whether the backend has the event-driven host kernels (its tensors live in host memory).
     const EVENT_DRIVEN: bool = false;
 
-    /// Simulates a batch of spike trains `input [B, T, n_in]` through a layer of LIF neurons
-    /// (`weight [n_out, n_in]` for a dense layer, `[n_weights]` shared weights for conv /
-    /// pooling); returns the output spike trains `[B, T, n_out]`. `labels [B]` (class per
-    /// sample) are kept for the output layer's backward rule (ignored without autodiff and by
-    /// other layers).
+    /// Simulates a batch through a layer of LIF neurons: input counts `[B, n_in]` (only their
+    /// shape and autodiff node are used) and bit-packed trains `words [B, T, ⌈n_in/32⌉]`,
+    /// `weight [n_out, n_in]` for a dense layer or `[n_weights]` shared weights for conv /
+    /// pooling; returns the output counts `[B, n_out]` and words `[B, T, ⌈n_out/32⌉]`.
+    /// `labels [B]` (class per sample) are kept for the output layer's backward rule.
     fn spiking_layer(
-        input: FloatTensor<Self>,
+        counts: FloatTensor<Self>,
+        words: IntTensor<Self>,
         weight: FloatTensor<Self>,
         labels: IntTensor<Self>,
         spec: LayerSpec,
-    ) -> FloatTensor<Self> {
+        kernels: KernelPath,
+    ) -> (FloatTensor<Self>, IntTensor<Self>) {
         let _ = labels;
+        let n_in = counts.shape()[1];
         match spec {
-            LayerSpec::Dense(d) if !event_driven::<Self>(&spec) => {
-                generic::dense_forward::<Self>(input, weight, &d)
-            }
-            _ => host_forward::<Self>(input, weight, spec).0,
-        }
-    }
-
-    /// The HM2-BP backward rule of a batch: from the layer's input, output, weight and
-    /// `d_post [B, n_out]` (`∂E/∂o`), returns the weight gradient (shaped as `weight`, summed
-    /// over the batch) and, if `need_d_pre`, `∂E/∂o_pre [B, n_in]`.
-    fn spiking_layer_backward(
-        input: FloatTensor<Self>,
-        output: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        d_post: FloatTensor<Self>,
-        labels: IntTensor<Self>,
-        spec: LayerSpec,
-        need_d_pre: bool,
-    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
-        match spec {
-            LayerSpec::Dense(d) if !event_driven::<Self>(&spec) => {
-                let labels = spec.needs_labels().then(|| host_labels::<Self>(labels));
-                generic::dense_backward::<Self>(
-                    input,
-                    host_rasters::<Self>(output),
-                    weight,
-                    d_post,
-                    labels.as_deref(),
-                    &d,
-                    true,
-                    need_d_pre,
+            LayerSpec::Dense(d) if !event_driven::<Self>(&spec, kernels) => {
+                let input = generic::unpack::<Self>(words, n_in);
+                let out = generic::dense_forward::<Self>(input, weight, &d);
+                (
+                    generic::counts::<Self>(out.clone()),
+                    generic::pack::<Self>(out),
                 )
             }
             _ => {
-                let rasters = ForwardRasters {
-                    input: host_rasters::<Self>(input),
-                    output: host_rasters::<Self>(output),
-                };
-                host_backward::<Self>(&rasters, weight, d_post, labels, spec, true, need_d_pre)
+                let (counts, words, _) = host_forward::<Self>(words, n_in, weight, spec);
+                (counts, words)
             }
         }
+    }
+
+    /// Packs dense 0/1 trains `[B, T, N]` into words `[B, T, ⌈N/32⌉]`.
+    fn pack_spikes(spikes: FloatTensor<Self>) -> IntTensor<Self> {
+        generic::pack::<Self>(spikes)
+    }
+
+    /// Unpacks words `[B, T, ⌈N/32⌉]` into dense 0/1 trains `[B, T, neurons]`.
+    fn unpack_spikes(words: IntTensor<Self>, neurons: usize) -> FloatTensor<Self> {
+        generic::unpack::<Self>(words, neurons)
     }
 }
 
 /// The spike rasters of a layer's forward pass, per sample, kept for its backward pass (so
-/// that the dense spike tensors are read only once).
+/// that the trains are read from their tensors only once).
 #[derive(Debug)]
 pub(crate) struct ForwardRasters {
     input: Vec<SpikeRaster>,
@@ -158,39 +144,66 @@ impl ForwardRasters {
     }
 }
 
-/// Reads a dense spike tensor `[B, T, N]` into per-sample rasters.
-fn host_rasters<B: Backend>(spikes: FloatTensor<B>) -> Vec<SpikeRaster> {
-    let [b, t, n] = dims3(&spikes);
-    let data = host_f32(B::float_into_data(spikes));
+/// Reads bit-packed trains `[B, T, ⌈neurons/32⌉]` into per-sample rasters.
+pub(crate) fn host_rasters<B: Backend>(words: IntTensor<B>, neurons: usize) -> Vec<SpikeRaster> {
+    let [b, t, w] = dims3(&words);
+    assert_eq!(
+        w,
+        words_per_step(neurons),
+        "hm2bp: spike words [{b}, {t}, {w}] do not hold {neurons} neurons"
+    );
+    let words = host_words::<B>(words);
     let shape = BatchShape {
         batch: b,
         steps: t,
-        neurons: n,
+        neurons,
     };
-    hm2bp::rasters_from_dense(f32s(&data), shape)
+    hm2bp::rasters_from_words(&words, shape)
 }
 
-/// The forward pass on the host: output spike tensor and the rasters for the backward.
+/// Uploads per-sample rasters as (counts `[B, N]`, words `[B, T, ⌈N/32⌉]` of `int_dtype`).
+pub(crate) fn upload_trains<B: Backend>(
+    rasters: &[SpikeRaster],
+    device: &B::Device,
+    int_dtype: DType,
+) -> (FloatTensor<B>, IntTensor<B>) {
+    let b = rasters.len();
+    let (t, n) = rasters.first().map_or((0, 0), |r| (r.steps(), r.neurons()));
+    let counts: Vec<f32> = rasters
+        .iter()
+        .flat_map(|r| r.counts().into_iter().map(|c| c as f32))
+        .collect();
+    let words = TensorData::new(hm2bp::rasters_to_words(rasters), [b, t, words_per_step(n)]);
+    let words = if int_dtype == DType::I32 {
+        words
+    } else {
+        words.convert_dtype(int_dtype)
+    };
+    (
+        B::float_from_data(TensorData::new(counts, [b, n]), device),
+        B::int_from_data(words, device),
+    )
+}
+
+/// The forward pass on the host: output (counts, words) and the rasters for the backward.
 pub(crate) fn host_forward<B: Backend>(
-    input: FloatTensor<B>,
+    words: IntTensor<B>,
+    n_in: usize,
     weight: FloatTensor<B>,
     spec: LayerSpec,
-) -> (FloatTensor<B>, ForwardRasters) {
-    let [b, t, _] = dims3(&input);
+) -> (FloatTensor<B>, IntTensor<B>, ForwardRasters) {
     let n_out = spec.n_out(&weight.shape());
-    let device = input.device();
-    let inputs = host_rasters::<B>(input);
+    let device = words.device();
+    let int_dtype = words.dtype();
+    let inputs = host_rasters::<B>(words, n_in);
     let w = host_f32(B::float_into_data(weight));
     let outputs = spec.forward_rasters(&inputs, f32s(&w), n_out);
-    let dense = hm2bp::rasters_to_dense(&outputs);
-    let out = B::float_from_data(TensorData::new(dense, [b, t, n_out]), &device);
-    (
-        out,
-        ForwardRasters {
-            input: inputs,
-            output: outputs,
-        },
-    )
+    let (counts, words) = upload_trains::<B>(&outputs, &device, int_dtype);
+    let rasters = ForwardRasters {
+        input: inputs,
+        output: outputs,
+    };
+    (counts, words, rasters)
 }
 
 /// The HM2-BP backward on the host from the forward's rasters: the weight gradient (shaped
@@ -267,40 +280,62 @@ fn f32s(data: &TensorData) -> &[f32] {
         .expect("host_f32 always yields f32 data")
 }
 
-/// Runs a spiking dense layer: `input [B, T, n_in]` spike trains, `weight [n_out, n_in]`,
-/// optional `labels [B]` (output layer) → `[B, T, n_out]` spike trains, differentiable with
-/// the HM2-BP rule on autodiff devices.
+/// The 32-bit words of an int tensor, on the host (any int dtype; only the low 32 bits count).
+fn host_words<B: Backend>(words: IntTensor<B>) -> Vec<u32> {
+    match read_sync(B::int_into_data(words)) {
+        Ok(data) => match data.dtype() {
+            DType::I32 => data
+                .as_slice::<i32>()
+                .map_or_else(|_| Vec::new(), |v| v.iter().map(|&w| w as u32).collect()),
+            DType::U32 => data.try_into_vec::<u32>().unwrap_or_default(),
+            _ => data.iter::<i64>().map(|w| w as u32).collect(),
+        },
+        Err(e) => panic!("hm2bp: reading a tensor from its device failed: {e:?}"),
+    }
+}
+
+/// Runs a spiking dense layer: `input` trains of `n_in` neurons, `weight [n_out, n_in]`,
+/// optional `labels [B]` (output layer) → trains of `n_out` neurons, differentiable with the
+/// HM2-BP rule on autodiff devices.
 pub fn spiking_dense(
-    input: Tensor<3>,
+    input: SpikeTrains,
     weight: Tensor<2>,
     labels: Option<Tensor<1, Int>>,
     spec: DenseSpec,
-) -> Tensor<3> {
-    spiking_layer(input, weight, labels, LayerSpec::Dense(spec))
+    kernels: KernelPath,
+) -> SpikeTrains {
+    spiking_layer(input, weight, labels, LayerSpec::Dense(spec), kernels)
 }
 
-/// Runs a convolution or pooling layer: `input [B, T, n_in]` spike trains (maps flattened
-/// channel-major), shared `weight [n_weights]` → `[B, T, n_out]`, differentiable with HM2-BP.
-pub fn spiking_local(input: Tensor<3>, weight: Tensor<1>, spec: LocalSpec) -> Tensor<3> {
-    spiking_layer(input, weight, None, LayerSpec::Local(spec))
+/// Runs a convolution or pooling layer: `input` trains (maps flattened channel-major), shared
+/// `weight [n_weights]` → output trains, differentiable with HM2-BP.
+pub fn spiking_local(input: SpikeTrains, weight: Tensor<1>, spec: LocalSpec) -> SpikeTrains {
+    spiking_layer(
+        input,
+        weight,
+        None,
+        LayerSpec::Local(spec),
+        KernelPath::EventDriven,
+    )
 }
 
 fn spiking_layer<const D: usize>(
-    input: Tensor<3>,
+    input: SpikeTrains,
     weight: Tensor<D>,
     labels: Option<Tensor<1, Int>>,
     spec: LayerSpec,
-) -> Tensor<3> {
-    let labels = labels.unwrap_or_else(|| Tensor::zeros([input.dims()[0]], &input.device()));
-    Tensor::from_dispatch(Dispatch::spiking_layer(
-        input.into_dispatch(),
+    kernels: KernelPath,
+) -> SpikeTrains {
+    let device = input.device();
+    let labels = labels.unwrap_or_else(|| Tensor::zeros([input.dims()[0]], &device));
+    let (counts, words) = input.into_parts();
+    let (counts, words) = Dispatch::spiking_layer(
+        counts.into_dispatch(),
+        words.into_dispatch(),
         weight.into_dispatch(),
         labels.into_dispatch(),
         spec,
-    ))
-}
-
-/// Shape helper used by the autodiff backward.
-pub(crate) fn shape3(b: usize, t: usize, n: usize) -> Shape {
-    Shape::new([b, t, n])
+        kernels,
+    );
+    SpikeTrains::new(Tensor::from_dispatch(counts), Tensor::from_dispatch(words))
 }

@@ -10,7 +10,7 @@ use burn::train::{ClassificationOutput, InferenceStep, ItemLazy, TrainOutput, Tr
 use std::sync::Arc;
 
 use super::boosting::Boosting;
-use super::data::SpikeBatch;
+use super::data::{InputSpikes, SpikeBatch};
 use super::metrics::ActivityInput;
 use crate::bptt::BpttNet;
 use crate::hm2bp::output::CountTargets;
@@ -55,27 +55,24 @@ impl Network {
         }
     }
 
-    /// Output spike counts `[B, C]` for input spike trains `[B, T, N_in]`; `inspect` sees every
+    /// Output spike counts `[B, C]` for a batch's input spike trains; `inspect` sees every
     /// layer's counts `[B, N]` (detached), bottom-up, output included.
     fn output_counts(
         &self,
-        spikes: Tensor<3>,
+        spikes: &InputSpikes,
         labels: Tensor<1, Int>,
         mut inspect: impl FnMut(Tensor<2>),
     ) -> Tensor<2> {
-        let counts = |s: &Tensor<3>| {
-            let [b, _, n] = s.dims();
-            s.clone().sum_dim(1).reshape([b, n])
-        };
+        let device = labels.device();
         match self {
             Network::Hm2bp(net) => {
-                let out = net.forward_inspecting(spikes, Some(labels), |s| {
-                    inspect(counts(&s.clone().detach()))
-                });
-                counts(&out)
+                let input = spikes.to_trains(&device);
+                let out =
+                    net.forward_inspecting(input, Some(labels), |s| inspect(s.counts().detach()));
+                out.counts()
             }
             Network::Bptt(net) => {
-                let runs = net.forward(spikes);
+                let runs = net.forward(spikes.to_tensor(&device));
                 for run in &runs {
                     inspect(run.counts.clone().detach());
                 }
@@ -149,15 +146,13 @@ impl SpikingClassifier {
     /// HM2-BP, the weight regulariser's penalty).
     pub fn run(&self, batch: SpikeBatch) -> (StepOutput, Tensor<1>) {
         let mut activity = Vec::new();
-        let counts = self.net.output_counts(
-            batch.spikes.to_tensor(&batch.labels.device()),
-            batch.labels.clone(),
-            |counts| {
+        let counts = self
+            .net
+            .output_counts(&batch.spikes, batch.labels.clone(), |counts| {
                 let rate = counts.clone().mean().reshape([1]);
                 let silent = counts.equal_elem(0.0).float().mean().reshape([1]);
                 activity.push((rate, silent));
-            },
-        );
+            });
         let labels = batch.labels.clone();
         let loss = match self.loss {
             CountLoss::Mse(targets) => {

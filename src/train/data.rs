@@ -10,6 +10,7 @@ use burn::prelude::*;
 use super::boosting::Boosting;
 use crate::datasets::{AugmentConfig, EncodingMode, ImageSet, RateEncoder};
 use crate::spikes::SpikeRaster;
+use crate::trains::SpikeTrains;
 
 /// One image of a dataset split.
 #[derive(Clone, Debug)]
@@ -69,6 +70,11 @@ impl InputSpikes {
         Self {
             rasters: Arc::new(rasters),
         }
+    }
+
+    /// The trains as [`SpikeTrains`] (counts and bit-packed words) on `device`.
+    pub fn to_trains(&self, device: &Device) -> SpikeTrains {
+        SpikeTrains::from_rasters(&self.rasters, device)
     }
 
     /// The dense spike trains `[B, T, N]` (0/1) on `device`.

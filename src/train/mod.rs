@@ -27,6 +27,7 @@ use crate::bptt::{BpttNet, SpikeFunction};
 use crate::datasets::{AugmentConfig, ImageSet, RateEncoder, Split, augment, load_image_set};
 use crate::experiment::{CountLossKind, ExperimentDef, Method};
 use crate::model::{NetworkDef, RuleOptions, SpikingNet};
+use crate::ops::KernelPath;
 use boosting::Boosting;
 use classifier::{CountLoss, Network, SpikingClassifier};
 use data::{ImageDataset, SpikeBatch, SpikeBatcher};
@@ -52,6 +53,8 @@ pub struct RunOptions {
     pub device: Device,
     /// Human-readable backend/device name.
     pub backend: String,
+    /// Kernels of the spiking dense layers.
+    pub kernels: KernelPath,
 }
 
 /// Loads a split and keeps the first `limit` samples.
@@ -129,6 +132,7 @@ pub fn build_classifier(
     exp: &ExperimentDef,
     models_dir: &Path,
     device: &Device,
+    kernels: KernelPath,
 ) -> Result<(SpikingClassifier, NetworkDef)> {
     let def = NetworkDef::load(&exp.model, models_dir)?;
     let classifier = match exp.method {
@@ -138,7 +142,7 @@ pub fn build_classifier(
                 regularizer: exp.regularizer,
                 label_spike_level: exp.targets.desired as u32,
             };
-            let net = SpikingNet::new(&def, &rule, device)?;
+            let net = SpikingNet::new(&def, &rule, device)?.with_kernels(kernels);
             SpikingClassifier::new(Network::Hm2bp(net), CountLoss::Mse(exp.targets))
         }
         Method::Bptt => {
@@ -182,7 +186,7 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
     let device = opts.device.clone();
     device.seed(exp.seed);
     let ad = device.clone().autodiff();
-    let (mut model, def) = build_classifier(exp, &opts.models_dir, &ad)?;
+    let (mut model, def) = build_classifier(exp, &opts.models_dir, &ad, opts.kernels)?;
     if def.input_size() != train_set.images.image_len() {
         bail!(
             "model '{}' expects {} inputs, dataset {} has {}-pixel images",
@@ -350,7 +354,7 @@ fn load_model(model: SpikingClassifier, path: &Path) -> Result<SpikingClassifier
 /// Test accuracy (fraction) of a trained model file on the experiment's test split.
 pub fn evaluate(exp: &ExperimentDef, opts: &RunOptions, model_file: &Path) -> Result<f64> {
     let test_set = load_split(exp, &opts.data_dir, Split::Test)?;
-    let (model, _) = build_classifier(exp, &opts.models_dir, &opts.device)?;
+    let (model, _) = build_classifier(exp, &opts.models_dir, &opts.device, opts.kernels)?;
     let model = load_model(model, model_file)?;
     let n = test_set.len();
     let test_loader = loader(exp, test_set, &opts.device, SplitLoading::test(0));

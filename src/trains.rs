@@ -1,0 +1,160 @@
+//! [`SpikeTrains`]: what spiking layers exchange. A batch of spike trains travels as two
+//! tensors:
+//!
+//! - `counts [B, N]` (`f32`): the spike count of every neuron. This is the quantity HM2-BP
+//!   differentiates (its errors are `∂E/∂o`), so it is the tensor autodiff tracks: a loss
+//!   written on the output layer's counts sends `∂E/∂o` straight into the layers' custom
+//!   backward, and each layer hands `∂E/∂o_pre` to the counts of the layer below.
+//! - `words [B, T, ⌈N/32⌉]` (int): the trains themselves, bit-packed (bit `k` of word `w` of
+//!   step `t` is neuron `32·w + k`; see [`crate::spikes`]). Not differentiable; 32× smaller than
+//!   a dense `f32` train, and read by the kernels in `O(words + spikes)`.
+//!
+//! [`SpikeTrains::from_dense`] and [`SpikeTrains::to_dense`] convert from and to dense 0/1
+//! tensors `[B, T, N]` with the backend's tensor operations (on its device).
+
+use burn::prelude::*;
+use burn::tensor::{Bool, DType};
+
+use crate::hm2bp::BatchShape;
+use crate::ops::Hm2bpBackend;
+use crate::spikes::{SpikeRaster, words_per_step};
+use burn::backend::Dispatch;
+
+/// A batch of spike trains: differentiable counts and bit-packed trains.
+#[derive(Clone, Debug)]
+pub struct SpikeTrains {
+    counts: Tensor<2>,
+    words: Tensor<3, Int>,
+}
+
+impl SpikeTrains {
+    /// From counts `[B, N]` and bit-packed words `[B, T, ⌈N/32⌉]` that agree with them.
+    ///
+    /// # Panics
+    /// If the batch sizes differ or `words` does not have `⌈N/32⌉` words per step.
+    pub fn new(counts: Tensor<2>, words: Tensor<3, Int>) -> Self {
+        let [b, n] = counts.dims();
+        let [wb, _, w] = words.dims();
+        assert!(
+            b == wb && w == words_per_step(n),
+            "SpikeTrains: counts [{b}, {n}] need words [{b}, T, {}], got {:?}",
+            words_per_step(n),
+            words.dims()
+        );
+        Self { counts, words }
+    }
+
+    /// Dense 0/1 trains `[B, T, N]` (any value `> 0.5` is a spike). The counts are
+    /// `spikes.sum_dim(1)`, so gradients reaching them flow on to `spikes`.
+    pub fn from_dense(spikes: Tensor<3>) -> Self {
+        let [b, _, n] = spikes.dims();
+        let counts = spikes.clone().sum_dim(1).reshape([b, n]);
+        let fired = spikes.detach().greater_elem(0.5).float();
+        let words = Tensor::from_dispatch(Dispatch::pack_spikes(fired.into_dispatch()));
+        Self { counts, words }
+    }
+
+    /// Per-sample rasters (all of the same steps and neurons) on `device`.
+    pub fn from_rasters(rasters: &[SpikeRaster], device: &Device) -> Self {
+        let (steps, neurons) = rasters.first().map_or((0, 0), |r| (r.steps(), r.neurons()));
+        let b = rasters.len();
+        let counts: Vec<f32> = rasters
+            .iter()
+            .flat_map(|r| r.counts().into_iter().map(|c| c as f32))
+            .collect();
+        let words = crate::hm2bp::rasters_to_words(rasters);
+        Self {
+            counts: Tensor::from_data(TensorData::new(counts, [b, neurons]), device),
+            words: Tensor::from_data(
+                TensorData::new(words, [b, steps, words_per_step(neurons)]),
+                device,
+            ),
+        }
+    }
+
+    /// The dense 0/1 trains `[B, T, N]` (not differentiable).
+    pub fn to_dense(&self) -> Tensor<3> {
+        let n = self.neurons();
+        Tensor::from_dispatch(Dispatch::unpack_spikes(
+            self.words.clone().into_dispatch(),
+            n,
+        ))
+    }
+
+    /// Whether each neuron fired at each step, `[B, T, N]`.
+    pub fn to_bool(&self) -> Tensor<3, Bool> {
+        self.to_dense().greater_elem(0.5)
+    }
+
+    /// The trains as per-sample rasters on the host.
+    pub fn to_rasters(&self) -> Vec<SpikeRaster> {
+        let [b, t, n] = self.dims();
+        let data = self
+            .words
+            .clone()
+            .into_data()
+            .convert_dtype(DType::I64)
+            .try_into_vec::<i64>()
+            .unwrap_or_default();
+        let words: Vec<u32> = data.iter().map(|&w| w as u32).collect();
+        crate::hm2bp::rasters_from_words(
+            &words,
+            BatchShape {
+                batch: b,
+                steps: t,
+                neurons: n,
+            },
+        )
+    }
+
+    /// Spike counts `[B, N]` (tracked by autodiff).
+    pub fn counts(&self) -> Tensor<2> {
+        self.counts.clone()
+    }
+
+    /// Bit-packed trains `[B, T, ⌈N/32⌉]`.
+    pub fn words(&self) -> Tensor<3, Int> {
+        self.words.clone()
+    }
+
+    /// `[batch, steps, neurons]`.
+    pub fn dims(&self) -> [usize; 3] {
+        let [b, n] = self.counts.dims();
+        [b, self.words.dims()[1], n]
+    }
+
+    /// Neurons per sample.
+    pub fn neurons(&self) -> usize {
+        self.counts.dims()[1]
+    }
+
+    /// Time steps.
+    pub fn steps(&self) -> usize {
+        self.words.dims()[1]
+    }
+
+    /// The device the trains live on.
+    pub fn device(&self) -> Device {
+        self.counts.device()
+    }
+
+    /// The same trains with counts cut from the autodiff graph.
+    pub fn detach(self) -> Self {
+        Self {
+            counts: self.counts.detach(),
+            ..self
+        }
+    }
+
+    /// The same trains with counts that collect a gradient (`∂E/∂o` of these neurons).
+    pub fn require_grad(self) -> Self {
+        Self {
+            counts: self.counts.require_grad(),
+            ..self
+        }
+    }
+
+    pub(crate) fn into_parts(self) -> (Tensor<2>, Tensor<3, Int>) {
+        (self.counts, self.words)
+    }
+}
