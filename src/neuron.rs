@@ -4,7 +4,8 @@
 //! the current `I` (spikes of step `t − 1`, a one-step synaptic delay) is added to `ep`,
 //! `v += ep/τs`, the refractory counter clamps `v` to 0, and the neuron fires when
 //! `v > ν − eps`, resetting `v` to 0 and the counter to `t_ref`. Arithmetic is `f32`, in this
-//! order, so that rasters match the authors' golden data bit for bit.
+//! order, so that rasters match the authors' golden data bit for bit. The update is written
+//! once, in `lif_update`; [`LifPopulation`] runs it over every layer kind.
 
 use serde::{Deserialize, Serialize};
 
@@ -46,14 +47,26 @@ impl LifParams {
     }
 }
 
-/// State of a population of LIF neurons simulated one step at a time.
+/// Neurons are stepped in chunks of this many: a chunk that has never received input is at
+/// rest (`v = ep = 0`, not refractory) and stays so without being touched, exactly.
+const CHUNK: usize = 32;
+
+/// State of a population of LIF neurons simulated one step at a time, starting at rest.
+///
+/// Input currents are added with [`LifPopulation::add`] / [`LifPopulation::add_all`] and
+/// consumed by the next [`LifPopulation::step`]. Only chunks of neurons that have received
+/// some input are simulated: a neuron at rest with no input stays at rest bit for bit (every
+/// term of the update is `0`), so skipping it changes nothing; conv neurons over the image
+/// background are never touched.
 #[derive(Clone, Debug)]
 pub struct LifPopulation {
     params: LifParams,
     v: Vec<f32>,
     ep: Vec<f32>,
     refractory: Vec<u32>,
-    spiked: Vec<u8>,
+    current: Vec<f32>,
+    /// Whether a chunk has ever received input.
+    awake: Vec<bool>,
 }
 
 impl LifPopulation {
@@ -64,54 +77,68 @@ impl LifPopulation {
             v: vec![0.0; neurons],
             ep: vec![0.0; neurons],
             refractory: vec![0; neurons],
-            spiked: vec![0; neurons],
+            current: vec![0.0; neurons],
+            awake: vec![false; neurons.div_ceil(CHUNK)],
         }
     }
 
-    /// Advances every neuron by one step. `current` holds the input of this step (the weighted
-    /// spikes of step `t − 1`); it is ignored at `t = 0`. Appends the neurons that fire to
-    /// `fired` (ascending).
-    pub fn step(&mut self, t: usize, current: &[f32], fired: &mut Vec<u32>) {
+    /// Number of neurons.
+    pub fn len(&self) -> usize {
+        self.v.len()
+    }
+
+    /// Whether the population is empty.
+    pub fn is_empty(&self) -> bool {
+        self.v.is_empty()
+    }
+
+    /// Adds `x` to the input current of neuron `i` for the next step.
+    #[inline]
+    pub fn add(&mut self, i: usize, x: f32) {
+        self.current[i] += x;
+        self.awake[i / CHUNK] = true;
+    }
+
+    /// Adds `x[i]` to the input current of every neuron `i` for the next step.
+    pub fn add_all(&mut self, x: &[f32]) {
+        for (c, &v) in self.current.iter_mut().zip(x) {
+            *c += v;
+        }
+        self.awake.fill(true);
+    }
+
+    /// Advances every neuron by one step `t > 0` with the input added since the last step
+    /// (the weighted spikes of step `t − 1`, a one-step synaptic delay), then clears the
+    /// input. Calls `fire(i)` for every neuron that fires, in ascending order. (Step 0 of a
+    /// population at rest is a no-op: leak of a zero state, no input, no spike.)
+    pub fn step(&mut self, mut fire: impl FnMut(usize)) {
         let p = self.params;
-        if t == 0 {
-            // Leak only (the state is at rest unless the population is reused).
-            for (v, ep) in self.v.iter_mut().zip(&mut self.ep) {
-                *v -= *v / p.tau_m;
-                *ep -= *ep / p.tau_s;
-            }
-            return;
-        }
-        // Dividing by a power of two equals multiplying by its reciprocal, bit for bit, and
-        // a multiplication is several times cheaper than a vector division.
-        if is_power_of_two(p.tau_m) && is_power_of_two(p.tau_s) {
-            leak_integrate::<true>(&mut self.v, &mut self.ep, current, &p);
-        } else {
-            leak_integrate::<false>(&mut self.v, &mut self.ep, current, &p);
-        }
-        // Refractory clamp and threshold test, branch-free so it vectorises; the (few) spikes
-        // are then collected and reset.
-        let vth = p.threshold - p.threshold_eps;
-        let mut any = 0u8;
-        for ((v, r), s) in self
-            .v
-            .iter_mut()
-            .zip(&mut self.refractory)
-            .zip(&mut self.spiked)
-        {
-            let refractory = *r > 0;
-            *v = if refractory { 0.0 } else { *v };
-            *r -= u32::from(refractory);
-            *s = u8::from(*v > vth);
-            any |= *s;
-        }
-        if any == 0 {
-            return;
-        }
-        for (n, &s) in self.spiked.iter().enumerate() {
-            if s != 0 {
-                fired.push(n as u32);
-                self.refractory[n] = p.t_ref;
-                self.v[n] = 0.0;
+        let exact_reciprocal = is_power_of_two(p.tau_m) && is_power_of_two(p.tau_s);
+        let mut flags = [0u8; CHUNK];
+        for (c, _) in self.awake.iter().enumerate().filter(|(_, a)| **a) {
+            let range = c * CHUNK..((c + 1) * CHUNK).min(self.v.len());
+            let lo = range.start;
+            let (v, ep) = (&mut self.v[range.clone()], &mut self.ep[range.clone()]);
+            let (r, cur) = (
+                &mut self.refractory[range.clone()],
+                &mut self.current[range],
+            );
+            let any = if exact_reciprocal {
+                lif_update::<true>(&p, v, ep, r, cur, &mut flags)
+            } else {
+                lif_update::<false>(&p, v, ep, r, cur, &mut flags)
+            };
+            cur.fill(0.0);
+            if any {
+                for (k, _) in flags[..v.len()]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| **f != 0)
+                {
+                    r[k] = p.t_ref;
+                    v[k] = 0.0;
+                    fire(lo + k);
+                }
             }
         }
     }
@@ -122,25 +149,45 @@ fn is_power_of_two(x: f32) -> bool {
     x > 0.0 && x.is_normal() && (1.0 / x).is_normal() && x.to_bits() & 0x007f_ffff == 0
 }
 
-/// Leak and integration of one step (`t > 0`): branch-free, so it vectorises; the same
-/// operations in the same order as the authors' code, with `/ τ` taken as `* (1/τ)` when
-/// `EXACT_RECIPROCAL` (only for powers of two, where both are identical).
-fn leak_integrate<const EXACT_RECIPROCAL: bool>(
+/// The LIF update of one step (`t > 0`) for a chunk of neurons, branch-free so that it
+/// vectorises: leak (`v -= v/τm`, `ep -= ep/τs`), integration of `current` (`ep += I`,
+/// `v += ep/τs`), refractory clamp (`v = 0`, counter down) and threshold test
+/// (`flags[k] = v > ν − eps`). The operations and their order are the authors'; `/ τ` is
+/// taken as `* (1/τ)` when `EXACT_RECIPROCAL` (only for powers of two, where both are
+/// identical). Returns whether any neuron crossed the threshold; resetting those is the
+/// caller's.
+fn lif_update<const EXACT_RECIPROCAL: bool>(
+    p: &LifParams,
     v: &mut [f32],
     ep: &mut [f32],
+    refractory: &mut [u32],
     current: &[f32],
-    p: &LifParams,
-) {
+    flags: &mut [u8],
+) -> bool {
     let (inv_m, inv_s) = (1.0 / p.tau_m, 1.0 / p.tau_s);
     let over = |x: f32, tau: f32, inv: f32| {
         if EXACT_RECIPROCAL { x * inv } else { x / tau }
     };
-    for ((v, ep), &i) in v.iter_mut().zip(ep.iter_mut()).zip(current) {
+    let vth = p.threshold - p.threshold_eps;
+    let mut any = 0u8;
+    for ((((v, ep), r), &i), f) in v
+        .iter_mut()
+        .zip(ep.iter_mut())
+        .zip(refractory.iter_mut())
+        .zip(current)
+        .zip(flags.iter_mut())
+    {
         *v -= over(*v, p.tau_m, inv_m);
         *ep -= over(*ep, p.tau_s, inv_s);
         *ep += i;
         *v += over(*ep, p.tau_s, inv_s);
+        let clamped = *r > 0;
+        *v = if clamped { 0.0 } else { *v };
+        *r -= u32::from(clamped);
+        *f = u8::from(*v > vth);
+        any |= *f;
     }
+    any != 0
 }
 
 #[cfg(test)]
@@ -152,14 +199,10 @@ mod tests {
     #[test]
     fn constant_drive_fires_regularly() {
         let mut pop = LifPopulation::new(LifParams::paper(1.0), 1);
-        let mut fired = Vec::new();
         let mut times = Vec::new();
-        for t in 0..200 {
-            fired.clear();
-            pop.step(t, &[0.5], &mut fired);
-            if !fired.is_empty() {
-                times.push(t);
-            }
+        for t in 1..200 {
+            pop.add(0, 0.5);
+            pop.step(|_| times.push(t));
         }
         assert!(times.len() > 5);
         assert!(times.windows(2).all(|w| w[1] - w[0] >= 3));
@@ -196,10 +239,13 @@ mod tests {
         let n = 37;
         let (mut v1, mut e1) = (vec![0.0f32; n], vec![0.0f32; n]);
         let (mut v2, mut e2) = (vec![0.0f32; n], vec![0.0f32; n]);
+        let (mut r1, mut r2) = (vec![0u32; n], vec![0u32; n]);
+        let (mut f1, mut f2) = (vec![0u8; n], vec![0u8; n]);
         for _ in 0..300 {
             let current: Vec<f32> = (0..n).map(|_| next()).collect();
-            leak_integrate::<true>(&mut v1, &mut e1, &current, &p);
-            leak_integrate::<false>(&mut v2, &mut e2, &current, &p);
+            lif_update::<true>(&p, &mut v1, &mut e1, &mut r1, &current, &mut f1);
+            lif_update::<false>(&p, &mut v2, &mut e2, &mut r2, &current, &mut f2);
+            assert_eq!(f1, f2);
             assert_eq!(
                 v1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
                 v2.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
@@ -212,14 +258,56 @@ mod tests {
     }
 
     #[test]
-    fn no_spike_at_step_zero_and_silent_without_input() {
-        let mut pop = LifPopulation::new(LifParams::paper(0.1), 3);
+    fn silent_without_input_and_resting_chunks_are_skipped() {
+        let mut pop = LifPopulation::new(LifParams::paper(0.1), 100);
         let mut fired = Vec::new();
-        pop.step(0, &[100.0; 3], &mut fired);
-        assert!(fired.is_empty());
-        for t in 1..50 {
-            pop.step(t, &[0.0; 3], &mut fired);
+        for _ in 1..50 {
+            pop.step(|i| fired.push(i));
         }
         assert!(fired.is_empty());
+        // Input to neuron 70 wakes its chunk only; everyone else stays exactly at rest.
+        pop.add(70, 1.0);
+        pop.step(|i| fired.push(i));
+        pop.step(|i| fired.push(i));
+        assert_eq!(fired, vec![70]);
+        assert_eq!(pop.awake, vec![false, false, true, false]);
+        assert!(
+            pop.v
+                .iter()
+                .enumerate()
+                .all(|(i, &v)| v == 0.0 || (64..96).contains(&i))
+        );
+    }
+
+    /// Chunked stepping equals the update applied to every neuron (with and without input).
+    #[test]
+    fn chunked_step_matches_full_update() {
+        let p = LifParams::paper(0.7);
+        let n = 75;
+        let mut pop = LifPopulation::new(p, n);
+        let (mut v, mut ep, mut r) = (vec![0.0f32; n], vec![0.0f32; n], vec![0u32; n]);
+        let mut flags = vec![0u8; n];
+        let mut state = 99u32;
+        for _ in 1..300 {
+            let mut current = vec![0.0f32; n];
+            for (i, c) in current.iter_mut().enumerate().skip(20) {
+                state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+                if state >> 29 == 0 {
+                    *c = (state % 1000) as f32 / 500.0 - 0.6;
+                    pop.add(i, *c);
+                }
+            }
+            let mut got = Vec::new();
+            pop.step(|i| got.push(i));
+            lif_update::<true>(&p, &mut v, &mut ep, &mut r, &current, &mut flags);
+            let want: Vec<usize> = (0..n).filter(|&i| flags[i] != 0).collect();
+            for &i in &want {
+                v[i] = 0.0;
+                r[i] = p.t_ref;
+            }
+            assert_eq!(got, want);
+            assert_eq!(pop.v, v);
+            assert_eq!(pop.ep, ep);
+        }
     }
 }

@@ -200,6 +200,26 @@ impl SpikeRaster {
         times
     }
 
+    /// The per-neuron view: for each neuron its ascending spike steps, as one CSR table.
+    pub fn by_neuron(&self) -> NeuronTimes {
+        let mut start = vec![0u32; self.neurons + 1];
+        for &n in &self.ids {
+            start[n as usize + 1] += 1;
+        }
+        for n in 0..self.neurons {
+            start[n + 1] += start[n];
+        }
+        let mut next = start.clone();
+        let mut times = vec![0u32; self.ids.len()];
+        for t in 0..self.steps {
+            for &n in self.at(t) {
+                times[next[n as usize] as usize] = t as u32;
+                next[n as usize] += 1;
+            }
+        }
+        NeuronTimes { start, times }
+    }
+
     /// Spike count of every neuron.
     pub fn counts(&self) -> Vec<u32> {
         let mut counts = vec![0; self.neurons];
@@ -225,6 +245,25 @@ impl SpikeRaster {
     }
 }
 
+/// Spike steps of every neuron of a raster, ascending (see [`SpikeRaster::by_neuron`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NeuronTimes {
+    start: Vec<u32>,
+    times: Vec<u32>,
+}
+
+impl NeuronTimes {
+    /// The spike steps of neuron `n`.
+    pub fn of(&self, n: usize) -> &[u32] {
+        &self.times[self.start[n] as usize..self.start[n + 1] as usize]
+    }
+
+    /// Spike count of neuron `n`.
+    pub fn count(&self, n: usize) -> u32 {
+        self.start[n + 1] - self.start[n]
+    }
+}
+
 /// Bit `k` set where `values[k] > 0.5` (at most 32 values; one vector comparison for 16).
 fn spike_mask(values: &[f32]) -> u32 {
     values
@@ -242,6 +281,9 @@ mod tests {
         let times = vec![vec![1, 4], vec![], vec![0, 4, 5]];
         let r = SpikeRaster::from_times(&times, 6);
         assert_eq!(r.times(), times);
+        let by = r.by_neuron();
+        assert_eq!((0..3).map(|n| by.of(n).to_vec()).collect::<Vec<_>>(), times);
+        assert_eq!(by.count(2), 3);
         assert_eq!(r.counts(), vec![2, 0, 3]);
         assert_eq!(r.at(4), &[0, 2]);
         let mut dense = vec![0.0; 18];

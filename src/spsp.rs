@@ -74,6 +74,8 @@ pub fn post_kernel(post: &[u32], steps: usize, p: &LifParams, out: &mut [f32], s
 #[derive(Clone, Debug)]
 pub struct KernelTables {
     steps: usize,
+    tau_m: f32,
+    tau_s: f32,
     t_ref: i64,
     window: i64,
     psp: Vec<f64>,
@@ -88,12 +90,22 @@ impl KernelTables {
         let n = steps + 1;
         Self {
             steps,
+            tau_m: p.tau_m,
+            tau_s: p.tau_s,
             t_ref: p.t_ref as i64,
             window: window_steps(p) as i64,
             psp: (0..n).map(|x| psp_kernel(x as f64, p)).collect(),
             decay: (0..n).map(|x| (-(x as f64) / ts).exp()).collect(),
             growth: (0..n).map(|x| (x as f64 / ts).exp()).collect(),
         }
+    }
+
+    /// Whether these are the tables of `steps` steps with the time constants of `p`.
+    pub fn fits(&self, steps: usize, p: &LifParams) -> bool {
+        self.steps == steps
+            && self.tau_m == p.tau_m
+            && self.tau_s == p.tau_s
+            && self.t_ref == p.t_ref as i64
     }
 
     /// [`post_kernel`] with these tables.
@@ -121,11 +133,13 @@ impl KernelTables {
             suffix[f] = suffix[f + 1] + self.psp[s.max(0) as usize] * self.decay[prev as usize];
         }
         // fa = first spike with t_f ≥ t + t_ref; fb_end = one past the last with t_f ≤ t + window.
+        // Both only move down as t does, so t runs down in segments over which they (and
+        // whether fa sees the pre spike directly) are constant; K(t) = 0 outside
+        // [t_1 − window, t_last − 1].
         let (mut fa, mut fb_end) = (n, n);
-        // K(t) = 0 outside [t_1 − window, t_last − 1].
-        let t_hi = (post[n - 1] as i64 - 1).min(steps as i64 - 1);
+        let mut t = (post[n - 1] as i64 - 1).min(steps as i64 - 1);
         let t_lo = (post[0] as i64 - self.window).max(1);
-        for t in (t_lo..=t_hi).rev() {
+        while t >= t_lo {
             while fa > 0 && post[fa - 1] as i64 >= t + t_ref {
                 fa -= 1;
             }
@@ -133,18 +147,37 @@ impl KernelTables {
                 fb_end -= 1;
             }
             if fa >= fb_end {
+                t -= 1;
                 continue;
             }
-            let mut k = 0.0;
-            let mut first_indirect = fa;
-            if fa == 0 || post[fa - 1] as i64 <= t {
-                k += self.psp[(post[fa] as i64 - t - self.t_ref) as usize];
-                first_indirect = fa + 1;
+            let mut lo = t_lo.max(post[fb_end - 1] as i64 - self.window);
+            let direct = fa == 0 || post[fa - 1] as i64 <= t;
+            if fa > 0 {
+                lo = lo.max(post[fa - 1] as i64 - t_ref + 1);
+                if direct {
+                    lo = lo.max(post[fa - 1] as i64);
+                }
             }
+            let first_indirect = if direct { fa + 1 } else { fa };
+            let tf = post[fa] as i64 - self.t_ref;
             if first_indirect < fb_end {
-                k += self.growth[t as usize] * (suffix[first_indirect] - suffix[fb_end]);
+                let diff = suffix[first_indirect] - suffix[fb_end];
+                if direct {
+                    for u in lo..=t {
+                        let k = self.psp[(tf - u) as usize] + self.growth[u as usize] * diff;
+                        out[u as usize * stride] = k as f32;
+                    }
+                } else {
+                    for u in lo..=t {
+                        out[u as usize * stride] = (self.growth[u as usize] * diff) as f32;
+                    }
+                }
+            } else {
+                for u in lo..=t {
+                    out[u as usize * stride] = self.psp[(tf - u) as usize] as f32;
+                }
             }
-            out[t as usize * stride] = k as f32;
+            t = lo - 1;
         }
     }
 }

@@ -7,15 +7,11 @@
 //! quadratic in time.
 
 use crate::hm2bp::output::{OutputRule, insert_label_spikes, lateral_factor};
+use crate::hm2bp::rule;
 use crate::neuron::{LifParams, LifPopulation};
 use crate::spikes::SpikeRaster;
 use crate::spsp::KernelTables;
 use rayon::prelude::*;
-
-/// S-PSP given to every (silent post, active pre) pair, so that silent neurons learn (§3.5.2).
-pub const SILENT_POST_SPSP: f32 = 0.1;
-/// Side ratio σ of a silent post neuron (S9).
-pub const SILENT_POST_SIDE_RATIO: f32 = 0.5;
 
 /// Everything that defines a spiking dense layer's dynamics and learning rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -28,13 +24,15 @@ pub struct DenseSpec {
     pub effect_ratio: bool,
 }
 
-/// Output neurons processed together: the weights from all inputs to one block
-/// (`n_in × 256` floats, ~800 KB for MNIST) stay in the core's L2 cache through the time loop.
-const OUTPUT_BLOCK: usize = 256;
+/// Output neurons whose S-PSP rows are formed together in the backward pass: their post
+/// kernels (`T × 64` floats, 100 KB at T = 400) stay in L2 while every input spike adds one.
+const SPSP_BLOCK: usize = 64;
 
-/// Simulates one sample through the layer: one weight column added per input spike, then one
-/// LIF step for all neurons. Without lateral inhibition the neurons are independent and are
-/// simulated block by block.
+/// Simulates one sample through the layer: per time step, one weight column added per input
+/// spike (in ascending input order, as the authors' loop sums), then one LIF step of all
+/// neurons. The columns stream through the cache; the currents and state stay in L1.
+/// (Blocking the outputs to keep weights in L2, or forming all steps' currents first, measured
+/// slower: short rows defeat the prefetcher.)
 pub fn forward_sample(
     input: &SpikeRaster,
     weights: &LayerWeights,
@@ -43,43 +41,30 @@ pub fn forward_sample(
     let n_out = weights.n_out;
     let steps = input.steps();
     let lateral = spec.output.map_or(0.0, |o| o.lateral_strength);
-    let block = if lateral != 0.0 { n_out } else { OUTPUT_BLOCK };
-    let mut fired_at: Vec<Vec<u32>> = vec![Vec::new(); steps];
-    for lo in (0..n_out).step_by(block.max(1)) {
-        let hi = (lo + block).min(n_out);
-        let mut pop = LifPopulation::new(spec.lif, hi - lo);
-        let mut current = vec![0.0f32; hi - lo];
-        let mut fired = Vec::new();
-        let mut prev_fired: Vec<u32> = Vec::new();
-        for (t, fired_now) in fired_at.iter_mut().enumerate() {
-            if t > 0 {
-                current.fill(0.0);
-                for &j in input.at(t - 1) {
-                    for (c, &w) in current.iter_mut().zip(&weights.column(j as usize)[lo..hi]) {
-                        *c += w;
-                    }
-                }
-                if lateral != 0.0 && !prev_fired.is_empty() {
-                    let total = prev_fired.len() as f32;
-                    for (i, c) in current.iter_mut().enumerate() {
-                        let own = if prev_fired.binary_search(&(i as u32)).is_ok() {
-                            1.0
-                        } else {
-                            0.0
-                        };
-                        *c -= lateral * (total - own);
-                    }
-                }
-            }
-            fired.clear();
-            pop.step(t, &current, &mut fired);
-            fired_now.extend(fired.iter().map(|&n| n + lo as u32));
-            std::mem::swap(&mut prev_fired, &mut fired);
-        }
-    }
+    let mut pop = LifPopulation::new(spec.lif, n_out);
     let mut out = SpikeRaster::building(steps, n_out);
-    for fired in &fired_at {
-        out.push_step(fired);
+    let mut prev_fired: Vec<u32> = Vec::new();
+    let mut fired: Vec<u32> = Vec::new();
+    let mut inhibition = Vec::new();
+    out.push_step(&[]);
+    for t in 1..steps {
+        for &j in input.at(t - 1) {
+            pop.add_all(weights.column(j as usize));
+        }
+        if lateral != 0.0 && !prev_fired.is_empty() {
+            // −strength · (spikes of the other neurons at t − 1).
+            let total = prev_fired.len() as f32;
+            inhibition.clear();
+            inhibition.extend((0..n_out).map(|i| {
+                let own = f32::from(u8::from(prev_fired.binary_search(&(i as u32)).is_ok()));
+                -(lateral * (total - own))
+            }));
+            pop.add_all(&inhibition);
+        }
+        fired.clear();
+        pop.step(|i| fired.push(i as u32));
+        out.push_step(&fired);
+        std::mem::swap(&mut prev_fired, &mut fired);
     }
     out
 }
@@ -146,7 +131,7 @@ pub struct SampleGrad<'a> {
 /// training step runs thousands of samples; fresh buffers cost page faults and zeroing).
 #[derive(Default)]
 struct BackwardScratch {
-    /// Post kernels `K_i(t)`, time-major `[T][n_out]`.
+    /// Post kernels `K_i(t)` of one block of output neurons, time-major `[T][block]`.
     kernel: Vec<f32>,
     /// `e_{i|j}` for the inputs that fired, `[active][n_out]`.
     e: Vec<f32>,
@@ -154,6 +139,8 @@ struct BackwardScratch {
     row_of: Vec<u32>,
     /// Input neurons that fired, in row order.
     active: Vec<usize>,
+    /// Kernel tables of the last layer seen.
+    tables: Option<KernelTables>,
 }
 
 thread_local! {
@@ -197,23 +184,15 @@ fn backward_sample_in(
         }
     }
     let o_post: Vec<f32> = post_times.iter().map(|t| t.len() as f32).collect();
-    let o_pre = args.input.counts();
+    let pre = args.input.by_neuron();
 
-    // Post kernels, written time-major [T][n_out] (column i = neuron i).
-    let tables = KernelTables::new(steps, &spec.lif);
-    let kernel = &mut scratch.kernel;
-    kernel.clear();
-    kernel.resize(n_out * steps, 0.0);
-    for (i, times) in post_times.iter().enumerate() {
-        tables.add_post_kernel(times, &mut kernel[i..], n_out);
-    }
-    // e for the inputs that fired: rows [active][n_out], one kernel row added per input spike.
+    // e for the inputs that fired: rows [active][n_out].
     let (row_of, active) = (&mut scratch.row_of, &mut scratch.active);
     row_of.clear();
-    row_of.resize(o_pre.len(), u32::MAX);
+    row_of.resize(weights.n_in, u32::MAX);
     active.clear();
-    for (j, &c) in o_pre.iter().enumerate() {
-        if c > 0 {
+    for j in 0..weights.n_in {
+        if pre.count(j) > 0 {
             row_of[j] = active.len() as u32;
             active.push(j);
         }
@@ -221,28 +200,45 @@ fn backward_sample_in(
     let e = &mut scratch.e;
     e.clear();
     e.resize(active.len() * n_out, 0.0);
-    for lo in (0..n_out).step_by(OUTPUT_BLOCK) {
-        let hi = (lo + OUTPUT_BLOCK).min(n_out);
-        for t in 1..steps {
-            let k = &kernel[t * n_out + lo..t * n_out + hi];
-            for &j in args.input.at(t) {
-                let r = row_of[j as usize] as usize;
-                for (x, &kv) in e[r * n_out + lo..r * n_out + hi].iter_mut().zip(k) {
-                    *x += kv;
+    let tables = match scratch.tables.take() {
+        Some(t) if t.fits(steps, &spec.lif) => t,
+        _ => KernelTables::new(steps, &spec.lif),
+    };
+    // Per block of output neurons: their post kernels K (time-major), then each active input's
+    // row e_j = Σ_{t ∈ spikes(j)} K(t), summed in ascending t.
+    let kernel = &mut scratch.kernel;
+    for lo in (0..n_out).step_by(SPSP_BLOCK) {
+        let hi = (lo + SPSP_BLOCK).min(n_out);
+        let width = hi - lo;
+        kernel.clear();
+        kernel.resize(steps * width, 0.0);
+        for (k, times) in post_times[lo..hi].iter().enumerate() {
+            tables.add_post_kernel(times, &mut kernel[k..], width);
+        }
+        let mut acc = [0.0f32; SPSP_BLOCK];
+        let acc = &mut acc[..width];
+        for (r, &j) in active.iter().enumerate() {
+            acc.fill(0.0);
+            for &t in pre.of(j) {
+                let k = &kernel[t as usize * width..(t as usize + 1) * width];
+                for (a, &kv) in acc.iter_mut().zip(k) {
+                    *a += kv;
                 }
             }
+            e[r * n_out + lo..r * n_out + hi].copy_from_slice(acc);
         }
     }
+    scratch.tables = Some(tables);
     let silent: Vec<usize> = (0..n_out).filter(|&i| o_post[i] == 0.0).collect();
     if !silent.is_empty() {
         for row in e.chunks_exact_mut(n_out.max(1)) {
             for &i in &silent {
-                row[i] = SILENT_POST_SPSP;
+                row[i] = rule::silent_post_spsp(true);
             }
         }
     }
 
-    // Side effect s_i (S9, S11): Σ_l w_il e_il / (o_i ν), or 0.5 Σ_l w_il / ν when silent.
+    // Side effect s_i (S9, S11) from Σ_l w_il e_il.
     let mut we = vec![0.0f32; n_out];
     for (r, &j) in active.iter().enumerate() {
         let w = weights.column(j);
@@ -252,19 +248,13 @@ fn backward_sample_in(
         }
     }
     let side_effect: Vec<f32> = (0..n_out)
-        .map(|i| {
-            if o_post[i] > 0.0 {
-                we[i] / (o_post[i] * nu)
-            } else {
-                SILENT_POST_SIDE_RATIO * weights.row_sums[i] / nu
-            }
-        })
+        .map(|i| rule::side_effect(o_post[i], we[i], weights.row_sums[i], nu))
         .collect();
 
     // Weight gradient (S12 main term), transposed.
     let delta: Vec<f32> = args.d_post.iter().map(|d| d / nu).collect();
     let coef: Vec<f32> = (0..n_out)
-        .map(|i| delta[i] * (1.0 + side_effect[i]) * gamma[i])
+        .map(|i| rule::weight_coefficient(delta[i], side_effect[i], gamma[i]))
         .collect();
     if coef.iter().any(|&c| c != 0.0) {
         for (r, &j) in active.iter().enumerate() {
@@ -276,22 +266,17 @@ fn backward_sample_in(
         }
     }
 
-    // Backpropagated error (S10) with ρ (S8): ρ_ij = e_ij / o_j when both fired, else 1.
+    // Backpropagated error (S10) with ρ (S8).
     if let Some(d_pre) = d_pre {
-        let fired: Vec<f32> = o_post
-            .iter()
-            .map(|&o| if o > 0.0 { 1.0 } else { 0.0 })
-            .collect();
+        let post_fired: Vec<bool> = o_post.iter().map(|&o| o > 0.0).collect();
         for (j, d) in d_pre.iter_mut().enumerate() {
             let w = weights.column(j);
-            *d = if spec.effect_ratio && o_pre[j] > 0 {
+            let o_pre = pre.count(j);
+            *d = if spec.effect_ratio && o_pre > 0 {
                 let row = &e[row_of[j] as usize * n_out..(row_of[j] as usize + 1) * n_out];
-                let inv_o = 1.0 / o_pre[j] as f32;
+                let inv_o = 1.0 / o_pre as f32;
                 (0..n_out)
-                    .map(|i| {
-                        let rho = fired[i] * row[i] * inv_o + (1.0 - fired[i]);
-                        delta[i] * w[i] * rho
-                    })
+                    .map(|i| delta[i] * w[i] * rule::effect_ratio(row[i], inv_o, post_fired[i]))
                     .sum()
             } else {
                 delta.iter().zip(w).map(|(dl, wv)| dl * wv).sum()

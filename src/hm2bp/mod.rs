@@ -13,6 +13,7 @@ pub mod dense;
 pub mod output;
 pub mod reference;
 pub mod regularizer;
+pub mod rule;
 pub mod sparse;
 
 use rayon::prelude::*;

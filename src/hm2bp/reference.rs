@@ -2,8 +2,8 @@
 //! `f64`, with every intermediate matrix materialised. Slow and obviously correct: it is what
 //! the `trace` mode reports and what the fast kernels are tested against.
 
-use crate::hm2bp::dense::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::hm2bp::regularizer::WeightRegularizer;
+use crate::hm2bp::rule::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::neuron::LifParams;
 use crate::spsp::spsp_pair;
 

@@ -5,7 +5,7 @@
 //! spike, its weights to the outputs it reaches; the backward computes the S-PSP only for
 //! connected pairs and sums the gradient of every shared weight over positions.
 
-use crate::hm2bp::dense::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
+use crate::hm2bp::rule;
 use crate::neuron::{LifParams, LifPopulation};
 use crate::spikes::SpikeRaster;
 use crate::spsp::KernelTables;
@@ -127,7 +127,9 @@ impl Connectivity {
     }
 }
 
-/// Simulates one sample through a locally connected layer with shared `weights`.
+/// Simulates one sample through a locally connected layer with shared `weights`: per step,
+/// each input spike adds its weights to the outputs it reaches, and only neurons that have
+/// received input are simulated (see [`LifPopulation`]).
 pub fn forward_sample(
     input: &SpikeRaster,
     conn: &Connectivity,
@@ -137,19 +139,16 @@ pub fn forward_sample(
     let steps = input.steps();
     let mut pop = LifPopulation::new(*lif, conn.n_out);
     let mut out = SpikeRaster::building(steps, conn.n_out);
-    let mut current = vec![0.0f32; conn.n_out];
     let mut fired = Vec::new();
-    for t in 0..steps {
-        if t > 0 {
-            current.fill(0.0);
-            for &j in input.at(t - 1) {
-                for &(i, k) in conn.fanout(j as usize) {
-                    current[i as usize] += weights[k as usize];
-                }
+    out.push_step(&[]);
+    for t in 1..steps {
+        for &j in input.at(t - 1) {
+            for &(i, k) in conn.fanout(j as usize) {
+                pop.add(i as usize, weights[k as usize]);
             }
         }
         fired.clear();
-        pop.step(t, &current, &mut fired);
+        pop.step(|i| fired.push(i as u32));
         out.push_step(&fired);
     }
     out
@@ -182,8 +181,7 @@ pub fn backward_sample(
     let steps = input.steps();
     let post_times = output.times();
     let o_post: Vec<f32> = post_times.iter().map(|t| t.len() as f32).collect();
-    let pre_times = input.times();
-    let o_pre: Vec<f32> = pre_times.iter().map(|t| t.len() as f32).collect();
+    let pre = input.by_neuron();
     let divisor = match scale {
         ErrorScale::Threshold => lif.threshold,
         ErrorScale::PoolArea(size) => (size * size) as f32,
@@ -197,21 +195,14 @@ pub fn backward_sample(
         let range = conn.fanin_start[i] as usize..conn.fanin_start[i + 1] as usize;
         if o_post[i] == 0.0 {
             for (slot, &(j, _)) in e[range.clone()].iter_mut().zip(conn.fanin(i)) {
-                *slot = if o_pre[j as usize] > 0.0 {
-                    SILENT_POST_SPSP
-                } else {
-                    0.0
-                };
+                *slot = rule::silent_post_spsp(pre.count(j as usize) > 0);
             }
             continue;
         }
         kernel.fill(0.0);
         tables.add_post_kernel(&post_times[i], &mut kernel, 1);
         for (slot, &(j, _)) in e[range].iter_mut().zip(conn.fanin(i)) {
-            *slot = pre_times[j as usize]
-                .iter()
-                .map(|&t| kernel[t as usize])
-                .sum();
+            *slot = pre.of(j as usize).iter().map(|&t| kernel[t as usize]).sum();
         }
     }
     if let Some(grad) = grad {
@@ -219,19 +210,22 @@ pub fn backward_sample(
             let range = conn.fanin_start[i] as usize..conn.fanin_start[i + 1] as usize;
             let pairs = conn.fanin(i);
             let es = &e[range];
-            let s = if o_post[i] > 0.0 {
+            let we = if o_post[i] > 0.0 {
                 pairs
                     .iter()
                     .zip(es)
                     .map(|(&(_, k), &ev)| weights[k as usize] * ev)
                     .sum::<f32>()
-                    / (o_post[i] * lif.threshold)
             } else {
-                SILENT_POST_SIDE_RATIO
-                    * pairs.iter().map(|&(_, k)| weights[k as usize]).sum::<f32>()
-                    / lif.threshold
+                0.0
             };
-            let c = delta[i] * (1.0 + s);
+            let w_sum = if o_post[i] > 0.0 {
+                0.0
+            } else {
+                pairs.iter().map(|&(_, k)| weights[k as usize]).sum::<f32>()
+            };
+            let s = rule::side_effect(o_post[i], we, w_sum, lif.threshold);
+            let c = rule::weight_coefficient(delta[i], s, 1.0);
             if c != 0.0 {
                 for (&(_, k), &ev) in pairs.iter().zip(es) {
                     grad[k as usize] += c * ev;
@@ -241,6 +235,9 @@ pub fn backward_sample(
     }
     if let Some(d_pre) = d_pre {
         d_pre.fill(0.0);
+        let inv_o: Vec<f32> = (0..conn.n_in)
+            .map(|j| 1.0 / pre.count(j).max(1) as f32)
+            .collect();
         for i in 0..conn.n_out {
             if delta[i] == 0.0 {
                 continue;
@@ -248,8 +245,8 @@ pub fn backward_sample(
             let range = conn.fanin_start[i] as usize..conn.fanin_start[i + 1] as usize;
             for (&(j, k), &ev) in conn.fanin(i).iter().zip(&e[range]) {
                 let j = j as usize;
-                let rho = if o_post[i] > 0.0 && o_pre[j] > 0.0 {
-                    ev / o_pre[j]
+                let rho = if pre.count(j) > 0 {
+                    rule::effect_ratio(ev, inv_o[j], o_post[i] > 0.0)
                 } else {
                     1.0
                 };

@@ -17,8 +17,8 @@ use burn::backend::{Backend, TensorMetadata, get_device_settings};
 use burn::tensor::{FloatDType, Scalar, Shape, Slice, TensorData};
 
 use crate::hm2bp::DenseSpec;
-use crate::hm2bp::dense::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::hm2bp::output::{insert_label_spikes, lateral_factor};
+use crate::hm2bp::rule::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::spikes::{SpikeRaster, words_per_step};
 use crate::spsp::KernelTables;
 
