@@ -99,6 +99,16 @@ impl LifPopulation {
         self.awake[i / CHUNK] = true;
     }
 
+    /// Adds `x[k]` to the input current of neuron `start + k` for the next step.
+    #[inline]
+    pub fn add_slice(&mut self, start: usize, x: &[f32]) {
+        for (c, &v) in self.current[start..start + x.len()].iter_mut().zip(x) {
+            *c += v;
+        }
+        let last = (start + x.len()).max(start + 1) - 1;
+        self.awake[start / CHUNK..=last / CHUNK].fill(true);
+    }
+
     /// Adds `x[i]` to the input current of every neuron `i` for the next step.
     pub fn add_all(&mut self, x: &[f32]) {
         for (c, &v) in self.current.iter_mut().zip(x) {

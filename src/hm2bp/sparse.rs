@@ -323,6 +323,26 @@ impl Topology {
         }
     }
 
+    /// The shape of a convolution (`None` for pooling).
+    pub fn conv_shape(&self) -> Option<super::conv::ConvShape> {
+        match *self {
+            Topology::Conv {
+                in_maps,
+                height,
+                width,
+                out_maps,
+                kernel,
+            } => Some(super::conv::ConvShape {
+                in_maps,
+                height,
+                width,
+                out_maps,
+                kernel,
+            }),
+            Topology::Pool { .. } => None,
+        }
+    }
+
     /// Number of input neurons.
     pub fn n_in(&self) -> usize {
         self.input_shape().iter().product()
@@ -382,13 +402,21 @@ pub struct LocalSpec {
     pub lif: LifParams,
 }
 
-/// Forward of a batch of rasters through a locally connected layer.
+/// Forward of a batch of rasters through a locally connected layer (convolutions through
+/// [`super::conv`]).
 pub fn local_forward_rasters(
     inputs: &[SpikeRaster],
     weights: &[f32],
     spec: &LocalSpec,
 ) -> Vec<SpikeRaster> {
     use rayon::prelude::*;
+    if let Some(shape) = spec.topology.conv_shape() {
+        let offset_major = shape.offset_major(weights);
+        return inputs
+            .par_iter()
+            .map(|r| super::conv::forward_sample(r, &shape, &offset_major, &spec.lif))
+            .collect();
+    }
     let conn = spec.topology.connectivity();
     inputs
         .par_iter()
@@ -411,18 +439,33 @@ pub fn local_backward_rasters(
     let conn = spec.topology.connectivity();
     let (n_in, n_out, n_w) = (conn.n_in, conn.n_out, conn.n_weights);
     let scale = spec.topology.error_scale();
+    let conv = spec.topology.conv_shape();
+    let offset_major = conv.map(|c| c.offset_major(weights));
     let per_sample = |b: usize, grad: Option<&mut [f32]>, d: Option<&mut [f32]>| {
-        backward_sample(
-            &inputs[b],
-            &outputs[b],
-            &conn,
-            weights,
-            &spec.lif,
-            scale,
-            &d_post[b * n_out..(b + 1) * n_out],
-            grad,
-            d,
-        );
+        let d_post = &d_post[b * n_out..(b + 1) * n_out];
+        match (&conv, &offset_major) {
+            (Some(shape), Some(om)) => super::conv::backward_sample(
+                &inputs[b],
+                &outputs[b],
+                shape,
+                om,
+                &spec.lif,
+                d_post,
+                grad,
+                d,
+            ),
+            _ => backward_sample(
+                &inputs[b],
+                &outputs[b],
+                &conn,
+                weights,
+                &spec.lif,
+                scale,
+                d_post,
+                grad,
+                d,
+            ),
+        }
     };
     let mut d_pre = need_d_pre.then(|| vec![0.0f32; inputs.len() * n_in]);
     let zero = || vec![0.0f32; if need_grad { n_w } else { 0 }];
@@ -449,6 +492,10 @@ pub fn local_backward_rasters(
                 g
             })
             .reduce(zero, add),
+    };
+    let grad = match conv {
+        Some(shape) if need_grad => shape.map_major(&grad),
+        _ => grad,
     };
     (need_grad.then_some(grad), d_pre)
 }

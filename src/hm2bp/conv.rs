@@ -1,0 +1,359 @@
+//! A spiking convolution's forward and backward passes written as convolutions: neurons are
+//! held position-major (`[x][y][map]`) and the kernels offset-major (`[in_map][p][q][map]`),
+//! so that every per-pair operation of [`super::sparse`] (which these are tested against)
+//! becomes a vector operation over the output maps at one position.
+//!
+//! - Forward: one input spike adds, per kernel offset, the contiguous weights of all output
+//!   maps at one position. Every neuron still sums its inputs in ascending input order, as the
+//!   authors' loop does, so the spike trains are the same bit for bit.
+//! - Backward: per output position, the post kernels of its maps (time-major) are summed at
+//!   each input's spike times into `e` rows of all maps at once; side effect, weight gradient
+//!   and backpropagated error follow per row. The weight gradient is summed in the same order
+//!   as the per-pair version (bit for bit); `∂E/∂o_pre` sums its terms position by position
+//!   instead of map by map (equal up to rounding).
+
+use crate::hm2bp::rule;
+use crate::neuron::{LifParams, LifPopulation};
+use crate::spikes::SpikeRaster;
+use crate::spsp::KernelTables;
+
+/// A stride-1 unpadded convolution `[in_maps, height, width]` → `[out_maps, h−k+1, w−k+1]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Input maps.
+    pub in_maps: usize,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// Output maps.
+    pub out_maps: usize,
+    /// Kernel side.
+    pub kernel: usize,
+}
+
+impl ConvShape {
+    fn out_hw(&self) -> (usize, usize) {
+        (self.height + 1 - self.kernel, self.width + 1 - self.kernel)
+    }
+
+    /// Weights per output map (`in_maps · k²`).
+    pub fn per_map(&self) -> usize {
+        self.in_maps * self.kernel * self.kernel
+    }
+
+    /// The gradient accumulated offset-major, back in the kernels' layout `[out_maps][…]`.
+    pub fn map_major(&self, offset_major: &[f32]) -> Vec<f32> {
+        let per_map = self.per_map();
+        let mut out = vec![0.0f32; offset_major.len()];
+        for r in 0..per_map {
+            for o in 0..self.out_maps {
+                out[o * per_map + r] = offset_major[r * self.out_maps + o];
+            }
+        }
+        out
+    }
+
+    /// The kernels `[out_maps][in_maps][k][k]` rearranged as `[in_maps][k][k][out_maps]`: the
+    /// weights of one (input map, offset) to every output map are contiguous.
+    pub fn offset_major(&self, weights: &[f32]) -> Vec<f32> {
+        let per_map = self.in_maps * self.kernel * self.kernel;
+        let mut out = vec![0.0f32; weights.len()];
+        for o in 0..self.out_maps {
+            for r in 0..per_map {
+                out[r * self.out_maps + o] = weights[o * per_map + r];
+            }
+        }
+        out
+    }
+}
+
+/// Simulates one sample through the convolution with offset-major weights (see
+/// [`ConvShape::offset_major`]); returns the output raster with channel-major neuron ids
+/// (`(map · oh + x) · ow + y`).
+pub fn forward_sample(
+    input: &SpikeRaster,
+    shape: &ConvShape,
+    offset_major: &[f32],
+    lif: &LifParams,
+) -> SpikeRaster {
+    let (oh, ow) = shape.out_hw();
+    let (k, maps) = (shape.kernel, shape.out_maps);
+    let steps = input.steps();
+    let mut pop = LifPopulation::new(*lif, maps * oh * ow);
+    let mut out = SpikeRaster::building(steps, maps * oh * ow);
+    let mut fired = Vec::new();
+    out.push_step(&[]);
+    for t in 1..steps {
+        for &j in input.at(t - 1) {
+            let j = j as usize;
+            let (c, x, y) = (
+                j / (shape.height * shape.width),
+                j / shape.width % shape.height,
+                j % shape.width,
+            );
+            // Outputs (x − p, y − q) for the offsets that keep them inside the map.
+            for p in x.saturating_sub(oh - 1)..=x.min(k - 1) {
+                for q in y.saturating_sub(ow - 1)..=y.min(k - 1) {
+                    let at = ((x - p) * ow + (y - q)) * maps;
+                    let w = ((c * k + p) * k + q) * maps;
+                    pop.add_slice(at, &offset_major[w..w + maps]);
+                }
+            }
+        }
+        fired.clear();
+        pop.step(|i| {
+            let (pos, map) = (i / maps, i % maps);
+            fired.push((map * oh * ow + pos) as u32);
+        });
+        fired.sort_unstable();
+        out.push_step(&fired);
+    }
+    out
+}
+
+/// Buffers of [`backward_sample`], kept per thread.
+#[derive(Default)]
+struct Scratch {
+    /// Post kernels of the maps at one position, `[T][maps]`.
+    kernel: Vec<f32>,
+    /// `e` of the pairs of one position, `[in_maps · k²][maps]`.
+    e: Vec<f32>,
+    tables: Option<KernelTables>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// HM2-BP backward of one sample through the convolution: adds `δ_i (1+s_i) e_{i|j}` to the
+/// offset-major gradient `grad` (when `Some`) and writes `d_j = Σ_i δ_i w ρ_ij` into `d_pre`
+/// (when `Some`); `d_post` is channel-major, `δ = d/ν`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_sample(
+    input: &SpikeRaster,
+    output: &SpikeRaster,
+    shape: &ConvShape,
+    offset_major: &[f32],
+    lif: &LifParams,
+    d_post: &[f32],
+    grad: Option<&mut [f32]>,
+    d_pre: Option<&mut [f32]>,
+) {
+    SCRATCH.with_borrow_mut(|scratch| {
+        backward_in(
+            input,
+            output,
+            shape,
+            offset_major,
+            lif,
+            d_post,
+            grad,
+            d_pre,
+            scratch,
+        )
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_in(
+    input: &SpikeRaster,
+    output: &SpikeRaster,
+    shape: &ConvShape,
+    offset_major: &[f32],
+    lif: &LifParams,
+    d_post: &[f32],
+    mut grad: Option<&mut [f32]>,
+    mut d_pre: Option<&mut [f32]>,
+    scratch: &mut Scratch,
+) {
+    let steps = input.steps();
+    let (oh, ow) = shape.out_hw();
+    let (k, maps, per_map) = (shape.kernel, shape.out_maps, shape.per_map());
+    let positions = oh * ow;
+    let nu = lif.threshold;
+    let post = output.by_neuron();
+    let pre = input.by_neuron();
+    let tables = match scratch.tables.take() {
+        Some(t) if t.fits(steps, lif) => t,
+        _ => KernelTables::new(steps, lif),
+    };
+    // Σ_l w_il of every map, in the per-pair order (ascending input).
+    let w_sum: Vec<f32> = (0..maps)
+        .map(|o| (0..per_map).map(|r| offset_major[r * maps + o]).sum())
+        .collect();
+    if let Some(d) = d_pre.as_deref_mut() {
+        d.fill(0.0);
+    }
+    let (kernel, e) = (&mut scratch.kernel, &mut scratch.e);
+    e.clear();
+    e.resize(per_map * maps, 0.0);
+    let mut o_post = vec![0.0f32; maps];
+    let mut delta = vec![0.0f32; maps];
+    let mut we = vec![0.0f32; maps];
+    let mut coef = vec![0.0f32; maps];
+    for pos in 0..positions {
+        let (x, y) = (pos / ow, pos % ow);
+        for o in 0..maps {
+            o_post[o] = post.count(o * positions + pos) as f32;
+            delta[o] = d_post[o * positions + pos] / nu;
+        }
+        kernel.clear();
+        kernel.resize(steps * maps, 0.0);
+        for o in 0..maps {
+            tables.add_post_kernel(post.of(o * positions + pos), &mut kernel[o..], maps);
+        }
+        // e rows, one per (input map, offset), each over all maps.
+        for (r, row) in e.chunks_exact_mut(maps).enumerate() {
+            let (c, p, q) = (r / (k * k), r / k % k, r % k);
+            let j = (c * shape.height + x + p) * shape.width + y + q;
+            row.fill(0.0);
+            for &t in pre.of(j) {
+                let kt = &kernel[t as usize * maps..(t as usize + 1) * maps];
+                for (a, &kv) in row.iter_mut().zip(kt) {
+                    *a += kv;
+                }
+            }
+            let pre_fired = pre.count(j) > 0;
+            for (ev, &o) in row.iter_mut().zip(&o_post) {
+                if o == 0.0 {
+                    *ev = rule::silent_post_spsp(pre_fired);
+                }
+            }
+        }
+        if let Some(g) = grad.as_deref_mut() {
+            we.fill(0.0);
+            for (r, row) in e.chunks_exact(maps).enumerate() {
+                let w = &offset_major[r * maps..(r + 1) * maps];
+                for ((acc, &wv), &ev) in we.iter_mut().zip(w).zip(row) {
+                    *acc += wv * ev;
+                }
+            }
+            for o in 0..maps {
+                let s = rule::side_effect(o_post[o], we[o], w_sum[o], nu);
+                coef[o] = rule::weight_coefficient(delta[o], s, 1.0);
+            }
+            for (r, row) in e.chunks_exact(maps).enumerate() {
+                let g = &mut g[r * maps..(r + 1) * maps];
+                for ((gv, &cv), &ev) in g.iter_mut().zip(&coef).zip(row) {
+                    *gv += cv * ev;
+                }
+            }
+        }
+        if let Some(d) = d_pre.as_deref_mut() {
+            for (r, row) in e.chunks_exact(maps).enumerate() {
+                let (c, p, q) = (r / (k * k), r / k % k, r % k);
+                let j = (c * shape.height + x + p) * shape.width + y + q;
+                let w = &offset_major[r * maps..(r + 1) * maps];
+                let n = pre.count(j);
+                let inv_o = 1.0 / n.max(1) as f32;
+                let mut sum = d[j];
+                for o in 0..maps {
+                    let rho = if n > 0 {
+                        rule::effect_ratio(row[o], inv_o, o_post[o] > 0.0)
+                    } else {
+                        1.0
+                    };
+                    sum += delta[o] * w[o] * rho;
+                }
+                d[j] = sum;
+            }
+        }
+    }
+    scratch.tables = Some(tables);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hm2bp::sparse::{self, Connectivity};
+
+    #[test]
+    fn equals_the_per_pair_forward() {
+        let mut state = 5u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        for shape in [
+            ConvShape {
+                in_maps: 1,
+                height: 12,
+                width: 10,
+                out_maps: 3,
+                kernel: 5,
+            },
+            ConvShape {
+                in_maps: 2,
+                height: 8,
+                width: 8,
+                out_maps: 5,
+                kernel: 3,
+            },
+        ] {
+            let n_in = shape.in_maps * shape.height * shape.width;
+            let n_w = shape.out_maps * shape.in_maps * shape.kernel * shape.kernel;
+            let weights: Vec<f32> = (0..n_w)
+                .map(|_| (next() % 1000) as f32 / 700.0 - 0.5)
+                .collect();
+            let events: Vec<(u32, u32)> = (0..n_in * 12)
+                .map(|_| (next() % 150, next() % n_in as u32))
+                .collect();
+            let input = SpikeRaster::from_events(150, n_in, &{
+                let mut e = events;
+                e.sort_unstable();
+                e.dedup();
+                e
+            });
+            let lif = LifParams::paper(0.8).strict();
+            let conn = Connectivity::conv(
+                shape.in_maps,
+                shape.height,
+                shape.width,
+                shape.out_maps,
+                shape.kernel,
+            );
+            let want = sparse::forward_sample(&input, &conn, &weights, &lif);
+            let om = shape.offset_major(&weights);
+            let got = forward_sample(&input, &shape, &om, &lif);
+            assert!(want.num_spikes() > 20, "the case must fire");
+            assert_eq!(got, want);
+
+            // Backward: the same gradient bit for bit, the same d_pre up to rounding.
+            let n_out = conn.n_out;
+            let d_post: Vec<f32> = (0..n_out)
+                .map(|_| (next() % 200) as f32 / 50.0 - 2.0)
+                .collect();
+            let (mut g_want, mut d_want) = (vec![0.0f32; n_w], vec![0.0f32; n_in]);
+            sparse::backward_sample(
+                &input,
+                &want,
+                &conn,
+                &weights,
+                &lif,
+                sparse::ErrorScale::Threshold,
+                &d_post,
+                Some(&mut g_want),
+                Some(&mut d_want),
+            );
+            let (mut g_om, mut d_got) = (vec![0.0f32; n_w], vec![0.0f32; n_in]);
+            backward_sample(
+                &input,
+                &want,
+                &shape,
+                &om,
+                &lif,
+                &d_post,
+                Some(&mut g_om),
+                Some(&mut d_got),
+            );
+            assert_eq!(shape.map_major(&g_om), g_want);
+            for (a, b) in d_got.iter().zip(&d_want) {
+                assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+            }
+            assert!(d_want.iter().any(|&d| d != 0.0));
+        }
+    }
+}
