@@ -69,6 +69,43 @@ pub fn post_kernel(post: &[u32], steps: usize, p: &LifParams, out: &mut [f32], s
     KernelTables::new(steps, p).post_kernel(post, out, stride);
 }
 
+/// `out[k] = Σ_{t ∈ times} kernel[t · width + k]` for `k < width`, summed in the order of
+/// `times` from `0`: the S-PSP `e_{i|j}` of one pre neuron `j` (spike steps `times`) for a
+/// block of post neurons whose kernels are stored time-major (`E = K · Sᵀ`, one row).
+/// Columns are taken 32 (then 8) at a time with the sums held in registers across the spikes.
+pub fn sum_kernel_rows(kernel: &[f32], width: usize, times: &[u32], out: &mut [f32]) {
+    fn columns<const W: usize>(
+        kernel: &[f32],
+        width: usize,
+        lo: usize,
+        times: &[u32],
+        out: &mut [f32],
+    ) {
+        let mut acc = [0.0f32; W];
+        for &t in times {
+            let at = t as usize * width + lo;
+            let row: &[f32; W] = kernel[at..at + W].try_into().expect("W columns");
+            for (a, &k) in acc.iter_mut().zip(row) {
+                *a += k;
+            }
+        }
+        out[lo..lo + W].copy_from_slice(&acc);
+    }
+    let mut lo = 0;
+    while lo + 32 <= width {
+        columns::<32>(kernel, width, lo, times, out);
+        lo += 32;
+    }
+    while lo + 8 <= width {
+        columns::<8>(kernel, width, lo, times, out);
+        lo += 8;
+    }
+    while lo < width {
+        columns::<1>(kernel, width, lo, times, out);
+        lo += 1;
+    }
+}
+
 /// Precomputed `ε0(x)`, `e^{−x/τs}` and `e^{x/τs}` for integer `x` in `0..steps`, so that
 /// building the kernels of many neurons needs no `exp`.
 #[derive(Clone, Debug)]
@@ -185,6 +222,24 @@ impl KernelTables {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_rows_sum_in_spike_order() {
+        for width in [1usize, 7, 8, 15, 40, 64, 75] {
+            let kernel: Vec<f32> = (0..20 * width)
+                .map(|x| (x % 13) as f32 * 0.37 + 0.01)
+                .collect();
+            let times = [0u32, 3, 4, 11, 19];
+            let mut out = vec![0.0f32; width];
+            sum_kernel_rows(&kernel, width, &times, &mut out);
+            for (k, &o) in out.iter().enumerate() {
+                let want = times
+                    .iter()
+                    .fold(0.0f32, |a, &t| a + kernel[t as usize * width + k]);
+                assert_eq!(o.to_bits(), want.to_bits());
+            }
+        }
+    }
 
     #[test]
     fn psp_kernel_area_and_peak() {

@@ -15,7 +15,7 @@
 use crate::hm2bp::rule;
 use crate::neuron::{LifParams, LifPopulation};
 use crate::spikes::SpikeRaster;
-use crate::spsp::KernelTables;
+use crate::spsp::{KernelTables, sum_kernel_rows};
 
 /// A stride-1 unpadded convolution `[in_maps, height, width]` → `[out_maps, h−k+1, w−k+1]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,21 +198,23 @@ fn backward_in(
             o_post[o] = post.count(o * positions + pos) as f32;
             delta[o] = d_post[o * positions + pos] / nu;
         }
-        kernel.clear();
-        kernel.resize(steps * maps, 0.0);
-        for o in 0..maps {
-            tables.add_post_kernel(post.of(o * positions + pos), &mut kernel[o..], maps);
+        // Post kernels of the maps that fired here (a position where none fired needs none).
+        let any_fired = o_post.iter().any(|&o| o > 0.0);
+        if any_fired {
+            kernel.clear();
+            kernel.resize(steps * maps, 0.0);
+            for o in 0..maps {
+                tables.add_post_kernel(post.of(o * positions + pos), &mut kernel[o..], maps);
+            }
         }
         // e rows, one per (input map, offset), each over all maps.
         for (r, row) in e.chunks_exact_mut(maps).enumerate() {
             let (c, p, q) = (r / (k * k), r / k % k, r % k);
             let j = (c * shape.height + x + p) * shape.width + y + q;
-            row.fill(0.0);
-            for &t in pre.of(j) {
-                let kt = &kernel[t as usize * maps..(t as usize + 1) * maps];
-                for (a, &kv) in row.iter_mut().zip(kt) {
-                    *a += kv;
-                }
+            if any_fired {
+                sum_kernel_rows(kernel, maps, pre.of(j), row);
+            } else {
+                row.fill(0.0);
             }
             let pre_fired = pre.count(j) > 0;
             for (ev, &o) in row.iter_mut().zip(&o_post) {

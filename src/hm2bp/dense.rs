@@ -10,7 +10,7 @@ use crate::hm2bp::output::{OutputRule, insert_label_spikes, lateral_factor};
 use crate::hm2bp::rule;
 use crate::neuron::{LifParams, LifPopulation};
 use crate::spikes::SpikeRaster;
-use crate::spsp::KernelTables;
+use crate::spsp::{KernelTables, sum_kernel_rows};
 use rayon::prelude::*;
 
 /// Everything that defines a spiking dense layer's dynamics and learning rule.
@@ -28,11 +28,15 @@ pub struct DenseSpec {
 /// kernels (`T × 64` floats, 100 KB at T = 400) stay in L2 while every input spike adds one.
 const SPSP_BLOCK: usize = 64;
 
-/// Simulates one sample through the layer: per time step, one weight column added per input
-/// spike (in ascending input order, as the authors' loop sums), then one LIF step of all
-/// neurons. The columns stream through the cache; the currents and state stay in L1.
-/// (Blocking the outputs to keep weights in L2, or forming all steps' currents first, measured
-/// slower: short rows defeat the prefetcher.)
+/// Output neurons simulated together in the forward pass (layers without lateral
+/// inhibition): their weights from all inputs (`n_in × 64` floats, 200 KB for MNIST, stored
+/// contiguously) stay in the core's L2 cache through the time loop, their currents and state
+/// in L1.
+const FORWARD_BLOCK: usize = 64;
+
+/// Simulates one sample through the layer, block of output neurons by block: per time step,
+/// one weight column added per input spike (in ascending input order, as the authors' loop
+/// sums), then one LIF step of the block. With lateral inhibition the block is the whole layer.
 pub fn forward_sample(
     input: &SpikeRaster,
     weights: &LayerWeights,
@@ -41,32 +45,70 @@ pub fn forward_sample(
     let n_out = weights.n_out;
     let steps = input.steps();
     let lateral = spec.output.map_or(0.0, |o| o.lateral_strength);
-    let mut pop = LifPopulation::new(spec.lif, n_out);
-    let mut out = SpikeRaster::building(steps, n_out);
-    let mut prev_fired: Vec<u32> = Vec::new();
-    let mut fired: Vec<u32> = Vec::new();
     let mut inhibition = Vec::new();
-    out.push_step(&[]);
-    for t in 1..steps {
-        for &j in input.at(t - 1) {
-            pop.add_all(weights.column(j as usize));
+    if lateral != 0.0 {
+        let mut pop = LifPopulation::new(spec.lif, n_out);
+        let mut out = SpikeRaster::building(steps, n_out);
+        let mut prev_fired: Vec<u32> = Vec::new();
+        let mut fired: Vec<u32> = Vec::new();
+        out.push_step(&[]);
+        for t in 1..steps {
+            for &j in input.at(t - 1) {
+                pop.add_all(weights.column(j as usize));
+            }
+            if !prev_fired.is_empty() {
+                // −strength · (spikes of the other neurons at t − 1).
+                let total = prev_fired.len() as f32;
+                inhibition.clear();
+                inhibition.extend((0..n_out).map(|i| {
+                    let own = f32::from(u8::from(prev_fired.binary_search(&(i as u32)).is_ok()));
+                    -(lateral * (total - own))
+                }));
+                pop.add_all(&inhibition);
+            }
+            fired.clear();
+            pop.step(|i| fired.push(i as u32));
+            out.push_step(&fired);
+            std::mem::swap(&mut prev_fired, &mut fired);
         }
-        if lateral != 0.0 && !prev_fired.is_empty() {
-            // −strength · (spikes of the other neurons at t − 1).
-            let total = prev_fired.len() as f32;
-            inhibition.clear();
-            inhibition.extend((0..n_out).map(|i| {
-                let own = f32::from(u8::from(prev_fired.binary_search(&(i as u32)).is_ok()));
-                -(lateral * (total - own))
-            }));
-            pop.add_all(&inhibition);
-        }
-        fired.clear();
-        pop.step(|i| fired.push(i as u32));
-        out.push_step(&fired);
-        std::mem::swap(&mut prev_fired, &mut fired);
+        return out;
     }
-    out
+    let mut events: Vec<(u32, u32)> = Vec::new();
+    for lo in (0..n_out).step_by(FORWARD_BLOCK) {
+        let width = FORWARD_BLOCK.min(n_out - lo);
+        let mut pop = LifPopulation::new(spec.lif, width);
+        let mut current = [0.0f32; FORWARD_BLOCK];
+        for t in 1..steps {
+            let fired = input.at(t - 1);
+            if width == FORWARD_BLOCK {
+                // A full block: the sums stay in registers across the input spikes.
+                let mut acc = [0.0f32; FORWARD_BLOCK];
+                for &j in fired {
+                    let w: &[f32; FORWARD_BLOCK] = weights
+                        .block_column(lo, width, j as usize)
+                        .try_into()
+                        .expect("a full block");
+                    for (a, &x) in acc.iter_mut().zip(w) {
+                        *a += x;
+                    }
+                }
+                current = acc;
+            } else {
+                current[..width].fill(0.0);
+                for &j in fired {
+                    let w = weights.block_column(lo, width, j as usize);
+                    for (a, &x) in current.iter_mut().zip(w) {
+                        *a += x;
+                    }
+                }
+            }
+            if !fired.is_empty() {
+                pop.add_all(&current[..width]);
+            }
+            pop.step(|i| events.push((t as u32, (lo + i) as u32)));
+        }
+    }
+    SpikeRaster::from_events(steps, n_out, &events)
 }
 
 /// What the backward rule produces for one sample, beyond the weight gradient.
@@ -93,20 +135,39 @@ pub struct LayerWeights {
     pub transposed: Vec<f32>,
     /// `Σ_l w_il` per output neuron.
     pub row_sums: Vec<f32>,
+    /// `W` transposed per block of [`FORWARD_BLOCK`] output neurons, `[block][n_in][≤ 64]`:
+    /// one block's weights are contiguous, so they stay in L2 without cache-set conflicts.
+    blocked: Vec<f32>,
 }
 
 impl LayerWeights {
     /// From a row-major `[n_out][n_in]` weight matrix.
     pub fn new(weight: &[f32], n_out: usize, n_in: usize) -> Self {
+        let transposed = transpose(weight, n_out, n_in);
+        let mut blocked = Vec::with_capacity(transposed.len());
+        for lo in (0..n_out).step_by(FORWARD_BLOCK) {
+            let hi = (lo + FORWARD_BLOCK).min(n_out);
+            for j in 0..n_in {
+                blocked.extend_from_slice(&transposed[j * n_out + lo..j * n_out + hi]);
+            }
+        }
         Self {
             n_in,
             n_out,
-            transposed: transpose(weight, n_out, n_in),
+            transposed,
             row_sums: weight
                 .chunks_exact(n_in.max(1))
                 .map(|r| r.iter().sum())
                 .collect(),
+            blocked,
         }
+    }
+
+    /// The weights from input `j` to the outputs `lo..lo + width` of the forward block that
+    /// starts at `lo`.
+    fn block_column(&self, lo: usize, width: usize, j: usize) -> &[f32] {
+        let at = lo * self.n_in + j * width;
+        &self.blocked[at..at + width]
     }
 
     /// Column `j` of `W` (the weights from input `j`).
@@ -215,17 +276,13 @@ fn backward_sample_in(
         for (k, times) in post_times[lo..hi].iter().enumerate() {
             tables.add_post_kernel(times, &mut kernel[k..], width);
         }
-        let mut acc = [0.0f32; SPSP_BLOCK];
-        let acc = &mut acc[..width];
         for (r, &j) in active.iter().enumerate() {
-            acc.fill(0.0);
-            for &t in pre.of(j) {
-                let k = &kernel[t as usize * width..(t as usize + 1) * width];
-                for (a, &kv) in acc.iter_mut().zip(k) {
-                    *a += kv;
-                }
-            }
-            e[r * n_out + lo..r * n_out + hi].copy_from_slice(acc);
+            sum_kernel_rows(
+                kernel,
+                width,
+                pre.of(j),
+                &mut e[r * n_out + lo..r * n_out + hi],
+            );
         }
     }
     scratch.tables = Some(tables);
