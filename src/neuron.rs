@@ -124,8 +124,10 @@ impl LifPopulation {
     pub fn step(&mut self, mut fire: impl FnMut(usize)) {
         let p = self.params;
         let exact_reciprocal = is_power_of_two(p.tau_m) && is_power_of_two(p.tau_s);
-        let mut flags = [0u8; CHUNK];
-        for (c, _) in self.awake.iter().enumerate().filter(|(_, a)| **a) {
+        for c in 0..self.awake.len() {
+            if !self.awake[c] {
+                continue;
+            }
             let range = c * CHUNK..((c + 1) * CHUNK).min(self.v.len());
             let lo = range.start;
             let (v, ep) = (&mut self.v[range.clone()], &mut self.ep[range.clone()]);
@@ -133,22 +135,17 @@ impl LifPopulation {
                 &mut self.refractory[range.clone()],
                 &mut self.current[range],
             );
-            let any = if exact_reciprocal {
-                lif_update::<true>(&p, v, ep, r, cur, &mut flags)
+            let mut fired = if exact_reciprocal {
+                lif_update::<true>(&p, v, ep, r, cur)
             } else {
-                lif_update::<false>(&p, v, ep, r, cur, &mut flags)
+                lif_update::<false>(&p, v, ep, r, cur)
             };
-            cur.fill(0.0);
-            if any {
-                for (k, _) in flags[..v.len()]
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, f)| **f != 0)
-                {
-                    r[k] = p.t_ref;
-                    v[k] = 0.0;
-                    fire(lo + k);
-                }
+            while fired != 0 {
+                let k = fired.trailing_zeros() as usize;
+                fired &= fired - 1;
+                r[k] = p.t_ref;
+                v[k] = 0.0;
+                fire(lo + k);
             }
         }
     }
@@ -159,45 +156,45 @@ fn is_power_of_two(x: f32) -> bool {
     x > 0.0 && x.is_normal() && (1.0 / x).is_normal() && x.to_bits() & 0x007f_ffff == 0
 }
 
-/// The LIF update of one step (`t > 0`) for a chunk of neurons, branch-free so that it
-/// vectorises: leak (`v -= v/τm`, `ep -= ep/τs`), integration of `current` (`ep += I`,
-/// `v += ep/τs`), refractory clamp (`v = 0`, counter down) and threshold test
-/// (`flags[k] = v > ν − eps`). The operations and their order are the authors'; `/ τ` is
+/// The LIF update of one step (`t > 0`) for a chunk of at most 32 neurons, branch-free so
+/// that it vectorises: leak (`v -= v/τm`, `ep -= ep/τs`), integration of `current` (`ep += I`,
+/// `v += ep/τs`; the current is then cleared), refractory clamp (`v = 0`, counter down) and
+/// threshold test (`v > ν − eps`). The operations and their order are the authors'; `/ τ` is
 /// taken as `* (1/τ)` when `EXACT_RECIPROCAL` (only for powers of two, where both are
-/// identical). Returns whether any neuron crossed the threshold; resetting those is the
-/// caller's.
+/// identical). Returns the neurons that crossed the threshold as a bit mask; resetting them is
+/// the caller's.
 fn lif_update<const EXACT_RECIPROCAL: bool>(
     p: &LifParams,
     v: &mut [f32],
     ep: &mut [f32],
     refractory: &mut [u32],
-    current: &[f32],
-    flags: &mut [u8],
-) -> bool {
+    current: &mut [f32],
+) -> u32 {
+    debug_assert!(v.len() <= 32);
     let (inv_m, inv_s) = (1.0 / p.tau_m, 1.0 / p.tau_s);
     let over = |x: f32, tau: f32, inv: f32| {
         if EXACT_RECIPROCAL { x * inv } else { x / tau }
     };
     let vth = p.threshold - p.threshold_eps;
-    let mut any = 0u8;
-    for ((((v, ep), r), &i), f) in v
+    let mut fired = 0u32;
+    for (k, (((v, ep), r), i)) in v
         .iter_mut()
         .zip(ep.iter_mut())
         .zip(refractory.iter_mut())
-        .zip(current)
-        .zip(flags.iter_mut())
+        .zip(current.iter_mut())
+        .enumerate()
     {
         *v -= over(*v, p.tau_m, inv_m);
         *ep -= over(*ep, p.tau_s, inv_s);
-        *ep += i;
+        *ep += *i;
+        *i = 0.0;
         *v += over(*ep, p.tau_s, inv_s);
         let clamped = *r > 0;
         *v = if clamped { 0.0 } else { *v };
         *r -= u32::from(clamped);
-        *f = u8::from(*v > vth);
-        any |= *f;
+        fired |= u32::from(*v > vth) << k;
     }
-    any != 0
+    fired
 }
 
 #[cfg(test)]
@@ -246,15 +243,15 @@ mod tests {
             (state % 1000) as f32 / 250.0 - 1.0
         };
         let p = LifParams::paper(3.0);
-        let n = 37;
+        let n = 32;
         let (mut v1, mut e1) = (vec![0.0f32; n], vec![0.0f32; n]);
         let (mut v2, mut e2) = (vec![0.0f32; n], vec![0.0f32; n]);
         let (mut r1, mut r2) = (vec![0u32; n], vec![0u32; n]);
-        let (mut f1, mut f2) = (vec![0u8; n], vec![0u8; n]);
         for _ in 0..300 {
             let current: Vec<f32> = (0..n).map(|_| next()).collect();
-            lif_update::<true>(&p, &mut v1, &mut e1, &mut r1, &current, &mut f1);
-            lif_update::<false>(&p, &mut v2, &mut e2, &mut r2, &current, &mut f2);
+            let (mut c1, mut c2) = (current.clone(), current);
+            let f1 = lif_update::<true>(&p, &mut v1, &mut e1, &mut r1, &mut c1);
+            let f2 = lif_update::<false>(&p, &mut v2, &mut e2, &mut r2, &mut c2);
             assert_eq!(f1, f2);
             assert_eq!(
                 v1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
@@ -296,7 +293,6 @@ mod tests {
         let n = 75;
         let mut pop = LifPopulation::new(p, n);
         let (mut v, mut ep, mut r) = (vec![0.0f32; n], vec![0.0f32; n], vec![0u32; n]);
-        let mut flags = vec![0u8; n];
         let mut state = 99u32;
         for _ in 1..300 {
             let mut current = vec![0.0f32; n];
@@ -309,8 +305,20 @@ mod tests {
             }
             let mut got = Vec::new();
             pop.step(|i| got.push(i));
-            lif_update::<true>(&p, &mut v, &mut ep, &mut r, &current, &mut flags);
-            let want: Vec<usize> = (0..n).filter(|&i| flags[i] != 0).collect();
+            // The update one neuron at a time, straight from the spec.
+            let mut want = Vec::new();
+            for i in 0..n {
+                let mask = lif_update::<false>(
+                    &p,
+                    &mut v[i..=i],
+                    &mut ep[i..=i],
+                    &mut r[i..=i],
+                    &mut current[i..=i],
+                );
+                if mask != 0 {
+                    want.push(i);
+                }
+            }
             for &i in &want {
                 v[i] = 0.0;
                 r[i] = p.t_ref;
