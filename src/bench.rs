@@ -1,5 +1,9 @@
-//! `experiment bench`: times HM2-BP training steps (forward + custom backward + Adam) of a
-//! network on real MNIST spike trains and extrapolates to a 60k-sample epoch.
+//! `experiment bench`: times HM2-BP training steps (forward + custom backward + Adam) of
+//! networks on real MNIST spike trains and extrapolates to a 60k-sample epoch. Every
+//! configuration is compared in the same run with what it replaces: the event-driven kernels
+//! with the generic tensor-op path (when both are timed) and, with `--baseline BIN`, with
+//! another `experiment` binary (e.g. the previous release) timed on the same configuration
+//! right before it.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -19,9 +23,14 @@ use crate::train::data::{ImageDataset, SpikeBatcher};
 /// Options of `experiment bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Network definition.
-    #[arg(long, default_value = "mnist-784-800-10")]
-    pub model: String,
+    /// Network definitions to time.
+    #[arg(
+        long,
+        alias = "model",
+        value_delimiter = ',',
+        default_value = "mnist-784-800-10,mnist-cnn-15c5-p2-40c5-p2-300-10"
+    )]
+    pub models: Vec<String>,
     /// Folder of network definitions.
     #[arg(long, default_value = "models")]
     pub models_dir: PathBuf,
@@ -32,7 +41,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 400)]
     pub steps: usize,
     /// Batch sizes to time.
-    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    #[arg(long, value_delimiter = ',', default_value = "16")]
     pub batch_sizes: Vec<usize>,
     /// Samples per timed run.
     #[arg(long, default_value_t = 256)]
@@ -52,6 +61,10 @@ pub struct BenchArgs {
         default_value = "event-driven,generic"
     )]
     pub kernels: Vec<KernelPath>,
+    /// Another `experiment` binary to time on every configuration too (its `bench` with
+    /// `--model M --batch-sizes B --kernels K`), right before this one.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
 }
 
 /// Peak resident memory of this process in MiB (Linux), if known.
@@ -66,7 +79,6 @@ pub fn peak_memory_mib() -> Option<f64> {
 pub fn run(a: BenchArgs) -> Result<()> {
     let (device, backend) =
         crate::backend::device(a.backend.as_deref()).map_err(|m| anyhow::anyhow!(m))?;
-    let def = NetworkDef::load(&a.model, &a.models_dir)?;
     let set = load_image_set(ImageDatasetKind::Mnist, &a.data_dir, Split::Train)?;
     let dataset = ImageDataset::new(set);
     let encoder = RateEncoder::new(a.steps, 1, EncodingMode::FixedPerSample);
@@ -82,37 +94,112 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     let threads = rayon::current_num_threads();
     println!(
-        "bench: {} at T = {}, backend {backend}, {threads} threads, {} samples per batch size",
-        def.name, a.steps, a.samples
+        "bench: T = {}, backend {backend}, {threads} threads, {} samples per configuration",
+        a.steps, a.samples
     );
+    let baseline = match &a.baseline {
+        Some(b) => format!(" {} samples/s | × vs baseline |", b.display()),
+        None => String::new(),
+    };
     println!(
-        "| kernels | batch | encode s | step s | samples/s | s / {}-sample epoch |",
+        "| model | kernels | batch | encode s | step s | samples/s | s / {}-sample epoch | × vs generic |{baseline}",
         a.epoch_samples
     );
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "|---|---|---|---|---|---|---|---|{}",
+        if a.baseline.is_some() { "---|---|" } else { "" }
+    );
     let ad = device.clone().autodiff();
-    for &path in &a.kernels {
-        for &bs in &a.batch_sizes {
-            ad.seed(1);
-            let model = SpikingClassifier::new(
-                Network::Hm2bp(SpikingNet::new(&def, &rule, &ad)?.with_kernels(path)),
-                CountLoss::Mse(CountTargets::default()),
-            );
-            let timing = time_steps(model, &dataset, &batcher, bs, a.samples.div_ceil(bs), &ad)?;
-            let rate = timing.samples as f64 / (timing.encode + timing.step);
-            println!(
-                "| {} | {bs} | {:.2} | {:.2} | {rate:.0} | {:.0} |",
-                path.name(),
-                timing.encode,
-                timing.step,
-                a.epoch_samples as f64 / rate
-            );
+    for name in &a.models {
+        let def = NetworkDef::load(name, &a.models_dir)?;
+        let mut generic_rate = std::collections::HashMap::new();
+        // The generic path first, so that the event-driven rows can show their ratio to it.
+        let mut paths = a.kernels.clone();
+        paths.sort_by_key(|p| *p != KernelPath::Generic);
+        for &path in &paths {
+            for &bs in &a.batch_sizes {
+                let base = match &a.baseline {
+                    Some(bin) => Some(baseline_rate(bin, &a, name, bs, path)?),
+                    None => None,
+                };
+                ad.seed(1);
+                let model = SpikingClassifier::new(
+                    Network::Hm2bp(SpikingNet::new(&def, &rule, &ad)?.with_kernels(path)),
+                    CountLoss::Mse(CountTargets::default()),
+                );
+                let timing =
+                    time_steps(model, &dataset, &batcher, bs, a.samples.div_ceil(bs), &ad)?;
+                let rate = timing.samples as f64 / (timing.encode + timing.step);
+                if path == KernelPath::Generic {
+                    generic_rate.insert(bs, rate);
+                }
+                let vs_generic = match (path, generic_rate.get(&bs)) {
+                    (KernelPath::EventDriven, Some(g)) => format!("{:.2}", rate / g),
+                    _ => "–".into(),
+                };
+                let vs_base = match base {
+                    Some(b) => format!(" {b:.0} | {:.2} |", rate / b),
+                    None => String::new(),
+                };
+                println!(
+                    "| {name} | {} | {bs} | {:.2} | {:.2} | {rate:.0} | {:.0} | {vs_generic} |{vs_base}",
+                    path.name(),
+                    timing.encode,
+                    timing.step,
+                    a.epoch_samples as f64 / rate
+                );
+            }
         }
     }
     if let Some(mib) = peak_memory_mib() {
         println!("peak resident memory: {mib:.0} MiB");
     }
     Ok(())
+}
+
+/// Samples per second of `bin bench` on one configuration: the `samples/s` column of the first
+/// table row it prints.
+fn baseline_rate(
+    bin: &std::path::Path,
+    a: &BenchArgs,
+    model: &str,
+    bs: usize,
+    path: KernelPath,
+) -> Result<f64> {
+    let out = std::process::Command::new(bin)
+        .arg("bench")
+        .args(["--model", model])
+        .args(["--batch-sizes", &bs.to_string()])
+        .args(["--kernels", path.name()])
+        .args(["--samples", &a.samples.to_string()])
+        .args(["--steps", &a.steps.to_string()])
+        .arg("--data-dir")
+        .arg(&a.data_dir)
+        .arg("--models-dir")
+        .arg(&a.models_dir)
+        .output()
+        .map_err(|e| anyhow::anyhow!("baseline {}: {e}", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    fn cells(l: &str) -> Vec<&str> {
+        l.split('|').map(str::trim).collect()
+    }
+    let column = text
+        .lines()
+        .find(|l| l.starts_with('|') && l.contains("samples/s"))
+        .and_then(|h| cells(h).iter().position(|c| *c == "samples/s"));
+    column
+        .and_then(|col| {
+            text.lines()
+                .filter(|l| l.starts_with('|') && !l.contains("---") && !l.contains("samples/s"))
+                .find_map(|l| cells(l).get(col)?.parse::<f64>().ok())
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "baseline {} printed no timing row for {model} (stderr: {})",
+                bin.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })
 }
 
 /// Seconds spent encoding and stepping `batches` training steps of batch size `bs`.

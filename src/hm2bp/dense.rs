@@ -252,9 +252,9 @@ fn backward_sample_in(
     row_of.clear();
     row_of.resize(weights.n_in, u32::MAX);
     active.clear();
-    for j in 0..weights.n_in {
+    for (j, row) in row_of.iter_mut().enumerate() {
         if pre.count(j) > 0 {
-            row_of[j] = active.len() as u32;
+            *row = active.len() as u32;
             active.push(j);
         }
     }
