@@ -18,7 +18,7 @@ use crate::spikes::SpikeRaster;
 use crate::spsp::{KernelTables, sum_kernel_rows};
 
 /// A stride-1 unpadded convolution `[in_maps, height, width]` → `[out_maps, h−k+1, w−k+1]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvShape {
     /// Input maps.
     pub in_maps: usize,
@@ -141,128 +141,104 @@ pub fn backward_sample(
     d_pre: Option<&mut [f32]>,
 ) {
     SCRATCH.with_borrow_mut(|scratch| {
-        backward_in(
-            input,
-            output,
-            shape,
-            offset_major,
-            lif,
-            d_post,
-            grad,
-            d_pre,
-            scratch,
-        )
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn backward_in(
-    input: &SpikeRaster,
-    output: &SpikeRaster,
-    shape: &ConvShape,
-    offset_major: &[f32],
-    lif: &LifParams,
-    d_post: &[f32],
-    mut grad: Option<&mut [f32]>,
-    mut d_pre: Option<&mut [f32]>,
-    scratch: &mut Scratch,
-) {
-    let steps = input.steps();
-    let (oh, ow) = shape.out_hw();
-    let (k, maps, per_map) = (shape.kernel, shape.out_maps, shape.per_map());
-    let positions = oh * ow;
-    let nu = lif.threshold;
-    let post = output.by_neuron();
-    let pre = input.by_neuron();
-    let tables = match scratch.tables.take() {
-        Some(t) if t.fits(steps, lif) => t,
-        _ => KernelTables::new(steps, lif),
-    };
-    // Σ_l w_il of every map, in the per-pair order (ascending input).
-    let w_sum: Vec<f32> = (0..maps)
-        .map(|o| (0..per_map).map(|r| offset_major[r * maps + o]).sum())
-        .collect();
-    if let Some(d) = d_pre.as_deref_mut() {
-        d.fill(0.0);
-    }
-    let (kernel, e) = (&mut scratch.kernel, &mut scratch.e);
-    e.clear();
-    e.resize(per_map * maps, 0.0);
-    let mut o_post = vec![0.0f32; maps];
-    let mut delta = vec![0.0f32; maps];
-    let mut we = vec![0.0f32; maps];
-    let mut coef = vec![0.0f32; maps];
-    for pos in 0..positions {
-        let (x, y) = (pos / ow, pos % ow);
-        for o in 0..maps {
-            o_post[o] = post.count(o * positions + pos) as f32;
-            delta[o] = d_post[o * positions + pos] / nu;
-        }
-        // Post kernels of the maps that fired here (a position where none fired needs none).
-        let any_fired = o_post.iter().any(|&o| o > 0.0);
-        if any_fired {
-            kernel.clear();
-            kernel.resize(steps * maps, 0.0);
-            for o in 0..maps {
-                tables.add_post_kernel(post.of(o * positions + pos), &mut kernel[o..], maps);
-            }
-        }
-        // e rows, one per (input map, offset), each over all maps.
-        for (r, row) in e.chunks_exact_mut(maps).enumerate() {
-            let (c, p, q) = (r / (k * k), r / k % k, r % k);
-            let j = (c * shape.height + x + p) * shape.width + y + q;
-            if any_fired {
-                sum_kernel_rows(kernel, maps, pre.of(j), row);
-            } else {
-                row.fill(0.0);
-            }
-            let pre_fired = pre.count(j) > 0;
-            for (ev, &o) in row.iter_mut().zip(&o_post) {
-                if o == 0.0 {
-                    *ev = rule::silent_post_spsp(pre_fired);
-                }
-            }
-        }
-        if let Some(g) = grad.as_deref_mut() {
-            we.fill(0.0);
-            for (r, row) in e.chunks_exact(maps).enumerate() {
-                let w = &offset_major[r * maps..(r + 1) * maps];
-                for ((acc, &wv), &ev) in we.iter_mut().zip(w).zip(row) {
-                    *acc += wv * ev;
-                }
-            }
-            for o in 0..maps {
-                let s = rule::side_effect(o_post[o], we[o], w_sum[o], nu);
-                coef[o] = rule::weight_coefficient(delta[o], s, 1.0);
-            }
-            for (r, row) in e.chunks_exact(maps).enumerate() {
-                let g = &mut g[r * maps..(r + 1) * maps];
-                for ((gv, &cv), &ev) in g.iter_mut().zip(&coef).zip(row) {
-                    *gv += cv * ev;
-                }
-            }
-        }
+        let (mut grad, mut d_pre) = (grad, d_pre);
+        let steps = input.steps();
+        let (oh, ow) = shape.out_hw();
+        let (k, maps, per_map) = (shape.kernel, shape.out_maps, shape.per_map());
+        let positions = oh * ow;
+        let nu = lif.threshold;
+        let post = output.by_neuron();
+        let pre = input.by_neuron();
+        let tables = match scratch.tables.take() {
+            Some(t) if t.fits(steps, lif) => t,
+            _ => KernelTables::new(steps, lif),
+        };
+        // Σ_l w_il of every map, in the per-pair order (ascending input).
+        let w_sum: Vec<f32> = (0..maps)
+            .map(|o| (0..per_map).map(|r| offset_major[r * maps + o]).sum())
+            .collect();
         if let Some(d) = d_pre.as_deref_mut() {
-            for (r, row) in e.chunks_exact(maps).enumerate() {
+            d.fill(0.0);
+        }
+        let (kernel, e) = (&mut scratch.kernel, &mut scratch.e);
+        e.clear();
+        e.resize(per_map * maps, 0.0);
+        let mut o_post = vec![0.0f32; maps];
+        let mut delta = vec![0.0f32; maps];
+        let mut we = vec![0.0f32; maps];
+        let mut coef = vec![0.0f32; maps];
+        for pos in 0..positions {
+            let (x, y) = (pos / ow, pos % ow);
+            for o in 0..maps {
+                o_post[o] = post.count(o * positions + pos) as f32;
+                delta[o] = d_post[o * positions + pos] / nu;
+            }
+            // Post kernels of the maps that fired here (a position where none fired needs none).
+            let any_fired = o_post.iter().any(|&o| o > 0.0);
+            if any_fired {
+                kernel.clear();
+                kernel.resize(steps * maps, 0.0);
+                for o in 0..maps {
+                    tables.add_post_kernel(post.of(o * positions + pos), &mut kernel[o..], maps);
+                }
+            }
+            // e rows, one per (input map, offset), each over all maps.
+            for (r, row) in e.chunks_exact_mut(maps).enumerate() {
                 let (c, p, q) = (r / (k * k), r / k % k, r % k);
                 let j = (c * shape.height + x + p) * shape.width + y + q;
-                let w = &offset_major[r * maps..(r + 1) * maps];
-                let n = pre.count(j);
-                let inv_o = 1.0 / n.max(1) as f32;
-                let mut sum = d[j];
-                for o in 0..maps {
-                    let rho = if n > 0 {
-                        rule::effect_ratio(row[o], inv_o, o_post[o] > 0.0)
-                    } else {
-                        1.0
-                    };
-                    sum += delta[o] * w[o] * rho;
+                if any_fired {
+                    sum_kernel_rows(kernel, maps, pre.of(j), row);
+                } else {
+                    row.fill(0.0);
                 }
-                d[j] = sum;
+                let pre_fired = pre.count(j) > 0;
+                for (ev, &o) in row.iter_mut().zip(&o_post) {
+                    if o == 0.0 {
+                        *ev = rule::silent_post_spsp(pre_fired);
+                    }
+                }
+            }
+            if let Some(g) = grad.as_deref_mut() {
+                we.fill(0.0);
+                for (r, row) in e.chunks_exact(maps).enumerate() {
+                    let w = &offset_major[r * maps..(r + 1) * maps];
+                    for ((acc, &wv), &ev) in we.iter_mut().zip(w).zip(row) {
+                        *acc += wv * ev;
+                    }
+                }
+                for o in 0..maps {
+                    let s = rule::side_effect(o_post[o], we[o], w_sum[o], nu);
+                    coef[o] = rule::weight_coefficient(delta[o], s, 1.0);
+                }
+                for (r, row) in e.chunks_exact(maps).enumerate() {
+                    let g = &mut g[r * maps..(r + 1) * maps];
+                    for ((gv, &cv), &ev) in g.iter_mut().zip(&coef).zip(row) {
+                        *gv += cv * ev;
+                    }
+                }
+            }
+            if let Some(d) = d_pre.as_deref_mut() {
+                for (r, row) in e.chunks_exact(maps).enumerate() {
+                    let (c, p, q) = (r / (k * k), r / k % k, r % k);
+                    let j = (c * shape.height + x + p) * shape.width + y + q;
+                    let w = &offset_major[r * maps..(r + 1) * maps];
+                    let n = pre.count(j);
+                    let inv_o = 1.0 / n.max(1) as f32;
+                    let mut sum = d[j];
+                    for o in 0..maps {
+                        let rho = if n > 0 {
+                            rule::effect_ratio(row[o], inv_o, o_post[o] > 0.0)
+                        } else {
+                            1.0
+                        };
+                        sum += delta[o] * w[o] * rho;
+                    }
+                    d[j] = sum;
+                }
             }
         }
-    }
-    scratch.tables = Some(tables);
+        scratch.tables = Some(tables);
+    })
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! spike, its weights to the outputs it reaches; the backward computes the S-PSP only for
 //! connected pairs and sums the gradient of every shared weight over positions.
 
+use crate::hm2bp::conv::ConvShape;
 use crate::hm2bp::rule;
 use crate::neuron::{LifParams, LifPopulation};
 use crate::spikes::SpikeRaster;
@@ -260,18 +261,7 @@ pub fn backward_sample(
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Topology {
     /// Stride-1 unpadded convolution `[in_maps, height, width]` → `[out_maps, h−k+1, w−k+1]`.
-    Conv {
-        /// Input maps.
-        in_maps: usize,
-        /// Input height.
-        height: usize,
-        /// Input width.
-        width: usize,
-        /// Output maps.
-        out_maps: usize,
-        /// Kernel side.
-        kernel: usize,
-    },
+    Conv(ConvShape),
     /// Non-overlapping sum pooling `[maps, height, width]` → `[maps, h/size, w/size]`.
     Pool {
         /// Maps.
@@ -289,13 +279,7 @@ impl Topology {
     /// Output shape `[maps, height, width]`.
     pub fn output_shape(&self) -> [usize; 3] {
         match *self {
-            Topology::Conv {
-                height,
-                width,
-                out_maps,
-                kernel,
-                ..
-            } => [out_maps, height + 1 - kernel, width + 1 - kernel],
+            Topology::Conv(c) => [c.out_maps, c.height + 1 - c.kernel, c.width + 1 - c.kernel],
             Topology::Pool {
                 maps,
                 height,
@@ -308,12 +292,7 @@ impl Topology {
     /// Input shape `[maps, height, width]`.
     pub fn input_shape(&self) -> [usize; 3] {
         match *self {
-            Topology::Conv {
-                in_maps,
-                height,
-                width,
-                ..
-            } => [in_maps, height, width],
+            Topology::Conv(c) => [c.in_maps, c.height, c.width],
             Topology::Pool {
                 maps,
                 height,
@@ -324,21 +303,9 @@ impl Topology {
     }
 
     /// The shape of a convolution (`None` for pooling).
-    pub fn conv_shape(&self) -> Option<super::conv::ConvShape> {
+    pub fn conv_shape(&self) -> Option<ConvShape> {
         match *self {
-            Topology::Conv {
-                in_maps,
-                height,
-                width,
-                out_maps,
-                kernel,
-            } => Some(super::conv::ConvShape {
-                in_maps,
-                height,
-                width,
-                out_maps,
-                kernel,
-            }),
+            Topology::Conv(c) => Some(c),
             Topology::Pool { .. } => None,
         }
     }
@@ -356,7 +323,7 @@ impl Topology {
     /// How the error is scaled before it is backpropagated.
     pub fn error_scale(&self) -> ErrorScale {
         match *self {
-            Topology::Conv { .. } => ErrorScale::Threshold,
+            Topology::Conv(_) => ErrorScale::Threshold,
             Topology::Pool { size, .. } => ErrorScale::PoolArea(size),
         }
     }
@@ -374,13 +341,9 @@ impl Topology {
             .entry(*self)
             .or_insert_with(|| {
                 Arc::new(match *self {
-                    Topology::Conv {
-                        in_maps,
-                        height,
-                        width,
-                        out_maps,
-                        kernel,
-                    } => Connectivity::conv(in_maps, height, width, out_maps, kernel),
+                    Topology::Conv(c) => {
+                        Connectivity::conv(c.in_maps, c.height, c.width, c.out_maps, c.kernel)
+                    }
                     Topology::Pool {
                         maps,
                         height,

@@ -5,6 +5,7 @@ use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
+use crate::hm2bp::conv::ConvShape;
 use crate::hm2bp::regularizer::WeightRegularizer;
 use crate::hm2bp::sparse::{LocalSpec, Topology};
 use crate::neuron::LifParams;
@@ -49,13 +50,13 @@ impl SpikingConv2dConfig {
     fn spec(&self) -> LocalSpec {
         let [in_maps, height, width] = self.input;
         LocalSpec {
-            topology: Topology::Conv {
+            topology: Topology::Conv(ConvShape {
                 in_maps,
                 height,
                 width,
                 out_maps: self.maps,
                 kernel: self.kernel,
-            },
+            }),
             lif: LifParams {
                 tau_m: self.tau_m,
                 tau_s: self.tau_s,
