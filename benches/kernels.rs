@@ -1,6 +1,6 @@
 //! Kernel-level timing of one spiking dense layer (784 → 800, T = 400) on real MNIST spike
-//! trains: forward and HM2-BP backward per sample, single thread. `cargo bench --bench kernels`
-//! (needs MNIST in `data/` or `$HM2BP_DATA_DIR`).
+//! trains: reading bit-packed trains, forward and HM2-BP backward per sample, single thread.
+//! `cargo bench --bench kernels` (needs MNIST in `data/` or `$HM2BP_DATA_DIR`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -37,10 +37,12 @@ fn main() {
     let mut dense = vec![0.0f32; steps * n_in];
     let (mut t_scan, mut t_fwd, mut t_bwd, mut in_spikes, mut out_spikes) = (0.0, 0.0, 0.0, 0, 0);
     let mut grad_t = vec![0.0f32; n_in * n_out];
+    let mut words = vec![0u32; steps * hm2bp::spikes::words_per_step(n_in)];
     for s in 0..samples {
         enc.encode_into(set.images.image(s), s as u64, 0, &mut dense);
+        SpikeRaster::from_dense(&dense, steps, n_in).write_words(&mut words);
         let t0 = Instant::now();
-        let input = SpikeRaster::from_dense(&dense, steps, n_in);
+        let input = SpikeRaster::from_words(&words, steps, n_in);
         let t1 = Instant::now();
         let out = forward_sample(&input, &lw, &spec);
         let t2 = Instant::now();
@@ -61,7 +63,7 @@ fn main() {
     }
     let ms = |x: f64| 1e3 * x / samples as f64;
     println!(
-        "784->800, T={steps}: {} input / {} output spikes per sample; per sample: scan {:.3} ms, forward {:.3} ms, backward {:.3} ms",
+        "784->800, T={steps}: {} input / {} output spikes per sample; per sample: reading words {:.3} ms, forward {:.3} ms, backward {:.3} ms",
         in_spikes / samples,
         out_spikes / samples,
         ms(t_scan),

@@ -82,16 +82,6 @@ impl LifPopulation {
         }
     }
 
-    /// Number of neurons.
-    pub fn len(&self) -> usize {
-        self.v.len()
-    }
-
-    /// Whether the population is empty.
-    pub fn is_empty(&self) -> bool {
-        self.v.is_empty()
-    }
-
     /// Adds `x` to the input current of neuron `i` for the next step.
     #[inline]
     pub fn add(&mut self, i: usize, x: f32) {

@@ -13,7 +13,7 @@
 //! tensors `[B, T, N]` with the backend's tensor operations (on its device).
 
 use burn::prelude::*;
-use burn::tensor::{Bool, DType};
+use burn::tensor::DType;
 
 use crate::hm2bp::BatchShape;
 use crate::ops::Hm2bpBackend;
@@ -79,11 +79,6 @@ impl SpikeTrains {
             self.words.clone().into_dispatch(),
             n,
         ))
-    }
-
-    /// Whether each neuron fired at each step, `[B, T, N]`.
-    pub fn to_bool(&self) -> Tensor<3, Bool> {
-        self.to_dense().greater_elem(0.5)
     }
 
     /// The trains as per-sample rasters on the host.
