@@ -58,10 +58,7 @@ impl SpikeTrains {
     pub fn from_rasters(rasters: &[SpikeRaster], device: &Device) -> Self {
         let (steps, neurons) = rasters.first().map_or((0, 0), |r| (r.steps(), r.neurons()));
         let b = rasters.len();
-        let counts: Vec<f32> = rasters
-            .iter()
-            .flat_map(|r| r.counts().into_iter().map(|c| c as f32))
-            .collect();
+        let counts = crate::hm2bp::rasters_counts(rasters);
         let words = crate::hm2bp::rasters_to_words(rasters);
         Self {
             counts: Tensor::from_data(TensorData::new(counts, [b, neurons]), device),

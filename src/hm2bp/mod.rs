@@ -66,6 +66,14 @@ pub fn rasters_from_words(words: &[u32], shape: BatchShape) -> Vec<SpikeRaster> 
         .collect()
 }
 
+/// Spike counts of every sample's neurons, `[B][N]`, as `f32`.
+pub fn rasters_counts(rasters: &[SpikeRaster]) -> Vec<f32> {
+    rasters
+        .iter()
+        .flat_map(|r| r.counts().into_iter().map(|c| c as f32))
+        .collect()
+}
+
 /// Writes rasters bit-packed as `[B][T][⌈N/32⌉]` words (as `i32`, the type of Burn's int
 /// tensors).
 pub fn rasters_to_words(rasters: &[SpikeRaster]) -> Vec<i32> {

@@ -169,10 +169,7 @@ pub(crate) fn upload_trains<B: Backend>(
 ) -> (FloatTensor<B>, IntTensor<B>) {
     let b = rasters.len();
     let (t, n) = rasters.first().map_or((0, 0), |r| (r.steps(), r.neurons()));
-    let counts: Vec<f32> = rasters
-        .iter()
-        .flat_map(|r| r.counts().into_iter().map(|c| c as f32))
-        .collect();
+    let counts = hm2bp::rasters_counts(rasters);
     let words = TensorData::new(hm2bp::rasters_to_words(rasters), [b, t, words_per_step(n)]);
     let words = if int_dtype == DType::I32 {
         words
