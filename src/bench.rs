@@ -85,11 +85,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let batcher = SpikeBatcher::new(encoder);
     let rule = RuleOptions {
         effect_ratio: true,
-        regularizer: WeightRegularizer {
-            lambda: 10.0,
-            beta: 0.04,
-            limit: 8.0,
-        },
+        regularizer: WeightRegularizer::CODE_FAITHFUL,
         label_spike_level: 35,
     };
     let threads = rayon::current_num_threads();

@@ -9,7 +9,8 @@ use crate::bptt::Surrogate;
 use crate::datasets::{AugmentConfig, EncodingMode, ImageDatasetKind};
 use crate::definition::{DefinitionError, read_definition};
 use crate::hm2bp::output::CountTargets;
-use crate::hm2bp::regularizer::WeightRegularizer;
+use crate::hm2bp::regularizer::RegularizerDef;
+use crate::train::order::DataOrder;
 
 /// Learning-rate schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -139,11 +140,14 @@ pub struct ExperimentDef {
     /// Output targets.
     #[serde(default)]
     pub targets: CountTargets,
-    /// Weight regulariser.
-    pub regularizer: WeightRegularizer,
+    /// Weight regulariser: a named setting or explicit values.
+    pub regularizer: RegularizerDef,
     /// Effect ratio ρ (S8) on.
     #[serde(default = "yes")]
     pub effect_ratio: bool,
+    /// Order of the training samples in each epoch (default: a fresh shuffle per epoch).
+    #[serde(default)]
+    pub order: DataOrder,
     /// Per-sample boosting weights (spec §3.5.4, on in the authors' best configs).
     #[serde(default)]
     pub boosting: bool,
@@ -193,7 +197,7 @@ impl ExperimentDef {
         if !(self.lr.base.is_finite() && self.lr.base > 0.0) {
             return Err("lr.base: must be a positive number".into());
         }
-        let r = &self.regularizer;
+        let r = self.regularizer.params();
         if !(r.lambda.is_finite() && r.beta.is_finite() && r.limit.is_finite() && r.limit > 0.0) {
             return Err("regularizer: lambda, beta must be finite and limit > 0".into());
         }

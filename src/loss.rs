@@ -56,10 +56,46 @@ pub fn count_cross_entropy(
     per_sample.mean()
 }
 
-/// The authors' logged cost `Σ_i 1[|o_i − y_i| > margin] (o_i − y_i)²` per sample, `[B]`.
-pub fn logged_cost(counts: Tensor<2>, labels: Tensor<1, Int>, targets: &CountTargets) -> Tensor<1> {
-    let batch = counts.dims()[0];
+/// The cost the authors log (spec S12 note): `Σ_i 1[|o'_i − y_i| > margin] (o'_i − y_i)²` per
+/// sample, `[B]`, on counts `o'` that include the `inserted` spikes a silent label neuron
+/// receives (see [`crate::hm2bp::output::label_spike_steps`]). It is not the loss: no ½, no
+/// boosting weight, and the inserted spikes count.
+pub fn logged_cost(
+    counts: Tensor<2>,
+    labels: Tensor<1, Int>,
+    targets: &CountTargets,
+    inserted: f32,
+) -> Tensor<1> {
+    let [batch, classes] = counts.dims();
+    let label = labels.clone().one_hot::<2>(classes).float();
+    let silent_label = counts.clone().equal_elem(0.0).float() * label;
+    let counts = counts + silent_label * inserted;
     masked_squared_error(counts, labels, targets)
         .sum_dim(1)
         .reshape([batch])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_cost_counts_inserted_label_spikes() {
+        let device = Device::flex();
+        let t = CountTargets::default();
+        // Sample 0: label 1 silent (→ 36 inserted, within the margin of 35), class 0 at 12
+        // (error 7 > 5). Sample 1: label 0 at 20 (error 15), class 1 at 8 (error 3 ≤ 5).
+        let counts = Tensor::<2>::from_floats([[12.0, 0.0], [20.0, 8.0]], &device);
+        let labels = Tensor::<1, Int>::from_ints([1, 0], &device);
+        let cost = logged_cost(counts.clone(), labels.clone(), &t, 36.0);
+        assert_eq!(
+            cost.into_data().try_to_vec::<f32>().unwrap(),
+            vec![49.0, 225.0]
+        );
+        let no_insertion = logged_cost(counts, labels, &t, 0.0);
+        assert_eq!(
+            no_insertion.into_data().try_to_vec::<f32>().unwrap(),
+            vec![49.0 + 35.0 * 35.0, 225.0]
+        );
+    }
 }

@@ -12,7 +12,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use hm2bp::datasets::fetch::{FetchOptions, fetch_datasets};
 use hm2bp::datasets::{ImageDatasetKind, Split, load_image_set};
 use hm2bp::experiment::{ExperimentDef, MethodSpec};
+use hm2bp::hm2bp::regularizer::{RegularizerDef, RegularizerSetting};
 use hm2bp::ops::KernelPath;
+use hm2bp::train::order::DataOrderKind;
 use hm2bp::train::{RunOptions, evaluate, train};
 
 /// Large, short-lived tensors (spike trains of a batch) are allocated every step: mimalloc
@@ -108,6 +110,12 @@ struct Overrides {
     /// Base learning rate of every method (the schedule stays the experiment's).
     #[arg(long)]
     lr: Option<f64>,
+    /// Weight regulariser setting (replaces the experiment's `[regularizer]`).
+    #[arg(long, value_enum)]
+    regularizer: Option<RegularizerSetting>,
+    /// Order of the training samples in each epoch.
+    #[arg(long, value_enum)]
+    order: Option<DataOrderKind>,
     /// Training method: hm2bp, bptt (the experiment's [bptt] surrogate) or bptt-SURROGATE
     /// (arctan, fast-sigmoid, triangle, super-spike, exponential), optionally with :STEPS.
     #[arg(long)]
@@ -140,6 +148,12 @@ impl Overrides {
         }
         if let Some(v) = self.seed {
             exp.seed = v;
+        }
+        if let Some(v) = self.regularizer {
+            exp.regularizer = RegularizerDef::Named(v);
+        }
+        if let Some(v) = self.order {
+            exp.order.kind = v;
         }
         if let Some(v) = self.lr {
             exp.lr.base = v;

@@ -81,20 +81,25 @@ impl Default for OutputRule {
 /// If the label neuron is silent, fills its train with spikes at `m·⌊T/level⌋`, `m = 1, 2, …`,
 /// `< T` (spec §3.5.1). Returns whether spikes were inserted.
 pub fn insert_label_spikes(label_train: &mut Vec<u32>, steps: usize, level: u32) -> bool {
-    if !label_train.is_empty() || level == 0 {
+    if !label_train.is_empty() {
         return false;
     }
-    let gap = steps / level as usize;
-    if gap == 0 {
-        return false;
-    }
-    label_train.extend(
-        (1..)
-            .map(|m| m * gap)
-            .take_while(|&t| t < steps)
-            .map(|t| t as u32),
-    );
-    true
+    label_train.extend(label_spike_steps(steps, level));
+    !label_train.is_empty()
+}
+
+/// The steps `m·⌊T/level⌋ < T`, `m = 1, 2, …`, of the spikes inserted into a silent label
+/// neuron (none when `level` is 0 or above `T`).
+pub fn label_spike_steps(steps: usize, level: u32) -> impl Iterator<Item = u32> {
+    let gap = if level == 0 {
+        0
+    } else {
+        steps / level as usize
+    };
+    (1..)
+        .map(move |m| m * gap)
+        .take_while(move |&t| gap > 0 && t < steps)
+        .map(|t| t as u32)
 }
 
 /// Lateral factor `γ_j = 1 / (1 − w0² Σ_{l≠j} ρ_{l|j} d_l ρ_{j|l} d_j)` of every output neuron

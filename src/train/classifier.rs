@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::boosting::Boosting;
 use super::data::{InputSpikes, SpikeBatch};
-use super::metrics::ActivityInput;
+use super::metrics::{ActivityInput, CountsInput, LayerActivity};
 use crate::bptt::BpttNet;
 use crate::hm2bp::output::CountTargets;
 use crate::loss::{count_cross_entropy, count_loss};
@@ -120,8 +120,8 @@ pub struct SpikingClassifier {
 pub struct StepOutput {
     /// Loss (the count loss, without the regulariser), counts `[B, C]`, labels.
     pub classification: ClassificationOutput,
-    /// Per layer: mean spike count per neuron and sample, and fraction of silent neurons.
-    pub activity: Vec<(Tensor<1>, Tensor<1>)>,
+    /// Per layer: firing rate, silent fraction, spikes per neuron.
+    pub activity: Vec<LayerActivity>,
 }
 
 impl SpikingClassifier {
@@ -149,9 +149,7 @@ impl SpikingClassifier {
         let counts = self
             .net
             .output_counts(&batch.spikes, batch.labels.clone(), |counts| {
-                let rate = counts.clone().mean().reshape([1]);
-                let silent = counts.equal_elem(0.0).float().mean().reshape([1]);
-                activity.push((rate, silent));
+                activity.push(LayerActivity::of_counts(counts));
             });
         let labels = batch.labels.clone();
         let loss = match self.loss {
@@ -184,7 +182,11 @@ impl ItemLazy for StepOutput {
             activity: self
                 .activity
                 .into_iter()
-                .map(|(r, s)| (r.without_autodiff(), s.without_autodiff()))
+                .map(|a| LayerActivity {
+                    rate: a.rate.without_autodiff(),
+                    silent: a.silent.without_autodiff(),
+                    per_neuron: a.per_neuron.without_autodiff(),
+                })
                 .collect(),
         })
     }
@@ -205,6 +207,15 @@ impl Adaptor<LossInput> for StepOutput {
 impl Adaptor<ActivityInput> for StepOutput {
     fn adapt(&self) -> ActivityInput {
         ActivityInput(self.activity.clone())
+    }
+}
+
+impl Adaptor<CountsInput> for StepOutput {
+    fn adapt(&self) -> CountsInput {
+        CountsInput {
+            counts: self.classification.output.clone(),
+            labels: self.classification.targets.clone(),
+        }
     }
 }
 

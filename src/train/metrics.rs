@@ -1,53 +1,76 @@
-//! Layer-activity metrics for the dashboard: firing rate and fraction of silent neurons.
+//! Metrics beyond accuracy and loss: layer activity (firing rate, fraction of silent neurons,
+//! dead neurons over an epoch) and the authors' logged cost.
 
 use std::sync::Arc;
 
 use burn::prelude::*;
+use burn::tensor::TensorReadError;
+
+use crate::hm2bp::output::{CountTargets, label_spike_steps};
+use crate::loss::logged_cost;
 use burn::train::metric::state::{FormatOptions, NumericMetricState};
 use burn::train::metric::{
     Metric, MetricAttributes, MetricMetadata, MetricName, Numeric, NumericAttributes, NumericEntry,
     SerializedEntry,
 };
 
-/// Per layer: (mean spike count per neuron and sample, fraction of silent neurons), each `[1]`.
-pub struct ActivityInput(pub Vec<(Tensor<1>, Tensor<1>)>);
-
-/// Which activity figure a metric shows.
-#[derive(Clone, Copy, Debug)]
-pub enum Activity {
-    /// Mean spikes per neuron per sample.
-    SpikesPerNeuron,
-    /// Fraction of neurons that never fired on a sample, in %.
-    SilentPercent,
+/// What a step tells about one layer.
+#[derive(Clone, Debug)]
+pub struct LayerActivity {
+    /// Mean spike count per neuron and sample, `[1]`.
+    pub rate: Tensor<1>,
+    /// Fraction of (sample, neuron) pairs without a spike, `[1]`.
+    pub silent: Tensor<1>,
+    /// Spikes of every neuron summed over the batch, `[N]`.
+    pub per_neuron: Tensor<1>,
 }
 
-/// One activity figure of one layer.
+impl LayerActivity {
+    /// The activity of a layer's spike counts `[B, N]`.
+    pub fn of_counts(counts: Tensor<2>) -> Self {
+        let n = counts.dims()[1];
+        Self {
+            rate: counts.clone().mean().reshape([1]),
+            silent: counts.clone().equal_elem(0.0).float().mean().reshape([1]),
+            per_neuron: counts.sum_dim(0).reshape([n]),
+        }
+    }
+}
+
+/// Every layer's activity in a step, bottom-up.
+pub struct ActivityInput(pub Vec<LayerActivity>);
+
+/// A figure that is averaged over an epoch's steps.
+pub trait StepFigure: Clone + Send + Sync {
+    /// What a step hands the figure.
+    type Input;
+    /// The metric's name.
+    fn name(&self) -> String;
+    /// The figure of one step and its weight in the mean.
+    fn of_step(&self, input: &Self::Input) -> Result<(f64, usize), TensorReadError>;
+}
+
+/// The epoch mean of a [`StepFigure`] as a burn-train numeric metric.
 #[derive(Clone)]
-pub struct ActivityMetric {
-    layer: usize,
-    kind: Activity,
+pub struct MeanMetric<F> {
+    figure: F,
     name: MetricName,
     state: NumericMetricState,
 }
 
-impl ActivityMetric {
-    /// The metric of `layer` (0-based) named after `label` (e.g. "hidden 1").
-    pub fn new(layer: usize, label: &str, kind: Activity) -> Self {
-        let name = match kind {
-            Activity::SpikesPerNeuron => format!("Spikes per neuron {label}"),
-            Activity::SilentPercent => format!("Silent % {label}"),
-        };
+impl<F: StepFigure> MeanMetric<F> {
+    /// The metric of `figure`.
+    pub fn new(figure: F) -> Self {
         Self {
-            layer,
-            kind,
-            name: Arc::new(name),
+            name: Arc::new(figure.name()),
+            figure,
             state: NumericMetricState::default(),
         }
     }
 }
 
-impl Metric for ActivityMetric {
-    type Input = ActivityInput;
+impl<F: StepFigure> Metric for MeanMetric<F> {
+    type Input = F::Input;
 
     fn name(&self) -> MetricName {
         self.name.clone()
@@ -55,24 +78,20 @@ impl Metric for ActivityMetric {
 
     fn update(
         &mut self,
-        item: &ActivityInput,
+        item: &F::Input,
         _metadata: &MetricMetadata,
-    ) -> Result<SerializedEntry, burn::tensor::TensorReadError> {
-        let (rate, silent) = &item.0[self.layer];
-        let value = match self.kind {
-            Activity::SpikesPerNeuron => rate.clone().try_into_scalar::<f64>()?,
-            Activity::SilentPercent => 100.0 * silent.clone().try_into_scalar::<f64>()?,
-        };
-        self.state.update(value, 1);
+    ) -> Result<SerializedEntry, TensorReadError> {
+        let (value, weight) = self.figure.of_step(item)?;
+        self.state.update(value, weight);
         Ok(self
             .state
-            .compute_update(FormatOptions::new(self.name()).precision(2)))
+            .compute_update(FormatOptions::new(self.name()).precision(3)))
     }
 
-    fn compute(&mut self) -> Result<SerializedEntry, burn::tensor::TensorReadError> {
+    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
         Ok(self
             .state
-            .compute_final(FormatOptions::new(self.name()).precision(2)))
+            .compute_final(FormatOptions::new(self.name()).precision(3)))
     }
 
     fn clear(&mut self) {
@@ -88,7 +107,7 @@ impl Metric for ActivityMetric {
     }
 }
 
-impl Numeric for ActivityMetric {
+impl<F: StepFigure> Numeric for MeanMetric<F> {
     fn value(&self) -> Option<NumericEntry> {
         Some(self.state.current_value())
     }
@@ -99,5 +118,178 @@ impl Numeric for ActivityMetric {
 
     fn final_value(&self) -> NumericEntry {
         self.state.final_value()
+    }
+}
+
+/// Which activity figure a metric shows.
+#[derive(Clone, Copy, Debug)]
+pub enum Activity {
+    /// Mean spikes per neuron per sample.
+    SpikesPerNeuron,
+    /// Fraction of neurons that never fired on a sample, in %.
+    SilentPercent,
+}
+
+/// One activity figure of one layer.
+#[derive(Clone, Debug)]
+pub struct ActivityFigure {
+    layer: usize,
+    label: String,
+    kind: Activity,
+}
+
+impl ActivityFigure {
+    /// The figure of `layer` (0-based) named after `label` (e.g. "hidden 1").
+    pub fn metric(layer: usize, label: &str, kind: Activity) -> MeanMetric<Self> {
+        MeanMetric::new(Self {
+            layer,
+            label: label.to_string(),
+            kind,
+        })
+    }
+}
+
+impl StepFigure for ActivityFigure {
+    type Input = ActivityInput;
+
+    fn name(&self) -> String {
+        match self.kind {
+            Activity::SpikesPerNeuron => format!("Spikes per neuron {}", self.label),
+            Activity::SilentPercent => format!("Silent % {}", self.label),
+        }
+    }
+
+    fn of_step(&self, item: &ActivityInput) -> Result<(f64, usize), TensorReadError> {
+        let layer = &item.0[self.layer];
+        let value = match self.kind {
+            Activity::SpikesPerNeuron => layer.rate.clone().try_into_scalar::<f64>()?,
+            Activity::SilentPercent => 100.0 * layer.silent.clone().try_into_scalar::<f64>()?,
+        };
+        Ok((value, 1))
+    }
+}
+
+/// Neurons of one layer that did not fire on any sample of the epoch so far ("dead").
+#[derive(Clone)]
+pub struct DeadNeuronMetric {
+    layer: usize,
+    name: MetricName,
+    totals: Vec<f64>,
+}
+
+impl DeadNeuronMetric {
+    /// The metric of `layer` (0-based) named after `label`.
+    pub fn new(layer: usize, label: &str) -> Self {
+        Self {
+            layer,
+            name: Arc::new(format!("Dead neurons {label}")),
+            totals: Vec::new(),
+        }
+    }
+
+    fn entry(&self) -> SerializedEntry {
+        let dead = self.totals.iter().filter(|&&t| t == 0.0).count();
+        SerializedEntry::new(format!("{}: {dead}", self.name), dead.to_string())
+    }
+}
+
+impl Metric for DeadNeuronMetric {
+    type Input = ActivityInput;
+
+    fn name(&self) -> MetricName {
+        self.name.clone()
+    }
+
+    fn update(
+        &mut self,
+        item: &ActivityInput,
+        _metadata: &MetricMetadata,
+    ) -> Result<SerializedEntry, TensorReadError> {
+        let sums = item.0[self.layer].per_neuron.clone().into_data();
+        let sums = sums.iter::<f64>();
+        if self.totals.is_empty() {
+            self.totals = sums.collect();
+        } else {
+            for (t, s) in self.totals.iter_mut().zip(sums) {
+                *t += s;
+            }
+        }
+        Ok(self.entry())
+    }
+
+    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
+        Ok(self.entry())
+    }
+
+    fn clear(&mut self) {
+        self.totals.clear();
+    }
+
+    fn attributes(&self) -> MetricAttributes {
+        NumericAttributes {
+            unit: None,
+            higher_is_better: false,
+        }
+        .into()
+    }
+}
+
+impl Numeric for DeadNeuronMetric {
+    fn value(&self) -> Option<NumericEntry> {
+        Some(self.final_value())
+    }
+
+    fn running_value(&self) -> Option<NumericEntry> {
+        Some(self.final_value())
+    }
+
+    fn final_value(&self) -> NumericEntry {
+        let dead = self.totals.iter().filter(|&&t| t == 0.0).count();
+        NumericEntry::Final(dead as f64)
+    }
+}
+
+/// Output counts and labels of a step, for [`AuthorsCost`].
+pub struct CountsInput {
+    /// Output spike counts `[B, C]`.
+    pub counts: Tensor<2>,
+    /// Classes `[B]`.
+    pub labels: Tensor<1, Int>,
+}
+
+/// The authors' logged cost per sample ([`crate::loss::logged_cost`]).
+#[derive(Clone, Debug)]
+pub struct AuthorsCost {
+    targets: CountTargets,
+    inserted: f32,
+}
+
+impl AuthorsCost {
+    /// The cost for `targets`, a silent label neuron receiving the spikes of
+    /// [`label_spike_steps`]`(steps, level)`.
+    pub fn metric(targets: CountTargets, steps: usize, level: u32) -> MeanMetric<Self> {
+        MeanMetric::new(Self {
+            targets,
+            inserted: label_spike_steps(steps, level).count() as f32,
+        })
+    }
+}
+
+impl StepFigure for AuthorsCost {
+    type Input = CountsInput;
+
+    fn name(&self) -> String {
+        super::summary::COST_METRIC.to_string()
+    }
+
+    fn of_step(&self, item: &CountsInput) -> Result<(f64, usize), TensorReadError> {
+        let batch = item.counts.dims()[0];
+        let cost = logged_cost(
+            item.counts.clone(),
+            item.labels.clone(),
+            &self.targets,
+            self.inserted,
+        );
+        Ok((cost.mean().try_into_scalar::<f64>()?, batch))
     }
 }

@@ -7,6 +7,7 @@ pub mod boosting;
 pub mod classifier;
 pub mod data;
 pub mod metrics;
+pub mod order;
 pub mod renderer;
 pub mod schedule;
 pub mod summary;
@@ -31,7 +32,8 @@ use crate::ops::KernelPath;
 use boosting::Boosting;
 use classifier::{CountLoss, Network, SpikingClassifier};
 use data::{ImageDataset, SpikeBatch, SpikeBatcher};
-use metrics::{Activity, ActivityMetric};
+use metrics::{Activity, ActivityFigure, AuthorsCost, DeadNeuronMetric};
+use order::{DataOrder, OrderedDataset};
 use renderer::PlainRenderer;
 use schedule::EpochLrScheduler;
 use summary::{RunSummary, SummaryLogger};
@@ -84,7 +86,7 @@ fn split_name(split: Split) -> &'static str {
 struct SplitLoading {
     /// 0-based epoch of the first pass (the checkpoint epoch after `--resume`).
     first_epoch: usize,
-    shuffle: bool,
+    order: DataOrder,
     augmentation: Option<AugmentConfig>,
     boosting: Option<Arc<Boosting>>,
 }
@@ -94,7 +96,7 @@ impl SplitLoading {
     fn test(first_epoch: usize) -> Self {
         Self {
             first_epoch,
-            shuffle: false,
+            order: DataOrder::IN_ORDER,
             augmentation: None,
             boosting: None,
         }
@@ -116,15 +118,13 @@ fn loader(
     if let Some(b) = how.boosting {
         batcher = batcher.with_boosting(b);
     }
-    let shuffle = how.shuffle;
-    let mut builder = DataLoaderBuilder::new(batcher)
+    // One worker: `OrderedDataset` relies on the items being read in turn.
+    let dataset = OrderedDataset::new(ImageDataset::new(set), how.order, exp.seed, how.first_epoch);
+    DataLoaderBuilder::new(batcher)
         .batch_size(exp.batch_size)
         .num_workers(1)
-        .set_device(device.clone());
-    if shuffle {
-        builder = builder.shuffle(exp.seed);
-    }
-    builder.build(ImageDataset::new(set))
+        .set_device(device.clone())
+        .build(dataset)
 }
 
 /// Builds the classifier of an experiment on `device`.
@@ -139,7 +139,7 @@ pub fn build_classifier(
         Method::Hm2bp => {
             let rule = RuleOptions {
                 effect_ratio: exp.effect_ratio,
-                regularizer: exp.regularizer,
+                regularizer: exp.regularizer.params(),
                 label_spike_level: exp.targets.desired as u32,
             };
             let net = SpikingNet::new(&def, &rule, device)?.with_kernels(kernels);
@@ -282,7 +282,7 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
     let first_epoch = checkpoint.unwrap_or(0);
     let train_how = SplitLoading {
         first_epoch,
-        shuffle: true,
+        order: exp.order,
         augmentation: exp.augmentation,
         boosting,
     };
@@ -299,12 +299,16 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
         .with_default_checkpointers()
         .num_epochs(exp.epochs)
         .summary();
+    let label_level = exp.targets.desired as u32;
+    training =
+        training.metric_train_numeric(AuthorsCost::metric(exp.targets, exp.steps, label_level));
     for (k, label) in labels.iter().enumerate() {
         for kind in [Activity::SpikesPerNeuron, Activity::SilentPercent] {
             training = training
-                .metric_train_numeric(ActivityMetric::new(k, label, kind))
-                .metric_valid_numeric(ActivityMetric::new(k, label, kind));
+                .metric_train_numeric(ActivityFigure::metric(k, label, kind))
+                .metric_valid_numeric(ActivityFigure::metric(k, label, kind));
         }
+        training = training.metric_train_numeric(DeadNeuronMetric::new(k, label));
     }
     if plain {
         training = training.renderer(Box::new(PlainRenderer::new()));

@@ -33,6 +33,12 @@ pub struct EpochRecord {
     /// Mean spikes per test sample, all layers together.
     #[serde(default)]
     pub spikes_per_sample: f64,
+    /// Mean per training sample of the cost the authors log ([`crate::loss::logged_cost`]).
+    #[serde(default)]
+    pub authors_cost: f64,
+    /// Per layer, bottom-up: neurons that fired on no training sample of the epoch.
+    #[serde(default)]
+    pub dead_neurons: Vec<usize>,
 }
 
 /// The whole summary file.
@@ -69,6 +75,9 @@ impl RunSummary {
         }
     }
 }
+
+/// Name of the authors' cost metric ([`super::metrics::AuthorsCost`]).
+pub const COST_METRIC: &str = "Cost (authors)";
 
 /// Shared between the logger (inside the learner) and the caller.
 pub type SharedSummary = Arc<Mutex<RunSummary>>;
@@ -152,14 +161,26 @@ impl SummaryLogger {
                     self.value(epoch, true, &per_neuron) * *size as f64
                 })
                 .sum(),
+            authors_cost: self.value(epoch, false, COST_METRIC),
+            dead_neurons: self
+                .layers
+                .iter()
+                .map(|(label, _)| {
+                    let dead = self.value(epoch, false, &format!("Dead neurons {label}"));
+                    if dead.is_finite() { dead as usize } else { 0 }
+                })
+                .collect(),
         };
         if self.echo {
             println!(
-                "epoch {:>3}: train acc {:.2}%  test acc {:.2}%  loss {:.3}  {:.1} s ({:.0} samples/s)",
+                "epoch {:>3}: train acc {:.2}%  test acc {:.2}%  loss {:.3}  cost (authors) {:.3}  \
+                 dead {:?}  {:.1} s ({:.0} samples/s)",
                 record.epoch,
                 100.0 * record.train_accuracy,
                 100.0 * record.test_accuracy,
                 record.loss,
+                record.authors_cost,
+                record.dead_neurons,
                 record.seconds,
                 record.samples_per_second
             );
