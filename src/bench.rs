@@ -12,13 +12,15 @@ use anyhow::Result;
 use burn::data::dataloader::batcher::Batcher;
 use burn::optim::GradientsParams;
 
-use crate::datasets::{EncodingMode, ImageDatasetKind, RateEncoder, Split, load_image_set};
+use crate::datasets::{
+    EncodingMode, ImageDatasetKind, RateEncoder, Samples, Split, load_image_set,
+};
 use crate::hm2bp::output::CountTargets;
 use crate::hm2bp::regularizer::WeightRegularizer;
 use crate::model::{NetworkDef, RuleOptions, SpikingNet};
 use crate::ops::KernelPath;
 use crate::train::classifier::{CountLoss, Network, SpikingClassifier};
-use crate::train::data::{ImageDataset, SpikeBatcher};
+use crate::train::data::{SampleDataset, SpikeBatcher};
 
 /// Options of `experiment bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -80,7 +82,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let (device, backend) =
         crate::backend::device(a.backend.as_deref()).map_err(|m| anyhow::anyhow!(m))?;
     let set = load_image_set(ImageDatasetKind::Mnist, &a.data_dir, Split::Train)?;
-    let dataset = ImageDataset::new(set);
+    let dataset = SampleDataset::new(Samples::Images(set));
     let encoder = RateEncoder::new(a.steps, 1, EncodingMode::FixedPerSample);
     let batcher = SpikeBatcher::new(encoder);
     let rule = RuleOptions {
@@ -207,7 +209,7 @@ struct Timing {
 
 fn time_steps(
     mut model: SpikingClassifier,
-    dataset: &ImageDataset,
+    dataset: &SampleDataset,
     batcher: &SpikeBatcher,
     bs: usize,
     batches: usize,
@@ -238,6 +240,6 @@ fn time_steps(
     Ok(timing)
 }
 
-fn dataset_len(dataset: &ImageDataset) -> usize {
+fn dataset_len(dataset: &SampleDataset) -> usize {
     burn::data::dataset::Dataset::len(dataset)
 }

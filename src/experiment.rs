@@ -6,7 +6,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::bptt::Surrogate;
-use crate::datasets::{AugmentConfig, EncodingMode, ImageDatasetKind};
+use crate::datasets::{
+    AudioOptions, AugmentConfig, DatasetKind, EncodingMode, InputOptions, NmnistOptions,
+};
 use crate::definition::{DefinitionError, read_definition};
 use crate::hm2bp::output::CountTargets;
 use crate::hm2bp::regularizer::RegularizerDef;
@@ -116,7 +118,13 @@ pub struct ExperimentDef {
     #[serde(default)]
     pub description: String,
     /// Dataset.
-    pub dataset: ImageDatasetKind,
+    pub dataset: DatasetKind,
+    /// N-MNIST preprocessing (`dataset = "nmnist"`): stabilisation, bin width, binning.
+    #[serde(default)]
+    pub events: NmnistOptions,
+    /// Audio front end and spike code (`dataset = "fsdd"`).
+    #[serde(default)]
+    pub audio: AudioOptions,
     /// Network definition name (`models/NAME.json`).
     pub model: String,
     /// Training method.
@@ -222,8 +230,25 @@ impl ExperimentDef {
         }
         if let Some(a) = &self.augmentation {
             a.validate()?;
+            if self.dataset.images().is_none() {
+                return Err(format!(
+                    "augmentation: distorts images, dataset {} is spike trains",
+                    self.dataset
+                ));
+            }
         }
-        Ok(())
+        if self.events.bin_us == 0 {
+            return Err("events.bin_us: must be at least 1".into());
+        }
+        self.audio.validate()
+    }
+
+    /// How the dataset's samples become spike trains (beyond `steps`).
+    pub fn input_options(&self) -> InputOptions {
+        InputOptions {
+            events: self.events,
+            audio: self.audio,
+        }
     }
 
     /// The learning rate of this experiment's method (`bptt.lr` for BPTT runs when set).

@@ -333,3 +333,83 @@ fn compare_writes_the_table_and_plot() {
             .is_file()
     );
 }
+
+/// Writes an IDX image file and its label file (EMNIST naming) with `n` random-ish images.
+fn write_idx_pair(dir: &Path, prefix: &str, n: usize, classes: u8) {
+    let mut images = vec![0, 0, 8, 3];
+    for v in [n as u32, 28, 28] {
+        images.extend(v.to_be_bytes());
+    }
+    images.extend((0..n * 784).map(|i| ((i * 7919) % 251) as u8));
+    let mut labels = vec![0, 0, 8, 1];
+    labels.extend((n as u32).to_be_bytes());
+    labels.extend((0..n).map(|i| (i % classes as usize) as u8));
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+}
+
+/// N-MNIST, spoken digits and EMNIST (synthetic IDX files: it cannot be fetched here) train
+/// end to end with their committed experiments, on a few samples and steps.
+#[test]
+fn event_audio_and_emnist_experiments_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let emnist = dir.path().join("emnist-balanced");
+    std::fs::create_dir(&emnist).unwrap();
+    write_idx_pair(&emnist, "emnist-balanced-train", 12, 47);
+    write_idx_pair(&emnist, "emnist-balanced-test", 6, 47);
+    let mut runs = vec![("emnist-mlp", dir.path().to_path_buf())];
+    for (name, sub) in [("nmnist-mlp", "nmnist-small"), ("fsdd-mlp", "fsdd")] {
+        if let Some(d) = common::shared_data(sub) {
+            runs.push((name, d.parent().unwrap().to_path_buf()));
+        }
+    }
+    for (name, data) in runs {
+        let out_dir = dir.path().join(name);
+        let out = experiment(
+            &[
+                "train",
+                name,
+                "--plain",
+                "--no-fetch",
+                "--epochs",
+                "1",
+                "--steps",
+                "60",
+                "--train-samples",
+                "12",
+                "--test-samples",
+                "6",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+            root(),
+        );
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+                .unwrap();
+        let e = &s["epochs"][0];
+        assert!(
+            e["spikes_per_sample"].as_f64().unwrap() > 0.0,
+            "{name}: {e}"
+        );
+        assert!(e["authors_cost"].as_f64().unwrap() > 0.0, "{name}: {e}");
+    }
+    // A dataset that is not there is explained, not fetched.
+    let out = experiment(
+        &[
+            "train",
+            "nmnist-mlp",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        root(),
+    );
+    assert_clean_error(&out, "N-MNIST is in no package registry");
+}

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use hm2bp::datasets::fetch::{FetchOptions, fetch_datasets};
-use hm2bp::datasets::{ImageDatasetKind, Split, load_image_set};
+use hm2bp::datasets::{DatasetKind, ImageDatasetKind, Split, load_image_set};
 use hm2bp::experiment::{ExperimentDef, MethodSpec};
 use hm2bp::hm2bp::regularizer::{RegularizerDef, RegularizerSetting};
 use hm2bp::ops::KernelPath;
@@ -296,8 +296,14 @@ fn load_experiment(name: &str, common: &Common, overrides: &Overrides) -> Result
     Ok(exp)
 }
 
-/// Fetches the experiment's dataset if it is missing (the default run gets its own data).
-fn ensure_data(kind: ImageDatasetKind, data_dir: &Path) -> Result<()> {
+/// Fetches the experiment's dataset if it is missing (the default run gets its own data);
+/// datasets that no registry ships are explained instead.
+fn ensure_data(kind: DatasetKind, data_dir: &Path) -> Result<()> {
+    let Some(kind) = kind.images() else {
+        return kind
+            .check_present(data_dir)
+            .map_err(|hint| anyhow::anyhow!("{kind} not found in {}: {hint}", data_dir.display()));
+    };
     if load_image_set(kind, data_dir, Split::Test).is_ok() {
         return Ok(());
     }

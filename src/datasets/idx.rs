@@ -237,6 +237,12 @@ pub(crate) mod tests {
         if dir.is_dir() {
             Some(dir)
         } else {
+            // CI sets HM2BP_REQUIRE_DATA=1: there a missing folder fails instead of skipping.
+            assert!(
+                std::env::var_os("HM2BP_REQUIRE_DATA").is_none_or(|v| v != "1"),
+                "shared data folder {} not found and HM2BP_REQUIRE_DATA=1",
+                dir.display()
+            );
             eprintln!("skipped: shared data folder {} not found", dir.display());
             None
         }

@@ -15,20 +15,31 @@
 //! after one update) for parity tests. All errors are [`DataError`]s whose one-line messages
 //! name the file and the problem.
 
+pub mod audio;
+pub mod audio_code;
 pub mod augment;
 pub mod encode;
 pub mod error;
 pub mod fetch;
+pub mod fsdd;
 pub mod golden;
 pub mod idx;
 pub mod image_set;
 pub mod nmnist;
+pub mod samples;
+pub mod spike_set;
 
 pub use augment::{AugmentConfig, Distortion, FieldMode};
 pub use encode::{DEFAULT_RATE_SCALE, EncodingMode, RateEncoder};
 pub use error::{DataError, FETCH_COMMAND, Result};
 pub use fetch::{FetchOptions, fetch_datasets};
+pub use fsdd::{AudioOptions, load_fsdd};
 pub use golden::{GoldenCnn, GoldenRasters, GoldenWeights, load_golden_cnn};
 pub use idx::{IdxImages, read_idx_images, read_idx_labels};
 pub use image_set::{ImageDatasetKind, ImageSet, Split, load_image_set};
-pub use nmnist::{NmnistEvent, nmnist_to_spikes, read_nmnist_events, read_nmnist_list};
+pub use nmnist::{
+    NmnistBinning, NmnistEvent, NmnistOptions, load_nmnist, nmnist_to_spikes, read_nmnist_events,
+    read_nmnist_list,
+};
+pub use samples::{DatasetKind, InputOptions, Samples, load_samples};
+pub use spike_set::SpikeSet;

@@ -1,4 +1,5 @@
-//! Image datasets as Burn datasets, and the batcher that turns images into spike trains.
+//! Dataset splits as Burn datasets, and the batcher that turns their samples into input spike
+//! trains (images through the rate encoder, spike-train datasets as they are).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,45 +9,58 @@ use burn::data::dataset::{Dataset, DatasetError};
 use burn::prelude::*;
 
 use super::boosting::Boosting;
-use crate::datasets::{AugmentConfig, EncodingMode, ImageSet, RateEncoder};
+use crate::datasets::{AugmentConfig, EncodingMode, RateEncoder, Samples};
 use crate::spikes::SpikeRaster;
 use crate::trains::SpikeTrains;
 
-/// One image of a dataset split.
+/// The input of one sample.
 #[derive(Clone, Debug)]
-pub struct ImageItem {
-    /// Pixels, row-major.
-    pub pixels: Vec<u8>,
+pub enum SampleInput {
+    /// Pixels, row-major (rate-encoded by the batcher).
+    Pixels(Vec<u8>),
+    /// Spike trains as they are.
+    Spikes(SpikeRaster),
+}
+
+/// One sample of a dataset split.
+#[derive(Clone, Debug)]
+pub struct SampleItem {
+    /// Its input.
+    pub input: SampleInput,
     /// Class.
     pub label: u8,
     /// Position in the split (seeds the sample's spike trains).
     pub index: u64,
 }
 
-/// A loaded image split as a Burn [`Dataset`].
+/// A loaded split as a Burn [`Dataset`].
 #[derive(Clone, Debug)]
-pub struct ImageDataset {
-    set: Arc<ImageSet>,
+pub struct SampleDataset {
+    set: Arc<Samples>,
 }
 
-impl ImageDataset {
+impl SampleDataset {
     /// Wraps a loaded split.
-    pub fn new(set: ImageSet) -> Self {
+    pub fn new(set: Samples) -> Self {
         Self { set: Arc::new(set) }
     }
 }
 
-impl Dataset<ImageItem> for ImageDataset {
-    fn get(&self, index: usize) -> Result<ImageItem, DatasetError> {
+impl Dataset<SampleItem> for SampleDataset {
+    fn get(&self, index: usize) -> Result<SampleItem, DatasetError> {
         if index >= self.set.len() {
             return Err(DatasetError::new(std::io::Error::other(format!(
                 "index {index} out of bounds for {} samples",
                 self.set.len()
             ))));
         }
-        Ok(ImageItem {
-            pixels: self.set.images.image(index).to_vec(),
-            label: self.set.labels[index],
+        let input = match &*self.set {
+            Samples::Images(s) => SampleInput::Pixels(s.images.image(index).to_vec()),
+            Samples::Spikes(s) => SampleInput::Spikes(s.rasters[index].clone()),
+        };
+        Ok(SampleItem {
+            input,
+            label: self.set.labels()[index],
             index: index as u64,
         })
     }
@@ -170,24 +184,27 @@ impl SpikeBatcher {
     }
 }
 
-impl Batcher<ImageItem, SpikeBatch> for SpikeBatcher {
-    fn batch(&self, items: Vec<ImageItem>, device: &Device) -> SpikeBatch {
+impl Batcher<SampleItem, SpikeBatch> for SpikeBatcher {
+    fn batch(&self, items: Vec<SampleItem>, device: &Device) -> SpikeBatch {
         let b = items.len();
-        let n = items.first().map_or(0, |i| i.pixels.len());
         let batch = self.batches.fetch_add(1, Ordering::Relaxed);
         let epoch = self.first_epoch + batch / self.batches_per_epoch;
-        let mut distorted = vec![0.0f32; n];
+        let mut distorted = Vec::new();
         let rasters = items
             .iter()
-            .map(|item| match &self.augment {
-                Some(augment) => {
+            .map(|item| match (&item.input, &self.augment) {
+                (SampleInput::Spikes(raster), _) => raster.clone(),
+                (SampleInput::Pixels(pixels), Some(augment)) => {
+                    distorted.resize(pixels.len(), 0.0);
                     augment
                         .field_for(self.encoder.seed, epoch, item.index)
-                        .apply(&item.pixels, &mut distorted);
+                        .apply(pixels, &mut distorted);
                     self.encoder
                         .encode_intensities_raster(&distorted, item.index, epoch)
                 }
-                None => self.encoder.encode_raster(&item.pixels, item.index, epoch),
+                (SampleInput::Pixels(pixels), None) => {
+                    self.encoder.encode_raster(pixels, item.index, epoch)
+                }
             })
             .collect();
         let labels: Vec<i64> = items.iter().map(|i| i.label as i64).collect();
@@ -209,10 +226,12 @@ mod tests {
     use super::*;
     use crate::datasets::FieldMode;
 
-    fn items() -> Vec<ImageItem> {
+    fn items() -> Vec<SampleItem> {
         (0..2)
-            .map(|k| ImageItem {
-                pixels: (0..784).map(|i| ((i * 37 + k * 11) % 256) as u8).collect(),
+            .map(|k| SampleItem {
+                input: SampleInput::Pixels(
+                    (0..784).map(|i| ((i * 37 + k * 11) % 256) as u8).collect(),
+                ),
                 label: k as u8,
                 index: k as u64,
             })

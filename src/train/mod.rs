@@ -25,13 +25,13 @@ use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
 
 use crate::bptt::{BpttNet, SpikeFunction};
-use crate::datasets::{AugmentConfig, ImageSet, RateEncoder, Split, augment, load_image_set};
+use crate::datasets::{AugmentConfig, RateEncoder, Samples, Split, augment, load_samples};
 use crate::experiment::{CountLossKind, ExperimentDef, Method};
 use crate::model::{NetworkDef, RuleOptions, SpikingNet};
 use crate::ops::KernelPath;
 use boosting::Boosting;
 use classifier::{CountLoss, Network, SpikingClassifier};
-use data::{ImageDataset, SpikeBatch, SpikeBatcher};
+use data::{SampleDataset, SpikeBatch, SpikeBatcher};
 use metrics::{Activity, ActivityFigure, AuthorsCost, DeadNeuronMetric};
 use order::{DataOrder, OrderedDataset};
 use renderer::PlainRenderer;
@@ -60,8 +60,14 @@ pub struct RunOptions {
 }
 
 /// Loads a split and keeps the first `limit` samples.
-pub fn load_split(exp: &ExperimentDef, data_dir: &Path, split: Split) -> Result<ImageSet> {
-    let mut set = load_image_set(exp.dataset, data_dir, split)?;
+pub fn load_split(exp: &ExperimentDef, data_dir: &Path, split: Split) -> Result<Samples> {
+    let mut set = load_samples(
+        exp.dataset,
+        data_dir,
+        split,
+        exp.steps,
+        &exp.input_options(),
+    )?;
     let limit = match split {
         Split::Train => exp.train_samples,
         Split::Test => exp.test_samples,
@@ -105,7 +111,7 @@ impl SplitLoading {
 
 fn loader(
     exp: &ExperimentDef,
-    set: ImageSet,
+    set: Samples,
     device: &Device,
     how: SplitLoading,
 ) -> Arc<dyn DataLoader<SpikeBatch>> {
@@ -119,7 +125,12 @@ fn loader(
         batcher = batcher.with_boosting(b);
     }
     // One worker: `OrderedDataset` relies on the items being read in turn.
-    let dataset = OrderedDataset::new(ImageDataset::new(set), how.order, exp.seed, how.first_epoch);
+    let dataset = OrderedDataset::new(
+        SampleDataset::new(set),
+        how.order,
+        exp.seed,
+        how.first_epoch,
+    );
     DataLoaderBuilder::new(batcher)
         .batch_size(exp.batch_size)
         .num_workers(1)
@@ -187,22 +198,24 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
     device.seed(exp.seed);
     let ad = device.clone().autodiff();
     let (mut model, def) = build_classifier(exp, &opts.models_dir, &ad, opts.kernels)?;
-    if def.input_size() != train_set.images.image_len() {
+    if def.input_size() != train_set.input_size() {
         bail!(
-            "model '{}' expects {} inputs, dataset {} has {}-pixel images",
+            "model '{}' expects {} inputs, dataset {} has {} input channels per sample",
             def.name,
             def.input_size(),
             exp.dataset,
-            train_set.images.image_len()
+            train_set.input_size()
         );
     }
-    let (rows, cols) = (train_set.images.rows, train_set.images.cols);
-    if exp.augmentation.is_some() && (rows, cols) != (augment::SIDE, augment::SIDE) {
-        bail!(
-            "augmentation: works on {0}×{0} images, dataset {1} has {rows}×{cols}",
-            augment::SIDE,
-            exp.dataset
-        );
+    if let (Some(_), Samples::Images(images)) = (&exp.augmentation, &train_set) {
+        let (rows, cols) = (images.images.rows, images.images.cols);
+        if (rows, cols) != (augment::SIDE, augment::SIDE) {
+            bail!(
+                "augmentation: works on {0}×{0} images, dataset {1} has {rows}×{cols}",
+                augment::SIDE,
+                exp.dataset
+            );
+        }
     }
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
@@ -258,8 +271,8 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
     // Boosting weights (spec §3.5.4) when the experiment asks for them.
     let boosting = exp.boosting.then(|| {
         Arc::new(Boosting::new(
-            train_set.labels.clone(),
-            train_set.num_classes,
+            train_set.labels().to_vec(),
+            train_set.num_classes(),
         ))
     });
     if let Some(boosting) = &boosting {
