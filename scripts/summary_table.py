@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Print a run's summary.json as a markdown table, beside the authors' logged accuracies.
 
-Usage: scripts/summary_table.py RUN_DIR/summary.json [--authors mlp|cnn]
+Usage: scripts/summary_table.py RUN_DIR/summary.json [--authors mlp|cnn|none]
 """
 import json
 import sys
@@ -24,13 +24,18 @@ def main() -> None:
     with open(path) as f:
         s = json.load(f)
     authors = AUTHORS.get(which, {})
-    print("| epoch | test acc | train acc | loss | s / epoch | samples/s | authors (batch 1) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| epoch | test acc | train acc | loss | cost (authors) | dead neurons | s / epoch "
+          "| samples/s | authors (batch 1) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for e in s["epochs"]:
         a = authors.get(e["epoch"])
+        cost = e.get("authors_cost")
+        dead = e.get("dead_neurons")
         print(
             f"| {e['epoch']} | {100 * e['test_accuracy']:.2f} % | {100 * e['train_accuracy']:.2f} % "
-            f"| {e['loss']:.2f} | {e['seconds']:.0f} | {e['samples_per_second']:.0f} "
+            f"| {e['loss']:.2f} | {'' if cost is None else f'{cost:.2f}'} "
+            f"| {'' if dead is None else ' / '.join(map(str, dead))} "
+            f"| {e['seconds']:.0f} | {e['samples_per_second']:.0f} "
             f"| {'' if a is None else f'{a:.2f} %'} |"
         )
     print(f"\nbest test accuracy {100 * s['best_test_accuracy']:.2f} % (epoch {s['best_epoch']}); backend {s['backend']}")

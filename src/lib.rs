@@ -50,6 +50,7 @@ pub mod loss;
 pub mod model;
 pub mod neuron;
 pub mod ops;
+pub mod plot;
 pub mod spikes;
 pub mod spsp;
 pub mod trace;

@@ -238,6 +238,69 @@ fn tiny_training_run_resumes_and_evaluates() {
         "{stdout}"
     );
 
+    // Figures of the run: learning curves and the spikes of the trained model.
+    let png = |p: &Path| {
+        std::fs::read(p)
+            .map(|b| b[1..4] == *b"PNG")
+            .unwrap_or(false)
+    };
+    let curves = dir.path().join("curves.png");
+    let out = experiment(
+        &[
+            "plot",
+            "curves",
+            out_dir.to_str().unwrap(),
+            "--authors",
+            "mlp",
+            "--out",
+            curves.to_str().unwrap(),
+        ],
+        root(),
+    );
+    assert!(
+        out.status.success() && png(&curves),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plots = dir.path().join("plots");
+    let model = out_dir.join("model.bpk");
+    let spikes = |samples: &str| {
+        let (model, plots) = (model.to_str().unwrap(), plots.to_str().unwrap());
+        let args = [
+            "plot",
+            "spikes",
+            "tiny",
+            "--data-dir",
+            &data,
+            "--model",
+            model,
+        ];
+        let rest = [
+            "--samples",
+            samples,
+            "--activity-samples",
+            "20",
+            "--out",
+            plots,
+        ];
+        experiment(&[&args[..], &rest[..]].concat(), root())
+    };
+    let out = spikes("0,3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "rasters-sample-0.png",
+        "rasters-sample-3.png",
+        "activity.png",
+    ] {
+        assert!(png(&plots.join(name)), "{name}");
+    }
+    let out = spikes("100");
+    assert_clean_error(&out, "--samples: test sample 100 does not exist");
+
     // A checkpoint or model file that does not fit: a one-line error, no panic.
     let other = dir.path().join("other.bpk");
     std::fs::write(&other, b"not a burnpack file").unwrap();
@@ -412,4 +475,72 @@ fn event_audio_and_emnist_experiments_train() {
         root(),
     );
     assert_clean_error(&out, "N-MNIST is in no package registry");
+}
+
+/// The same experiment, seed and binary give bit-identical metrics at 1 and 2 threads, for an
+/// MLP, a convolutional net and a BPTT run (timings aside).
+#[test]
+fn metrics_do_not_depend_on_the_thread_count() {
+    let Some(data) = common::shared_data("mnist") else {
+        return;
+    };
+    let data = data.parent().unwrap().to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = std::fs::read_to_string(root().join("experiments/tiny/experiment.toml")).unwrap();
+    let cnn = dir.path().join("tiny-cnn.toml");
+    std::fs::write(&cnn, tiny.replace("tiny-784-40-10", "tiny-cnn-4c5-p2-10")).unwrap();
+    let cases = [
+        ("mlp", "tiny", None),
+        ("cnn", cnn.to_str().unwrap(), None),
+        ("bptt", "tiny", Some("bptt-arctan:30")),
+    ];
+    for (label, exp, method) in cases {
+        let metrics = |threads: &str| {
+            let out_dir = dir.path().join(format!("{label}-{threads}"));
+            let mut args = vec![
+                "train",
+                exp,
+                "--plain",
+                "--no-fetch",
+                "--train-samples",
+                "60",
+                "--test-samples",
+                "30",
+                "--data-dir",
+                &data,
+                "--out",
+                out_dir.to_str().unwrap(),
+            ];
+            if let Some(m) = method {
+                args.extend(["--method", m]);
+            }
+            let out = Command::new(env!("CARGO_BIN_EXE_experiment"))
+                .args(&args)
+                .current_dir(root())
+                .env("RAYON_NUM_THREADS", threads)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{label}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let s: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(out_dir.join("summary.json")).unwrap(),
+            )
+            .unwrap();
+            let mut epochs = s["epochs"].as_array().unwrap().clone();
+            for e in &mut epochs {
+                let e = e.as_object_mut().unwrap();
+                e.remove("seconds");
+                e.remove("samples_per_second");
+            }
+            epochs
+        };
+        let one = metrics("1");
+        assert_eq!(one.len(), 2, "{label}");
+        let two = metrics("2");
+        assert_eq!(one, two, "{label}");
+        assert_eq!(two, metrics("2"), "{label}: a second run");
+    }
 }

@@ -65,6 +65,61 @@ enum Command {
     /// Train one experiment with several methods (HM2-BP, BPTT baselines) and write the
     /// comparison table (compare.md/.csv/.json) and plot (compare.png).
     Compare(CompareArgs),
+    /// Draw figures: learning curves of runs, or the spikes of a trained network.
+    #[command(subcommand)]
+    Plot(PlotCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PlotCommand {
+    /// Test accuracy and training loss per epoch of one or more runs (summary.json files),
+    /// beside the authors' logged curve.
+    Curves(CurvesArgs),
+    /// Spike rasters of every layer for chosen test samples (rasters-sample-K.png) and per-layer
+    /// histograms of firing rates and silent neurons (activity.png), from a trained model.
+    Spikes(Box<SpikesArgs>),
+}
+
+#[derive(Args, Debug)]
+struct CurvesArgs {
+    /// summary.json files (or run folders holding one).
+    #[arg(required = true)]
+    summaries: Vec<PathBuf>,
+    /// Legend labels, comma-separated (default: the folder names).
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// The authors' curve to draw beside them.
+    #[arg(long, value_enum, default_value = "none")]
+    authors: hm2bp::plot::curves::AuthorsCurve,
+    /// Figure title.
+    #[arg(long, default_value = "learning curves")]
+    title: String,
+    /// Output PNG.
+    #[arg(long, default_value = "curves.png")]
+    out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct SpikesArgs {
+    /// Experiment name or path.
+    #[arg(default_value = DEFAULT_EXPERIMENT)]
+    experiment: String,
+    /// Trained model file (default: runs/EXPERIMENT/model.bpk).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Test samples whose rasters to draw, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    samples: Vec<usize>,
+    /// Test samples the activity histograms average over.
+    #[arg(long, default_value_t = 500)]
+    activity_samples: usize,
+    /// Output folder.
+    #[arg(long, default_value = "plots")]
+    out: PathBuf,
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    overrides: Overrides,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -259,6 +314,8 @@ fn main() -> ExitCode {
         Some(Command::Trace(a)) => run_trace(a),
         Some(Command::Bench(a)) => hm2bp::bench::run(a),
         Some(Command::Compare(a)) => run_compare(a),
+        Some(Command::Plot(PlotCommand::Curves(a))) => run_curves(a),
+        Some(Command::Plot(PlotCommand::Spikes(a))) => run_spikes(*a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -415,23 +472,83 @@ fn run_compare(a: CompareArgs) -> Result<()> {
 }
 
 fn run_eval(a: EvalArgs) -> Result<()> {
-    let exp = load_experiment(&a.experiment, &a.common, &a.overrides)?;
-    let (device, backend) = device(&a.common)?;
-    let model = a
-        .model
-        .unwrap_or_else(|| PathBuf::from("runs").join(&exp.name).join("model.bpk"));
+    let (exp, opts, model) = trained_model(&a.experiment, a.common, &a.overrides, a.model)?;
+    let acc = evaluate(&exp, &opts, &model)?;
+    println!("test accuracy {:.2}% ({})", 100.0 * acc, model.display());
+    Ok(())
+}
+
+/// The experiment, run options and model file (default: runs/EXPERIMENT/model.bpk) of a
+/// command that runs a trained model.
+fn trained_model(
+    name: &str,
+    common: Common,
+    overrides: &Overrides,
+    model: Option<PathBuf>,
+) -> Result<(ExperimentDef, RunOptions, PathBuf)> {
+    let exp = load_experiment(name, &common, overrides)?;
+    let (device, backend) = device(&common)?;
+    let model = model.unwrap_or_else(|| PathBuf::from("runs").join(&exp.name).join("model.bpk"));
     let opts = RunOptions {
-        data_dir: a.common.data_dir,
-        models_dir: a.common.models_dir,
+        data_dir: common.data_dir,
+        models_dir: common.models_dir,
         out_dir: PathBuf::new(),
         resume: false,
         plain: true,
         device,
         backend,
-        kernels: a.common.kernels,
+        kernels: common.kernels,
     };
-    let acc = evaluate(&exp, &opts, &model)?;
-    println!("test accuracy {:.2}% ({})", 100.0 * acc, model.display());
+    Ok((exp, opts, model))
+}
+
+fn run_curves(a: CurvesArgs) -> Result<()> {
+    use hm2bp::plot::curves::{learning_curves, read_summary};
+    if !a.labels.is_empty() && a.labels.len() != a.summaries.len() {
+        anyhow::bail!(
+            "--labels: {} labels for {} summaries",
+            a.labels.len(),
+            a.summaries.len()
+        );
+    }
+    let runs = a
+        .summaries
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            let file = if p.is_dir() {
+                p.join("summary.json")
+            } else {
+                p.clone()
+            };
+            let label = a.labels.get(k).cloned().unwrap_or_else(|| {
+                let dir = file.parent().and_then(|d| d.file_name());
+                dir.map_or_else(
+                    || file.display().to_string(),
+                    |d| d.to_string_lossy().into(),
+                )
+            });
+            Ok((label, read_summary(&file)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    learning_curves(&runs, a.authors, &a.title, &a.out)?;
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn run_spikes(a: SpikesArgs) -> Result<()> {
+    let (exp, opts, model) = trained_model(&a.experiment, a.common, &a.overrides, a.model)?;
+    let written = hm2bp::plot::spikes::plot_spikes(
+        &exp,
+        &opts,
+        &model,
+        &a.samples,
+        a.activity_samples,
+        &a.out,
+    )?;
+    for p in written {
+        println!("wrote {}", p.display());
+    }
     Ok(())
 }
 

@@ -1,24 +1,12 @@
 //! The comparison plot: test accuracy against cumulative training time, one line per method.
-//! Text is drawn with the bundled DejaVu Sans font (no system fonts needed).
 
 use std::path::Path;
-use std::sync::Once;
 
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 
 use super::MethodRun;
-
-static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-
-fn register_bundled_font() {
-    static REGISTER: Once = Once::new();
-    REGISTER.call_once(|| {
-        // The bundled font is a valid TrueType file: registration cannot fail.
-        let _ = register_font("sans-serif", FontStyle::Normal, FONT);
-    });
-}
+use crate::plot::register_bundled_font;
 
 /// Draws `runs` into a 1000×650 PNG at `path`.
 pub fn accuracy_over_time(runs: &[MethodRun], title: &str, path: &Path) -> Result<()> {

@@ -10,11 +10,20 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 /// The weights and this epoch's verdicts of every training sample.
-#[derive(Debug)]
 pub struct Boosting {
     labels: Vec<u8>,
     num_classes: usize,
     state: Mutex<BoostingState>,
+}
+
+/// A summary, not the per-sample vectors (burn-train prints the model, boosting included).
+impl std::fmt::Debug for Boosting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Boosting")
+            .field("samples", &self.labels.len())
+            .field("classes", &self.num_classes)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -368,15 +368,32 @@ fn load_model(model: SpikingClassifier, path: &Path) -> Result<SpikingClassifier
         .map_err(|e| anyhow::anyhow!("{}: does not fit the model: {e:?}", path.display()))
 }
 
+/// The experiment's classifier with the parameters of a trained model file.
+pub fn trained_classifier(
+    exp: &ExperimentDef,
+    opts: &RunOptions,
+    model_file: &Path,
+) -> Result<SpikingClassifier> {
+    let (model, _) = build_classifier(exp, &opts.models_dir, &opts.device, opts.kernels)?;
+    load_model(model, model_file)
+}
+
+/// Batches of a test split in order, encoded as in training (test trains are drawn once).
+pub fn test_batches(
+    exp: &ExperimentDef,
+    set: Samples,
+    device: &Device,
+) -> Arc<dyn DataLoader<SpikeBatch>> {
+    loader(exp, set, device, SplitLoading::test(0))
+}
+
 /// Test accuracy (fraction) of a trained model file on the experiment's test split.
 pub fn evaluate(exp: &ExperimentDef, opts: &RunOptions, model_file: &Path) -> Result<f64> {
     let test_set = load_split(exp, &opts.data_dir, Split::Test)?;
-    let (model, _) = build_classifier(exp, &opts.models_dir, &opts.device, opts.kernels)?;
-    let model = load_model(model, model_file)?;
+    let model = trained_classifier(exp, opts, model_file)?;
     let n = test_set.len();
-    let test_loader = loader(exp, test_set, &opts.device, SplitLoading::test(0));
     let mut correct = 0usize;
-    for batch in test_loader.iter() {
+    for batch in test_batches(exp, test_set, &opts.device).iter() {
         let batch = batch.map_err(|e| anyhow::anyhow!("loading a test batch: {e:?}"))?;
         let labels = batch.labels.clone();
         let out = model.run(batch).0.classification.output;
