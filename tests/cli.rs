@@ -17,6 +17,28 @@ fn experiment(args: &[&str], cwd: &Path) -> Output {
         .expect("the binary runs")
 }
 
+/// The shared data folder, if it holds `sub` (see `common::shared_data`), as a string.
+fn shared_root_with(sub: &str) -> Option<String> {
+    let dir = common::shared_data(sub)?;
+    Some(dir.parent()?.to_str()?.to_string())
+}
+
+/// `experiment train tiny --plain --no-fetch --data-dir DATA --out OUT EXTRA…`.
+fn train_tiny(data: &str, out: &Path, extra: &[&str]) -> Output {
+    let out = out.to_str().unwrap();
+    let args = [
+        "train",
+        "tiny",
+        "--plain",
+        "--no-fetch",
+        "--data-dir",
+        data,
+        "--out",
+        out,
+    ];
+    experiment(&[&args[..], extra].concat(), root())
+}
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -169,26 +191,12 @@ fn trace_rejects_bad_cases_naming_the_field() {
 
 #[test]
 fn tiny_training_run_resumes_and_evaluates() {
-    let Some(data) = common::shared_data("mnist") else {
+    let Some(data) = shared_root_with("mnist") else {
         return;
     };
-    let data = data.parent().unwrap().to_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
-    let run = |extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "tiny",
-            "--plain",
-            "--no-fetch",
-            "--data-dir",
-            &data,
-            "--out",
-            out_dir.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        experiment(&args, root())
-    };
+    let run = |extra: &[&str]| train_tiny(&data, &out_dir, extra);
     let out = run(&[]);
     assert!(
         out.status.success(),
@@ -339,10 +347,9 @@ fn bad_methods_are_named() {
 
 #[test]
 fn compare_writes_the_table_and_plot() {
-    let Some(data) = common::shared_data("mnist") else {
+    let Some(data) = shared_root_with("mnist") else {
         return;
     };
-    let data = data.parent().unwrap().to_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("compare");
     let out = experiment(
@@ -481,10 +488,9 @@ fn event_audio_and_emnist_experiments_train() {
 /// MLP, a convolutional net and a BPTT run (timings aside).
 #[test]
 fn metrics_do_not_depend_on_the_thread_count() {
-    let Some(data) = common::shared_data("mnist") else {
+    let Some(data) = shared_root_with("mnist") else {
         return;
     };
-    let data = data.parent().unwrap().to_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let tiny = std::fs::read_to_string(root().join("experiments/tiny/experiment.toml")).unwrap();
     let cnn = dir.path().join("tiny-cnn.toml");
@@ -543,4 +549,36 @@ fn metrics_do_not_depend_on_the_thread_count() {
         assert_eq!(one, two, "{label}");
         assert_eq!(two, metrics("2"), "{label}: a second run");
     }
+}
+
+/// A diverging run stops at the first non-finite loss, weight or gradient, naming it and the
+/// step, and keeps the last good checkpoint.
+#[test]
+fn numerical_faults_stop_the_run() {
+    let Some(data) = shared_root_with("mnist") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let run = |extra: &[&str]| train_tiny(&data, &out_dir, extra);
+    let out = run(&["--epochs", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "--resume",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e38",
+        "--regularizer",
+        "off",
+    ]);
+    assert_clean_error(&out, "training stopped: a non-finite gradient of layer 1");
+    assert_clean_error(&out, "at epoch 2, batch 2");
+    assert_clean_error(&out, "the checkpoint of epoch 1");
+    let out = run(&["--lr", "1e38"]);
+    assert_clean_error(&out, "training stopped: the loss is inf at epoch 1");
 }

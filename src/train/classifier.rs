@@ -2,6 +2,8 @@
 //! counts, as a burn-train model.
 
 use burn::module::Module;
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::ExecutionError;
 use burn::train::metric::{AccuracyInput, Adaptor, LossInput};
@@ -11,6 +13,7 @@ use std::sync::Arc;
 
 use super::boosting::Boosting;
 use super::data::{InputSpikes, SpikeBatch};
+use super::fault::FaultWatch;
 use super::metrics::{ActivityInput, CountsInput, LayerActivity};
 use crate::bptt::BpttNet;
 use crate::hm2bp::output::CountTargets;
@@ -114,6 +117,8 @@ pub struct SpikingClassifier {
     loss: CountLoss,
     #[module(skip)]
     boosting: Option<Arc<Boosting>>,
+    #[module(skip)]
+    faults: Option<FaultWatch>,
 }
 
 /// Everything a step reports: classification (counts as scores) and layer activity.
@@ -131,6 +136,16 @@ impl SpikingClassifier {
             net,
             loss,
             boosting: None,
+            faults: None,
+        }
+    }
+
+    /// Stops training (through `watch`) on a non-finite loss, weight or gradient, before the
+    /// update that would apply it.
+    pub fn with_fault_watch(self, watch: FaultWatch) -> Self {
+        Self {
+            faults: Some(watch),
+            ..self
         }
     }
 
@@ -234,7 +249,23 @@ impl TrainStep for SpikingClassifier {
             let wrong: Vec<bool> = wrong.iter::<i64>().map(|w| w != 0).collect();
             boosting.record(&indices, &wrong);
         }
+        if let Some(watch) = &self.faults {
+            watch.check_loss(&total);
+        }
         TrainOutput::new(self, total.backward(), out)
+    }
+
+    fn optimize(
+        self,
+        optim: &mut ModuleOptimizer,
+        lr_module: ModuleLearningRate,
+        grads: GradientsParams,
+    ) -> Self {
+        match &self.faults {
+            // The run stops: keep the last good weights.
+            Some(watch) if !watch.check_update(&self, &grads) => self,
+            _ => optim.step(lr_module, self, grads),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ pub mod adam;
 pub mod boosting;
 pub mod classifier;
 pub mod data;
+pub mod fault;
 pub mod metrics;
 pub mod order;
 pub mod renderer;
@@ -32,6 +33,7 @@ use crate::ops::KernelPath;
 use boosting::Boosting;
 use classifier::{CountLoss, Network, SpikingClassifier};
 use data::{SampleDataset, SpikeBatch, SpikeBatcher};
+use fault::FaultWatch;
 use metrics::{Activity, ActivityFigure, AuthorsCost, DeadNeuronMetric};
 use order::{DataOrder, OrderedDataset};
 use renderer::PlainRenderer;
@@ -330,9 +332,27 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
         println!("resuming from the checkpoint of epoch {epoch}");
         training = training.checkpoint(epoch);
     }
+    let faults = FaultWatch::new(training.interrupter(), iterations, first_epoch);
+    let model = model.with_fault_watch(faults.clone());
     let optimizer = adam::FusedAdam::module_optimizer();
     let scheduler = EpochLrScheduler::new(lr, iterations);
     let result = training.launch(Learner::new(model, optimizer, scheduler));
+    if let Some(fault) = faults.fault() {
+        let kept = match last_checkpoint(&opts.out_dir) {
+            Some(e) => format!(
+                "the checkpoint of epoch {e} in {} is the last good one",
+                opts.out_dir.join("checkpoint").display()
+            ),
+            None => "no epoch finished, so there is no checkpoint".into(),
+        };
+        bail!(
+            "training stopped: {fault}; {kept} (a learning rate too high for this \
+             setting diverges like this)"
+        );
+    }
+    if let Some(error) = &result.error {
+        bail!("training stopped: {error}");
+    }
     result
         .model
         .into_record()

@@ -1,0 +1,153 @@
+//! Numerical faults: a NaN or infinity in the loss, a weight or a gradient stops the run with
+//! a message naming the parameter and the step, before the faulty update is applied (so the
+//! model, and every checkpoint, stay the last good ones).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::train::Interrupter;
+
+/// Watches the training steps of one run and stops it on the first non-finite value.
+#[derive(Clone)]
+pub struct FaultWatch {
+    interrupter: Interrupter,
+    steps: Arc<AtomicU64>,
+    first_step: u64,
+    steps_per_epoch: u64,
+    fault: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for FaultWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultWatch")
+            .field("steps", &self.steps)
+            .field("fault", &self.fault())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FaultWatch {
+    /// A watch that stops training through `interrupter`; `steps_per_epoch` batches per epoch,
+    /// the first step being the first of 0-based epoch `first_epoch`.
+    pub fn new(interrupter: Interrupter, steps_per_epoch: usize, first_epoch: usize) -> Self {
+        Self {
+            interrupter,
+            steps: Arc::new(AtomicU64::new(0)),
+            first_step: (first_epoch * steps_per_epoch) as u64,
+            steps_per_epoch: steps_per_epoch.max(1) as u64,
+            fault: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The fault that stopped the run, if any.
+    pub fn fault(&self) -> Option<String> {
+        self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// "epoch E, batch B" of the current step (1-based).
+    fn position(&self) -> String {
+        let step = self.first_step + self.steps.load(Ordering::Relaxed);
+        format!(
+            "epoch {}, batch {}",
+            step / self.steps_per_epoch + 1,
+            step % self.steps_per_epoch + 1
+        )
+    }
+
+    fn stop(&self, what: String) {
+        let message = format!("{what} at {}", self.position());
+        let mut slot = self.fault.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(message.clone());
+        }
+        self.interrupter.stop(Some(&message));
+    }
+
+    /// Checks a step's loss; returns whether it is finite.
+    pub fn check_loss(&self, loss: &Tensor<1>) -> bool {
+        let value = loss.clone().into_scalar::<f64>();
+        let ok = value.is_finite();
+        if !ok {
+            self.stop(format!("the loss is {value}"));
+        }
+        ok
+    }
+
+    /// Checks every parameter of `module` and its gradient before the update; returns
+    /// whether all are finite. Counts the step.
+    pub fn check_update<M: Module>(&self, module: &M, grads: &GradientsParams) -> bool {
+        let mut visitor = FiniteVisitor {
+            grads,
+            path: Vec::new(),
+            bad: None,
+        };
+        module.visit(&mut visitor);
+        let ok = match visitor.bad {
+            Some(what) => {
+                self.stop(what);
+                false
+            }
+            None => true,
+        };
+        self.steps.fetch_add(1, Ordering::Relaxed);
+        ok
+    }
+}
+
+/// Finds the first parameter (or gradient) with a NaN or infinity.
+struct FiniteVisitor<'a> {
+    grads: &'a GradientsParams,
+    path: Vec<String>,
+    bad: Option<String>,
+}
+
+impl FiniteVisitor<'_> {
+    /// `net.layers.1.weight` as "layer 2 (net.layers.1.weight)".
+    fn name(&self) -> String {
+        let path: Vec<&str> = self.path.iter().map(String::as_str).collect();
+        let full = path.join(".");
+        let layer = path
+            .windows(2)
+            .find(|w| w[0] == "layers")
+            .and_then(|w| w[1].parse::<usize>().ok());
+        match layer {
+            Some(k) => format!("layer {} ({full})", k + 1),
+            None => full,
+        }
+    }
+}
+
+fn all_finite<const D: usize>(t: &Tensor<D>) -> bool {
+    t.clone().is_finite().all().into_scalar::<bool>()
+}
+
+impl ModuleVisitor for FiniteVisitor<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        // Enum variants ("Enum:…") add their variant name; keep only fields and indices.
+        if !container_type.starts_with("Enum:") {
+            self.path.push(name.to_string());
+        }
+    }
+
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.path.pop();
+        }
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.bad.is_some() {
+            return;
+        }
+        if !all_finite(&param.val()) {
+            self.bad = Some(format!("non-finite weights in {}", self.name()));
+        } else if let Some(g) = self.grads.get::<D>(param.id)
+            && !all_finite(&g)
+        {
+            self.bad = Some(format!("a non-finite gradient of {}", self.name()));
+        }
+    }
+}
