@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use hm2bp::datasets::{EncodingMode, ImageDatasetKind, RateEncoder, Split, load_image_set};
-use hm2bp::hm2bp::DenseSpec;
-use hm2bp::hm2bp::dense::{LayerWeights, SampleGrad, backward_sample, forward_sample};
 use hm2bp::neuron::LifParams;
+use hm2bp::rule::DenseSpec;
+use hm2bp::rule::dense::{LayerWeights, SampleGrad, backward_sample, forward_sample};
 use hm2bp::spikes::SpikeRaster;
 use rand::{RngExt, SeedableRng};
 

@@ -15,10 +15,10 @@ use burn::optim::GradientsParams;
 use crate::datasets::{
     EncodingMode, ImageDatasetKind, RateEncoder, Samples, Split, load_image_set,
 };
-use crate::hm2bp::output::CountTargets;
-use crate::hm2bp::regularizer::WeightRegularizer;
 use crate::model::{NetworkDef, RuleOptions, SpikingNet};
 use crate::ops::KernelPath;
+use crate::rule::output::CountTargets;
+use crate::rule::regularizer::WeightRegularizer;
 use crate::train::classifier::{CountLoss, Network, SpikingClassifier};
 use crate::train::data::{SampleDataset, SpikeBatcher};
 

@@ -10,8 +10,8 @@ use crate::datasets::{
     AudioOptions, AugmentConfig, DatasetKind, EncodingMode, InputOptions, NmnistOptions,
 };
 use crate::definition::{DefinitionError, read_definition};
-use crate::hm2bp::output::CountTargets;
-use crate::hm2bp::regularizer::RegularizerDef;
+use crate::rule::output::CountTargets;
+use crate::rule::regularizer::RegularizerDef;
 use crate::train::order::DataOrder;
 
 /// Learning-rate schedule.

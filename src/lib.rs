@@ -12,7 +12,7 @@
 //! use burn::prelude::*;
 //! use burn::tensor::Distribution;
 //! use hm2bp::SpikeTrains;
-//! use hm2bp::hm2bp::output::CountTargets;
+//! use hm2bp::rule::output::CountTargets;
 //! use hm2bp::layers::SpikingDenseConfig;
 //! use hm2bp::loss::count_loss;
 //!
@@ -37,6 +37,8 @@
 //! assert_eq!(layer.weight.val().dims(), [10, 784]);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod bench;
 pub mod bptt;
@@ -44,13 +46,14 @@ pub mod compare;
 pub mod datasets;
 pub mod definition;
 pub mod experiment;
-pub mod hm2bp;
 pub mod layers;
 pub mod loss;
 pub mod model;
 pub mod neuron;
 pub mod ops;
 pub mod plot;
+pub mod prelude;
+pub mod rule;
 pub mod spikes;
 pub mod spsp;
 pub mod trace;

@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 
-use crate::hm2bp::output::CountTargets;
+use crate::rule::output::CountTargets;
 
 /// `1[|o − y| > margin] · (o − y)²` per sample and output, `[B, C]` (the mask is a constant
 /// for autodiff).
@@ -58,7 +58,7 @@ pub fn count_cross_entropy(
 
 /// The cost the authors log (spec S12 note): `Σ_i 1[|o'_i − y_i| > margin] (o'_i − y_i)²` per
 /// sample, `[B]`, on counts `o'` that include the `inserted` spikes a silent label neuron
-/// receives (see [`crate::hm2bp::output::label_spike_steps`]). It is not the loss: no ½, no
+/// receives (see [`crate::rule::output::label_spike_steps`]). It is not the loss: no ½, no
 /// boosting weight, and the inserted spikes count.
 pub fn logged_cost(
     counts: Tensor<2>,

@@ -174,7 +174,7 @@ pub struct RuleOptions {
     /// Effect ratio ρ (S8) on.
     pub effect_ratio: bool,
     /// Weight regulariser (applied to every FC layer).
-    pub regularizer: crate::hm2bp::regularizer::WeightRegularizer,
+    pub regularizer: crate::rule::regularizer::WeightRegularizer,
     /// Label-spike insertion level (`DESIRED_LEVEL`).
     pub label_spike_level: u32,
 }

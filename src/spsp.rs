@@ -33,7 +33,7 @@ pub fn window_steps(p: &LifParams) -> u32 {
 }
 
 /// `e_{i|j}` for one pair, straight from S2 (per post spike, per pre spike). Does not apply the
-/// 0.1 rule for silent post neurons: that is [`crate::hm2bp`]'s business.
+/// 0.1 rule for silent post neurons: that is [`crate::rule`]'s business.
 pub fn spsp_pair(post: &[u32], pre: &[u32], p: &LifParams) -> f64 {
     let window = window_steps(p) as i64;
     let t_ref = p.t_ref as i64;

@@ -5,11 +5,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::hm2bp::dense::{DenseSpec, LayerWeights, forward_sample};
-use crate::hm2bp::output::{CountTargets, OutputRule, insert_label_spikes, lateral_factor};
-use crate::hm2bp::reference::{LayerBackward, LayerCase, layer_backward};
-use crate::hm2bp::regularizer::WeightRegularizer;
 use crate::neuron::LifParams;
+use crate::rule::dense::{DenseSpec, LayerWeights, forward_sample};
+use crate::rule::output::{CountTargets, OutputRule, insert_label_spikes, lateral_factor};
+use crate::rule::reference::{LayerBackward, LayerCase, layer_backward};
+use crate::rule::regularizer::WeightRegularizer;
 use crate::spikes::SpikeRaster;
 
 /// A malformed case: the message names the field.

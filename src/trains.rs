@@ -15,8 +15,8 @@
 use burn::prelude::*;
 use burn::tensor::DType;
 
-use crate::hm2bp::BatchShape;
 use crate::ops::Hm2bpBackend;
+use crate::rule::BatchShape;
 use crate::spikes::{SpikeRaster, words_per_step};
 use burn::backend::Dispatch;
 
@@ -58,8 +58,8 @@ impl SpikeTrains {
     pub fn from_rasters(rasters: &[SpikeRaster], device: &Device) -> Self {
         let (steps, neurons) = rasters.first().map_or((0, 0), |r| (r.steps(), r.neurons()));
         let b = rasters.len();
-        let counts = crate::hm2bp::rasters_counts(rasters);
-        let words = crate::hm2bp::rasters_to_words(rasters);
+        let counts = crate::rule::rasters_counts(rasters);
+        let words = crate::rule::rasters_to_words(rasters);
         Self {
             counts: Tensor::from_data(TensorData::new(counts, [b, neurons]), device),
             words: Tensor::from_data(
@@ -89,7 +89,7 @@ impl SpikeTrains {
             .try_into_vec::<i64>()
             .unwrap_or_default();
         let words: Vec<u32> = data.iter().map(|&w| w as u32).collect();
-        crate::hm2bp::rasters_from_words(
+        crate::rule::rasters_from_words(
             &words,
             BatchShape {
                 batch: b,

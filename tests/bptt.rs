@@ -8,8 +8,8 @@ use burn::tensor::{Distribution, TensorData};
 
 use hm2bp::SpikeTrains;
 use hm2bp::bptt::{BpttNet, SpikeFunction, Surrogate, spike};
-use hm2bp::hm2bp::regularizer::WeightRegularizer;
 use hm2bp::model::{LayerDef, NetworkDef, NeuronDef, RuleOptions, SpikingLayer, SpikingNet};
+use hm2bp::rule::regularizer::WeightRegularizer;
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()

@@ -4,8 +4,8 @@
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use hm2bp::SpikeTrains;
-use hm2bp::hm2bp::{BatchShape, dense_backward_batch, dense_forward_batch};
 use hm2bp::layers::SpikingDenseConfig;
+use hm2bp::rule::{BatchShape, dense_backward_batch, dense_forward_batch};
 use hm2bp::spikes::SpikeRaster;
 
 fn device() -> Device {
@@ -115,10 +115,10 @@ fn runs_without_autodiff() {
 #[test]
 fn conv_pool_network_takes_a_step() {
     use burn::optim::{AdamConfig, GradientsParams};
-    use hm2bp::hm2bp::output::CountTargets;
-    use hm2bp::hm2bp::regularizer::WeightRegularizer;
     use hm2bp::loss::count_loss;
     use hm2bp::model::{NetworkDef, RuleOptions, SpikingLayer, SpikingNet};
+    use hm2bp::rule::output::CountTargets;
+    use hm2bp::rule::regularizer::WeightRegularizer;
 
     let dev = device().autodiff();
     dev.seed(3);

@@ -9,12 +9,12 @@ use hm2bp::SpikeTrains;
 use hm2bp::datasets::golden::{
     GOLDEN_LABEL, GOLDEN_STEPS, GoldenCnn, GoldenWeights, load_golden_cnn,
 };
-use hm2bp::hm2bp::DenseSpec;
-use hm2bp::hm2bp::dense::{self, LayerWeights, SampleGrad};
-use hm2bp::hm2bp::output::{CountTargets, OutputRule};
-use hm2bp::hm2bp::regularizer::WeightRegularizer;
-use hm2bp::hm2bp::sparse::{self, Connectivity, ErrorScale};
 use hm2bp::neuron::LifParams;
+use hm2bp::rule::DenseSpec;
+use hm2bp::rule::dense::{self, LayerWeights, SampleGrad};
+use hm2bp::rule::output::{CountTargets, OutputRule};
+use hm2bp::rule::regularizer::WeightRegularizer;
+use hm2bp::rule::sparse::{self, Connectivity, ErrorScale};
 use hm2bp::spikes::SpikeRaster;
 
 struct Net {

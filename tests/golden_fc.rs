@@ -9,10 +9,10 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use hm2bp::SpikeTrains;
 use hm2bp::datasets::golden::{GOLDEN_LABEL, GOLDEN_STEPS, load_golden_cnn};
-use hm2bp::hm2bp::output::CountTargets;
 use hm2bp::layers::SpikingDenseConfig;
 use hm2bp::loss::count_loss;
 use hm2bp::model::{SpikingLayer, SpikingNet};
+use hm2bp::rule::output::CountTargets;
 use hm2bp::spikes::SpikeRaster;
 
 fn input_trains(times: &[Vec<u32>], device: &Device) -> SpikeTrains {

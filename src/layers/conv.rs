@@ -5,11 +5,11 @@ use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
-use crate::hm2bp::conv::ConvShape;
-use crate::hm2bp::regularizer::WeightRegularizer;
-use crate::hm2bp::sparse::{LocalSpec, Topology};
 use crate::neuron::LifParams;
 use crate::ops::spiking_local;
+use crate::rule::conv::ConvShape;
+use crate::rule::regularizer::WeightRegularizer;
+use crate::rule::sparse::{LocalSpec, Topology};
 use crate::trains::SpikeTrains;
 
 /// Configuration of a [`SpikingConv2d`] layer.

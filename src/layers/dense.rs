@@ -4,11 +4,11 @@ use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
-use crate::hm2bp::DenseSpec;
-use crate::hm2bp::output::OutputRule;
-use crate::hm2bp::regularizer::WeightRegularizer;
 use crate::neuron::LifParams;
 use crate::ops::{KernelPath, spiking_dense};
+use crate::rule::DenseSpec;
+use crate::rule::output::OutputRule;
+use crate::rule::regularizer::WeightRegularizer;
 use crate::trains::SpikeTrains;
 
 /// Configuration of a [`SpikingDense`] layer.

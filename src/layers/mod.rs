@@ -10,7 +10,7 @@ pub use conv::{SpikingConv2d, SpikingConv2dConfig};
 pub use dense::{SpikingDense, SpikingDenseConfig};
 pub use pool::{SpikingPool2d, SpikingPool2dConfig};
 
-use crate::hm2bp::regularizer::WeightRegularizer;
+use crate::rule::regularizer::WeightRegularizer;
 
 /// The exponential weight-norm penalty `Σ_rows λ (n L/2) exp(β (S_row − 1))` of a weight matrix
 /// `[rows, n]` (S12), whose gradient is the regulariser `R`; `[1]` (0 when λ = 0).
@@ -26,7 +26,7 @@ pub fn regularizer_penalty(w: Tensor<2>, r: &WeightRegularizer) -> Tensor<1> {
 }
 
 /// Panics with a message naming `layer` unless `input` has the neurons its topology reads.
-fn check_input(layer: &str, spec: &crate::hm2bp::sparse::LocalSpec, input: &crate::SpikeTrains) {
+fn check_input(layer: &str, spec: &crate::rule::sparse::LocalSpec, input: &crate::SpikeTrains) {
     let want = spec.topology.n_in();
     assert_eq!(
         input.neurons(),

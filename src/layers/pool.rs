@@ -4,9 +4,9 @@
 use burn::module::Module;
 use burn::prelude::*;
 
-use crate::hm2bp::sparse::{LocalSpec, Topology};
 use crate::neuron::LifParams;
 use crate::ops::spiking_local;
+use crate::rule::sparse::{LocalSpec, Topology};
 use crate::trains::SpikeTrains;
 
 /// Configuration of a [`SpikingPool2d`] layer.

@@ -16,7 +16,7 @@ use super::{
     ForwardRasters, Hm2bpBackend, KernelPath, event_driven, generic, host_backward, host_forward,
     host_labels, host_rasters,
 };
-use crate::hm2bp::{DenseSpec, LayerSpec};
+use crate::rule::{DenseSpec, LayerSpec};
 
 /// What the forward pass keeps of the spike trains for the backward.
 #[derive(Debug, Clone)]

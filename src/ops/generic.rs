@@ -9,16 +9,16 @@
 //!   is one batched GEMM, `E = Kᵀ · S_pre` (`[B, n_out, T] × [B, T, n_in]`), and every other
 //!   term of S8–S12 is an element-wise operation or a reduction over `E`.
 //!
-//! It computes the same rule as the event-driven kernels of [`crate::hm2bp::dense`], with
+//! It computes the same rule as the event-driven kernels of [`crate::rule::dense`], with
 //! dense `[B, n_out, n_in]` work instead of event lists (the tests compare the two).
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, TensorMetadata, get_device_settings};
 use burn::tensor::{FloatDType, Scalar, Shape, Slice, TensorData};
 
-use crate::hm2bp::DenseSpec;
-use crate::hm2bp::output::{insert_label_spikes, lateral_factor};
-use crate::hm2bp::rule::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
+use crate::rule::DenseSpec;
+use crate::rule::output::{insert_label_spikes, lateral_factor};
+use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::spikes::{SpikeRaster, words_per_step};
 use crate::spsp::KernelTables;
 

@@ -13,7 +13,7 @@
 //! ## Kernels: two paths
 //!
 //! - **Event-driven** (the CPU backends `flex` and `ndarray`, by default): the op bodies run
-//!   the event-driven, multi-threaded kernels of [`crate::hm2bp`] on the host, per sample on
+//!   the event-driven, multi-threaded kernels of [`crate::rule`] on the host, per sample on
 //!   all cores; on autodiff devices the forward keeps the per-sample spike rasters (event
 //!   lists) for the backward.
 //! - **Generic** ([`generic`], every other backend, or [`KernelPath::Generic`] on a layer):
@@ -30,8 +30,8 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Int, Tensor, TensorData, read_sync};
 
-use crate::hm2bp::sparse::LocalSpec;
-use crate::hm2bp::{self, BatchShape, DenseSpec, LayerSpec};
+use crate::rule::sparse::LocalSpec;
+use crate::rule::{self, BatchShape, DenseSpec, LayerSpec};
 use crate::spikes::{SpikeRaster, words_per_step};
 use crate::trains::SpikeTrains;
 
@@ -158,7 +158,7 @@ pub(crate) fn host_rasters<B: Backend>(words: IntTensor<B>, neurons: usize) -> V
         steps: t,
         neurons,
     };
-    hm2bp::rasters_from_words(&words, shape)
+    rule::rasters_from_words(&words, shape)
 }
 
 /// Uploads per-sample rasters as (counts `[B, N]`, words `[B, T, ⌈N/32⌉]` of `int_dtype`).
@@ -169,8 +169,8 @@ pub(crate) fn upload_trains<B: Backend>(
 ) -> (FloatTensor<B>, IntTensor<B>) {
     let b = rasters.len();
     let (t, n) = rasters.first().map_or((0, 0), |r| (r.steps(), r.neurons()));
-    let counts = hm2bp::rasters_counts(rasters);
-    let words = TensorData::new(hm2bp::rasters_to_words(rasters), [b, t, words_per_step(n)]);
+    let counts = rule::rasters_counts(rasters);
+    let words = TensorData::new(rule::rasters_to_words(rasters), [b, t, words_per_step(n)]);
     let words = if int_dtype == DType::I32 {
         words
     } else {

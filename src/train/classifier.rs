@@ -16,9 +16,9 @@ use super::data::{InputSpikes, SpikeBatch};
 use super::fault::FaultWatch;
 use super::metrics::{ActivityInput, CountsInput, LayerActivity};
 use crate::bptt::BpttNet;
-use crate::hm2bp::output::CountTargets;
 use crate::loss::{count_cross_entropy, count_loss};
 use crate::model::{SpikingLayer, SpikingNet};
+use crate::rule::output::CountTargets;
 
 /// The network of a classifier, by training method.
 #[derive(Module, Debug)]

@@ -97,7 +97,7 @@ impl InputSpikes {
             .rasters
             .first()
             .map_or((0, 0), |r| (r.steps(), r.neurons()));
-        let dense = crate::hm2bp::rasters_to_dense(&self.rasters);
+        let dense = crate::rule::rasters_to_dense(&self.rasters);
         Tensor::from_data(
             TensorData::new(dense, [self.rasters.len(), steps, neurons]),
             device,

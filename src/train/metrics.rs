@@ -6,8 +6,8 @@ use std::sync::Arc;
 use burn::prelude::*;
 use burn::tensor::TensorReadError;
 
-use crate::hm2bp::output::{CountTargets, label_spike_steps};
 use crate::loss::logged_cost;
+use crate::rule::output::{CountTargets, label_spike_steps};
 use burn::train::metric::state::{FormatOptions, NumericMetricState};
 use burn::train::metric::{
     Metric, MetricAttributes, MetricMetadata, MetricName, Numeric, NumericAttributes, NumericEntry,

@@ -15,8 +15,8 @@ pub mod dense;
 pub mod output;
 pub mod reference;
 pub mod regularizer;
-pub mod rule;
 pub mod sparse;
+pub mod terms;
 
 use rayon::prelude::*;
 

@@ -12,8 +12,8 @@
 //!   as the per-pair version (bit for bit); `∂E/∂o_pre` sums its terms position by position
 //!   instead of map by map (equal up to rounding).
 
-use crate::hm2bp::rule;
 use crate::neuron::{LifParams, LifPopulation};
+use crate::rule::terms;
 use crate::spikes::SpikeRaster;
 use crate::spsp::{KernelTables, sum_kernel_rows};
 
@@ -194,7 +194,7 @@ pub fn backward_sample(
                 let pre_fired = pre.count(j) > 0;
                 for (ev, &o) in row.iter_mut().zip(&o_post) {
                     if o == 0.0 {
-                        *ev = rule::silent_post_spsp(pre_fired);
+                        *ev = terms::silent_post_spsp(pre_fired);
                     }
                 }
             }
@@ -207,8 +207,8 @@ pub fn backward_sample(
                     }
                 }
                 for o in 0..maps {
-                    let s = rule::side_effect(o_post[o], we[o], w_sum[o], nu);
-                    coef[o] = rule::weight_coefficient(delta[o], s, 1.0);
+                    let s = terms::side_effect(o_post[o], we[o], w_sum[o], nu);
+                    coef[o] = terms::weight_coefficient(delta[o], s, 1.0);
                 }
                 for (r, row) in e.chunks_exact(maps).enumerate() {
                     let g = &mut g[r * maps..(r + 1) * maps];
@@ -227,7 +227,7 @@ pub fn backward_sample(
                     let mut sum = d[j];
                     for o in 0..maps {
                         let rho = if n > 0 {
-                            rule::effect_ratio(row[o], inv_o, o_post[o] > 0.0)
+                            terms::effect_ratio(row[o], inv_o, o_post[o] > 0.0)
                         } else {
                             1.0
                         };
@@ -244,7 +244,7 @@ pub fn backward_sample(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hm2bp::sparse::{self, Connectivity};
+    use crate::rule::sparse::{self, Connectivity};
 
     #[test]
     fn equals_the_per_pair_forward() {

@@ -5,9 +5,9 @@
 //! spike, its weights to the outputs it reaches; the backward computes the S-PSP only for
 //! connected pairs and sums the gradient of every shared weight over positions.
 
-use crate::hm2bp::conv::ConvShape;
-use crate::hm2bp::rule;
 use crate::neuron::{LifParams, LifPopulation};
+use crate::rule::conv::ConvShape;
+use crate::rule::terms;
 use crate::spikes::SpikeRaster;
 use crate::spsp::KernelTables;
 
@@ -196,7 +196,7 @@ pub fn backward_sample(
         let range = conn.fanin_start[i] as usize..conn.fanin_start[i + 1] as usize;
         if o_post[i] == 0.0 {
             for (slot, &(j, _)) in e[range.clone()].iter_mut().zip(conn.fanin(i)) {
-                *slot = rule::silent_post_spsp(pre.count(j as usize) > 0);
+                *slot = terms::silent_post_spsp(pre.count(j as usize) > 0);
             }
             continue;
         }
@@ -225,8 +225,8 @@ pub fn backward_sample(
             } else {
                 pairs.iter().map(|&(_, k)| weights[k as usize]).sum::<f32>()
             };
-            let s = rule::side_effect(o_post[i], we, w_sum, lif.threshold);
-            let c = rule::weight_coefficient(delta[i], s, 1.0);
+            let s = terms::side_effect(o_post[i], we, w_sum, lif.threshold);
+            let c = terms::weight_coefficient(delta[i], s, 1.0);
             if c != 0.0 {
                 for (&(_, k), &ev) in pairs.iter().zip(es) {
                     grad[k as usize] += c * ev;
@@ -247,7 +247,7 @@ pub fn backward_sample(
             for (&(j, k), &ev) in conn.fanin(i).iter().zip(&e[range]) {
                 let j = j as usize;
                 let rho = if pre.count(j) > 0 {
-                    rule::effect_ratio(ev, inv_o[j], o_post[i] > 0.0)
+                    terms::effect_ratio(ev, inv_o[j], o_post[i] > 0.0)
                 } else {
                     1.0
                 };

@@ -6,9 +6,9 @@
 //! event by event), then works on the `active inputs × outputs` block only. Nothing is
 //! quadratic in time.
 
-use crate::hm2bp::output::{OutputRule, insert_label_spikes, lateral_factor};
-use crate::hm2bp::rule;
 use crate::neuron::{LifParams, LifPopulation};
+use crate::rule::output::{OutputRule, insert_label_spikes, lateral_factor};
+use crate::rule::terms;
 use crate::spikes::SpikeRaster;
 use crate::spsp::{KernelTables, sum_kernel_rows};
 use rayon::prelude::*;
@@ -290,7 +290,7 @@ fn backward_sample_in(
     if !silent.is_empty() {
         for row in e.chunks_exact_mut(n_out.max(1)) {
             for &i in &silent {
-                row[i] = rule::silent_post_spsp(true);
+                row[i] = terms::silent_post_spsp(true);
             }
         }
     }
@@ -305,13 +305,13 @@ fn backward_sample_in(
         }
     }
     let side_effect: Vec<f32> = (0..n_out)
-        .map(|i| rule::side_effect(o_post[i], we[i], weights.row_sums[i], nu))
+        .map(|i| terms::side_effect(o_post[i], we[i], weights.row_sums[i], nu))
         .collect();
 
     // Weight gradient (S12 main term), transposed.
     let delta: Vec<f32> = args.d_post.iter().map(|d| d / nu).collect();
     let coef: Vec<f32> = (0..n_out)
-        .map(|i| rule::weight_coefficient(delta[i], side_effect[i], gamma[i]))
+        .map(|i| terms::weight_coefficient(delta[i], side_effect[i], gamma[i]))
         .collect();
     if coef.iter().any(|&c| c != 0.0) {
         for (r, &j) in active.iter().enumerate() {
@@ -333,7 +333,7 @@ fn backward_sample_in(
                 let row = &e[row_of[j] as usize * n_out..(row_of[j] as usize + 1) * n_out];
                 let inv_o = 1.0 / o_pre as f32;
                 (0..n_out)
-                    .map(|i| delta[i] * w[i] * rule::effect_ratio(row[i], inv_o, post_fired[i]))
+                    .map(|i| delta[i] * w[i] * terms::effect_ratio(row[i], inv_o, post_fired[i]))
                     .sum()
             } else {
                 delta.iter().zip(w).map(|(dl, wv)| dl * wv).sum()

@@ -2,9 +2,9 @@
 //! `f64`, with every intermediate matrix materialised. Slow and obviously correct: it is what
 //! the `trace` mode reports and what the fast kernels are tested against.
 
-use crate::hm2bp::regularizer::WeightRegularizer;
-use crate::hm2bp::rule::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::neuron::LifParams;
+use crate::rule::regularizer::WeightRegularizer;
+use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::spsp::spsp_pair;
 
 /// Every quantity of one layer's backward pass (`[post][pre]` matrices).
