@@ -40,23 +40,28 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+#[cfg(feature = "cli")]
 pub mod bench;
 pub mod bptt;
+#[cfg(feature = "cli")]
 pub mod compare;
 pub mod datasets;
 pub mod definition;
+#[cfg(feature = "cli")]
 pub mod experiment;
 pub mod layers;
 pub mod loss;
 pub mod model;
 pub mod neuron;
 pub mod ops;
+#[cfg(feature = "cli")]
 pub mod plot;
 pub mod prelude;
 pub mod rule;
 pub mod spikes;
 pub mod spsp;
 pub mod trace;
+#[cfg(feature = "cli")]
 pub mod train;
 pub mod trains;
 

@@ -20,6 +20,7 @@ pub mod audio_code;
 pub mod augment;
 pub mod encode;
 pub mod error;
+#[cfg(feature = "cli")]
 pub mod fetch;
 pub mod fsdd;
 pub mod golden;
@@ -32,6 +33,7 @@ pub mod spike_set;
 pub use augment::{AugmentConfig, Distortion, FieldMode};
 pub use encode::{DEFAULT_RATE_SCALE, EncodingMode, RateEncoder};
 pub use error::{DataError, FETCH_COMMAND, Result};
+#[cfg(feature = "cli")]
 pub use fetch::{FetchOptions, fetch_datasets};
 pub use fsdd::{AudioOptions, load_fsdd};
 pub use golden::{GoldenCnn, GoldenRasters, GoldenWeights, load_golden_cnn};

@@ -36,17 +36,8 @@ use crate::spikes::{SpikeRaster, words_per_step};
 use crate::trains::SpikeTrains;
 
 /// Which implementation runs a spiking dense layer (see the module documentation).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum KernelPath {
     /// Event-driven host kernels where the backend has them (CPU backends).

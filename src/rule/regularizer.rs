@@ -64,7 +64,8 @@ impl WeightRegularizer {
 }
 
 /// A named regulariser setting (spec S12 note).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum RegularizerSetting {
     /// λ 10, β 0.04: the authors' committed MNIST config.
