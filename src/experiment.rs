@@ -182,12 +182,20 @@ impl ExperimentDef {
     pub fn load(name: &str, dir: &Path) -> Result<Self, ExperimentError> {
         let default = dir.join(name).join("experiment.toml");
         let (path, text) = read_definition("experiment", name, default, || list_experiments(dir))?;
-        let def: ExperimentDef = toml::from_str(&text).map_err(|e| ExperimentError::Malformed {
-            path: path.clone(),
+        Self::parse(&path, &text)
+    }
+
+    /// Parses and validates the TOML text of an experiment; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ExperimentError> {
+        let def: ExperimentDef = toml::from_str(text).map_err(|e| ExperimentError::Malformed {
+            path: path.to_path_buf(),
             message: e.to_string().trim().replace('\n', " "),
         })?;
         def.validate()
-            .map_err(|message| ExperimentError::Malformed { path, message })?;
+            .map_err(|message| ExperimentError::Malformed {
+                path: path.to_path_buf(),
+                message,
+            })?;
         Ok(def)
     }
 

@@ -110,12 +110,19 @@ impl NetworkDef {
             read_definition("model", name, dir.join(format!("{name}.json")), || {
                 list_stems(dir, "json")
             })?;
-        let def: NetworkDef = serde_json::from_str(&text).map_err(|e| ModelError::Malformed {
-            path: path.clone(),
+        Self::parse(&path, &text)
+    }
+
+    /// Parses and validates the JSON text of a network definition; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ModelError> {
+        let def: NetworkDef = serde_json::from_str(text).map_err(|e| ModelError::Malformed {
+            path: path.to_path_buf(),
             message: format!("malformed network definition: {e}"),
         })?;
-        def.validate()
-            .map_err(|message| ModelError::Malformed { path, message })?;
+        def.validate().map_err(|message| ModelError::Malformed {
+            path: path.to_path_buf(),
+            message,
+        })?;
         Ok(def)
     }
 

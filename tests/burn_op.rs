@@ -198,3 +198,41 @@ fn words_pack_and_unpack_like_the_host() {
         }
     }
 }
+
+fn output_layer_backward(labels: Option<Tensor<1, Int>>) {
+    let dev = device().autodiff();
+    let layer = SpikingDenseConfig::new(8, 3, 2.0)
+        .with_is_output(true)
+        .init(&dev);
+    let input = random_spikes(2, 40, 8, 0.2, &dev);
+    let counts = layer
+        .forward(SpikeTrains::from_dense(input), labels)
+        .counts();
+    let _ = counts.sum().backward();
+}
+
+/// Inference needs no labels; training an output layer without them is refused, never a
+/// silent "class 0".
+#[test]
+#[should_panic(expected = "output layer trained without labels")]
+fn an_output_layer_trained_without_labels_panics() {
+    let dev = device();
+    let layer = SpikingDenseConfig::new(8, 3, 2.0)
+        .with_is_output(true)
+        .init(&dev);
+    let out = layer.forward(
+        SpikeTrains::from_dense(random_spikes(2, 40, 8, 0.2, &dev)),
+        None,
+    );
+    assert_eq!(out.dims(), [2, 40, 3]);
+    output_layer_backward(None);
+}
+
+#[test]
+#[should_panic(expected = "label 3 is not a class of this output layer (0..3)")]
+fn a_label_outside_the_output_layer_panics() {
+    output_layer_backward(Some(Tensor::<1, Int>::from_ints(
+        [0, 3],
+        &device().autodiff(),
+    )));
+}

@@ -77,11 +77,17 @@ pub struct Recording {
 
 /// Reads a WAV file (integer PCM up to 32 bits or 32-bit float; channels averaged).
 pub fn read_wav(path: &Path) -> Result<Recording> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    parse_wav(path, std::io::BufReader::new(file))
+}
+
+/// Parses a WAV stream; `path` names it in errors.
+pub fn parse_wav(path: &Path, source: impl std::io::Read) -> Result<Recording> {
     let format = |detail: String| DataError::Format {
         path: path.to_path_buf(),
         detail,
     };
-    let mut reader = hound::WavReader::open(path).map_err(|e| match e {
+    let mut reader = hound::WavReader::new(source).map_err(|e| match e {
         // hound reports short files as I/O errors: only opening failures are I/O.
         hound::Error::IoError(source)
             if matches!(

@@ -80,6 +80,11 @@ pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
             DataError::io(path, e)
         }
     })?;
+    decode_maybe_gz(path, raw)
+}
+
+/// Decompresses `raw` (the content of `path`) when it starts with the gzip magic bytes.
+pub fn decode_maybe_gz(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
     if !raw.starts_with(&GZIP_MAGIC) {
         return Ok(raw);
     }
@@ -158,7 +163,11 @@ fn check_body(
 
 /// Reads an IDX image file (magic `0x00000803`), raw or gzip'd.
 pub fn read_idx_images(path: &Path) -> Result<IdxImages> {
-    let mut data = read_maybe_gz(path)?;
+    parse_idx_images(path, read_maybe_gz(path)?)
+}
+
+/// Parses the (decompressed) content of an IDX image file; `path` names it in errors.
+pub fn parse_idx_images(path: &Path, mut data: Vec<u8>) -> Result<IdxImages> {
     let dims = parse_header(path, &data, IDX_IMAGES_MAGIC, "IDX unsigned-byte images", 3)?;
     let (count, rows, cols) = (dims[0], dims[1], dims[2]);
     let expected = count as u128 * rows as u128 * cols as u128;
@@ -181,7 +190,11 @@ pub fn read_idx_images(path: &Path) -> Result<IdxImages> {
 
 /// Reads an IDX label file (magic `0x00000801`), raw or gzip'd.
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
-    let mut data = read_maybe_gz(path)?;
+    parse_idx_labels(path, read_maybe_gz(path)?)
+}
+
+/// Parses the (decompressed) content of an IDX label file; `path` names it in errors.
+pub fn parse_idx_labels(path: &Path, mut data: Vec<u8>) -> Result<Vec<u8>> {
     let dims = parse_header(path, &data, IDX_LABELS_MAGIC, "IDX unsigned-byte labels", 1)?;
     let count = dims[0];
     check_body(

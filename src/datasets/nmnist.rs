@@ -40,8 +40,12 @@ pub struct NmnistEvent {
 ///
 /// A file whose length is not a multiple of 5 bytes is rejected.
 pub fn read_nmnist_events(path: &Path) -> Result<Vec<NmnistEvent>> {
-    let bytes = read_file(path)?;
-    if bytes.len() % 5 != 0 {
+    parse_nmnist_events(path, &read_file(path)?)
+}
+
+/// Parses the content of an N-MNIST recording; `path` names it in errors.
+pub fn parse_nmnist_events(path: &Path, bytes: &[u8]) -> Result<Vec<NmnistEvent>> {
+    if !bytes.len().is_multiple_of(5) {
         return Err(DataError::Format {
             path: path.to_path_buf(),
             detail: format!(

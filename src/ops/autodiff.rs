@@ -73,8 +73,11 @@ impl<B: Hm2bpBackend> Backward<B, 2> for SpikingLayerBackward {
                 output,
                 spec: d,
             } => {
-                let labels = d.output.is_some().then(|| host_labels::<B>(st.labels));
                 let n_out = st.weight.shape()[0];
+                let labels = d
+                    .output
+                    .is_some()
+                    .then(|| host_labels::<B>(st.labels, n_out));
                 generic::dense_backward::<B>(
                     generic::unpack::<B>(input, st.n_in),
                     host_rasters::<B>(output, n_out),

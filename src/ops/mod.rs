@@ -209,7 +209,9 @@ pub(crate) fn host_backward<B: Backend>(
     let w_shape = weight.shape();
     let b = rasters.batch();
     let n_in = rasters.input_neurons();
-    let labels = spec.needs_labels().then(|| host_labels::<B>(labels));
+    let labels = spec
+        .needs_labels()
+        .then(|| host_labels::<B>(labels, w_shape[0]));
     let w = host_f32(B::float_into_data(weight));
     let d = host_f32(B::float_into_data(d_post));
     let (gw, gx) = spec.backward_rasters(
@@ -226,12 +228,36 @@ pub(crate) fn host_backward<B: Backend>(
     (gw, gx)
 }
 
-/// Class labels `[B]` on the host (negative values read as 0).
-fn host_labels<B: Backend>(labels: IntTensor<B>) -> Vec<usize> {
-    read_sync(B::int_into_data(labels))
-        .map(|d| d.iter::<i64>().map(|v| v.max(0) as usize).collect())
-        .unwrap_or_default()
+/// Class labels `[B]` on the host, for the backward of an output layer of `classes` neurons.
+///
+/// # Panics
+/// When the forward pass had no labels ([`NO_LABEL`]) or a label is not below `classes`: the
+/// output layer's rule needs every sample's class, and guessing one would train silently wrong.
+pub(crate) fn host_labels<B: Backend>(labels: IntTensor<B>, classes: usize) -> Vec<usize> {
+    let labels: Vec<i64> = read_sync(B::int_into_data(labels))
+        .map(|d| d.iter::<i64>().collect())
+        .unwrap_or_default();
+    labels
+        .into_iter()
+        .map(|v| {
+            assert!(
+                v != NO_LABEL,
+                "output layer trained without labels: pass the batch's classes to `forward` \
+                 (`labels: Some(…)`) when its gradient is computed"
+            );
+            usize::try_from(v)
+                .ok()
+                .filter(|&c| c < classes)
+                .unwrap_or_else(|| {
+                    panic!("label {v} is not a class of this output layer (0..{classes})")
+                })
+        })
+        .collect()
 }
+
+/// The label tensor of a forward pass without labels (read back only by an output layer's
+/// backward, which refuses it).
+const NO_LABEL: i64 = -1;
 
 #[cfg(feature = "ndarray")]
 impl Hm2bpBackend for burn::backend::NdArray {
@@ -315,7 +341,7 @@ fn spiking_layer<const D: usize>(
     kernels: KernelPath,
 ) -> SpikeTrains {
     let device = input.device();
-    let labels = labels.unwrap_or_else(|| Tensor::zeros([input.dims()[0]], &device));
+    let labels = labels.unwrap_or_else(|| Tensor::full([input.dims()[0]], NO_LABEL, &device));
     let (counts, words) = input.into_parts();
     let (counts, words) = Dispatch::spiking_layer(
         counts.into_dispatch(),

@@ -1,0 +1,25 @@
+//! WAV files, through the auditory front end and the spike codes.
+#![no_main]
+use hm2bp::datasets::audio::{FrontEndOptions, mel_spectrogram, parse_wav};
+use hm2bp::datasets::audio_code::{AudioCode, AudioCodeOptions};
+use libfuzzer_sys::fuzz_target;
+use std::path::Path;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(rec) = parse_wav(Path::new("fuzz.wav"), data) {
+        // Bound the work per input: the front end is linear in the samples.
+        if rec.samples.len() > 1 << 16 {
+            return;
+        }
+        let spec = mel_spectrogram(&rec, &FrontEndOptions::default());
+        for code in [AudioCode::Bsa, AudioCode::Delta] {
+            let opts = AudioCodeOptions {
+                code,
+                slices: 2,
+                ..AudioCodeOptions::default()
+            };
+            let raster = opts.encode(&spec, 100);
+            assert_eq!(raster.neurons(), opts.channels(32));
+        }
+    }
+});
