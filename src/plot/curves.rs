@@ -127,6 +127,7 @@ pub fn learning_curves(
     chart
         .configure_mesh()
         .x_desc("epoch")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc("test accuracy (%)")
         .label_style(("sans-serif", 15))
         .draw()
@@ -199,6 +200,7 @@ pub fn learning_curves(
     chart
         .configure_mesh()
         .x_desc("epoch")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc("mean count loss")
         .label_style(("sans-serif", 15))
         .draw()
