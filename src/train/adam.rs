@@ -86,12 +86,11 @@ impl FusedAdam {
 
 /// Whether `device` keeps tensors in host memory (the CPU backends).
 fn on_host(device: &Device) -> bool {
-    use burn::backend::DispatchDevice;
     match device.clone().inner().as_dispatch() {
         #[cfg(feature = "flex")]
-        DispatchDevice::Flex(_) => true,
+        burn::backend::DispatchDevice::Flex(_) => true,
         #[cfg(feature = "ndarray")]
-        DispatchDevice::NdArray(_) => true,
+        burn::backend::DispatchDevice::NdArray(_) => true,
         _ => false,
     }
 }
