@@ -10,8 +10,10 @@
 //!    from (seed, sample index[, epoch]), either as a dense `[T, 784]` raster or as per-neuron
 //!    spike steps.
 //!
-//! Side inputs: [`nmnist`] reads N-MNIST event recordings and bins them into 2312-channel spike
-//! trains; [`golden`] reads the authors' golden CNN case (spike rasters and weights before and
+//! Spike-train datasets: [`nmnist`] reads N-MNIST event recordings, stabilises and bins them
+//! into 2312-channel spike trains; [`fsdd`] reads spoken digits through the auditory front end
+//! ([`audio`]) and a spike code ([`audio_code`]); [`samples`] names every dataset an experiment
+//! can use and loads a split of any of them. [`golden`] reads the authors' golden CNN case (spike rasters and weights before and
 //! after one update) for parity tests. All errors are [`DataError`]s whose one-line messages
 //! name the file and the problem.
 
