@@ -5,7 +5,7 @@
 //! - [`regularizer`]: the exponential weight regulariser (S12).
 //! - [`sparse`]: locally connected layers (convolution, sum pooling) with shared weights;
 //!   [`conv`]: the convolution's forward pass as a convolution.
-//! - [`reference`]: the same rule pair by pair in `f64`, for tests and the `trace` mode.
+//! - [`reference`](mod@reference): the same rule pair by pair in `f64`, for tests and the `trace` mode.
 //!
 //! [`dense_forward_batch`] and [`dense_backward_batch`] run a batch on all cores (one sample per
 //! task); a batch of one is the authors' faithful batch-size-1 step.
