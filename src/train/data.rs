@@ -189,26 +189,27 @@ impl Batcher<SampleItem, SpikeBatch> for SpikeBatcher {
         let b = items.len();
         let batch = self.batches.fetch_add(1, Ordering::Relaxed);
         let epoch = self.first_epoch + batch / self.batches_per_epoch;
+        let labels: Vec<i64> = items.iter().map(|i| i.label as i64).collect();
+        let indices: Vec<u64> = items.iter().map(|i| i.index).collect();
         let mut distorted = Vec::new();
+        // Items are consumed: recorded spike trains move into the batch without a copy.
         let rasters = items
-            .iter()
-            .map(|item| match (&item.input, &self.augment) {
-                (SampleInput::Spikes(raster), _) => raster.clone(),
+            .into_iter()
+            .map(|item| match (item.input, &self.augment) {
+                (SampleInput::Spikes(raster), _) => raster,
                 (SampleInput::Pixels(pixels), Some(augment)) => {
                     distorted.resize(pixels.len(), 0.0);
                     augment
                         .field_for(self.encoder.seed, epoch, item.index)
-                        .apply(pixels, &mut distorted);
+                        .apply(&pixels, &mut distorted);
                     self.encoder
                         .encode_intensities_raster(&distorted, item.index, epoch)
                 }
                 (SampleInput::Pixels(pixels), None) => {
-                    self.encoder.encode_raster(pixels, item.index, epoch)
+                    self.encoder.encode_raster(&pixels, item.index, epoch)
                 }
             })
             .collect();
-        let labels: Vec<i64> = items.iter().map(|i| i.label as i64).collect();
-        let indices: Vec<u64> = items.iter().map(|i| i.index).collect();
         let sample_weight = self.boosting.as_ref().map(|boost| {
             Tensor::from_data(TensorData::new(boost.weights_of(&indices), [b]), device)
         });
