@@ -5,9 +5,12 @@
 //! `v += ep/τs`, the refractory counter clamps `v` to 0, and the neuron fires when
 //! `v > ν − eps`, resetting `v` to 0 and the counter to `t_ref`. Arithmetic is `f32`, in this
 //! order, so that rasters match the authors' golden data bit for bit. The update is written
-//! once, in `lif_update`; [`LifPopulation`] runs it over every layer kind.
+//! once, in [`LifStep::update`] (eight neurons per vector); [`LifPopulation`] runs it over
+//! every layer kind, and the dense layer's forward calls it directly on its blocks.
 
 use serde::{Deserialize, Serialize};
+use wide::bytemuck::cast;
+use wide::{f32x8, i32x8};
 
 /// Parameters of one layer of LIF neurons.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,9 +50,93 @@ impl LifParams {
     }
 }
 
+/// Neurons updated together by one [`LifStep::update`]: one 256-bit vector of `f32`.
+pub const LANES: usize = 8;
+
 /// Neurons are stepped in chunks of this many: a chunk that has never received input is at
 /// rest (`v = ep = 0`, not refractory) and stays so without being touched, exactly.
 const CHUNK: usize = 32;
+
+/// The state of [`LANES`] neurons: membrane potential `v`, synaptic state `ep`, and the
+/// refractory steps left.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LifLanes {
+    /// Membrane potentials.
+    pub v: f32x8,
+    /// Synaptic states.
+    pub ep: f32x8,
+    /// Refractory steps left (0: not refractory).
+    pub refractory: i32x8,
+}
+
+/// The LIF update of one step (`t > 0`) with a layer's constants prepared, applied to
+/// [`LANES`] neurons at a time by [`LifStep::update`].
+#[derive(Clone, Copy, Debug)]
+pub struct LifStep {
+    tau_m: f32x8,
+    tau_s: f32x8,
+    inv_m: f32x8,
+    inv_s: f32x8,
+    /// `ν − eps`: a neuron fires when `v` exceeds it.
+    v_fire: f32x8,
+    t_ref: i32x8,
+    /// `/ τ` may be taken as `* (1/τ)`: both time constants are powers of two, where the two
+    /// are identical for every `f32`.
+    exact_reciprocal: bool,
+}
+
+impl LifStep {
+    /// The update of neurons with parameters `p`.
+    pub fn new(p: &LifParams) -> Self {
+        Self {
+            tau_m: f32x8::splat(p.tau_m),
+            tau_s: f32x8::splat(p.tau_s),
+            inv_m: f32x8::splat(1.0 / p.tau_m),
+            inv_s: f32x8::splat(1.0 / p.tau_s),
+            v_fire: f32x8::splat(p.threshold - p.threshold_eps),
+            t_ref: i32x8::splat(p.t_ref.min(i32::MAX as u32) as i32),
+            exact_reciprocal: is_power_of_two(p.tau_m) && is_power_of_two(p.tau_s),
+        }
+    }
+
+    /// One step of [`LANES`] neurons receiving `current` (the weighted spikes of step
+    /// `t − 1`, a one-step synaptic delay): leak (`v -= v/τm`, `ep -= ep/τs`), integration
+    /// (`ep += I`, `v += ep/τs`), refractory clamp (`v = 0`, counter down), threshold test
+    /// (`v > ν − eps`) and reset of the neurons that fired (`v = 0`, counter `t_ref`). The
+    /// operations and their order are the authors' (spec §1.1), in `f32`, so rasters match
+    /// their golden data bit for bit; branch-free. Returns the neurons that fired as a bit
+    /// mask (bit `k`: lane `k`).
+    #[inline(always)]
+    pub fn update(&self, s: &mut LifLanes, current: f32x8) -> u32 {
+        let leak_m = if self.exact_reciprocal {
+            s.v * self.inv_m
+        } else {
+            s.v / self.tau_m
+        };
+        s.v -= leak_m;
+        let leak_s = if self.exact_reciprocal {
+            s.ep * self.inv_s
+        } else {
+            s.ep / self.tau_s
+        };
+        s.ep -= leak_s;
+        s.ep += current;
+        let rise = if self.exact_reciprocal {
+            s.ep * self.inv_s
+        } else {
+            s.ep / self.tau_s
+        };
+        s.v += rise;
+        let clamped = s.refractory.simd_gt(i32x8::ZERO);
+        s.v = cast::<i32x8, f32x8>(clamped).select(f32x8::ZERO, s.v);
+        // The mask is −1 in the clamped lanes: counting down.
+        s.refractory += clamped;
+        let fired = s.v.simd_gt(self.v_fire);
+        s.v = fired.select(f32x8::ZERO, s.v);
+        s.refractory = cast::<f32x8, i32x8>(fired).select(self.t_ref, s.refractory);
+        fired.to_bitmask()
+    }
+}
 
 /// State of a population of LIF neurons simulated one step at a time, starting at rest.
 ///
@@ -60,10 +147,12 @@ const CHUNK: usize = 32;
 /// background are never touched.
 #[derive(Clone, Debug)]
 pub struct LifPopulation {
-    params: LifParams,
-    v: Vec<f32>,
-    ep: Vec<f32>,
-    refractory: Vec<u32>,
+    step: LifStep,
+    neurons: usize,
+    /// State per group of [`LANES`] neurons (the last group padded with neurons that never
+    /// receive input).
+    lanes: Vec<LifLanes>,
+    /// Input currents for the next step, padded like `lanes`.
     current: Vec<f32>,
     /// Whether a chunk has ever received input.
     awake: Vec<bool>,
@@ -72,13 +161,13 @@ pub struct LifPopulation {
 impl LifPopulation {
     /// `neurons` neurons at rest.
     pub fn new(params: LifParams, neurons: usize) -> Self {
+        let chunks = neurons.div_ceil(CHUNK);
         Self {
-            params,
-            v: vec![0.0; neurons],
-            ep: vec![0.0; neurons],
-            refractory: vec![0; neurons],
-            current: vec![0.0; neurons],
-            awake: vec![false; neurons.div_ceil(CHUNK)],
+            step: LifStep::new(&params),
+            neurons,
+            lanes: vec![LifLanes::default(); chunks * (CHUNK / LANES)],
+            current: vec![0.0; chunks * CHUNK],
+            awake: vec![false; chunks],
         }
     }
 
@@ -108,83 +197,57 @@ impl LifPopulation {
     }
 
     /// Advances every neuron by one step `t > 0` with the input added since the last step
-    /// (the weighted spikes of step `t − 1`, a one-step synaptic delay), then clears the
-    /// input. Calls `fire(i)` for every neuron that fires, in ascending order. (Step 0 of a
-    /// population at rest is a no-op: leak of a zero state, no input, no spike.)
+    /// (see [`LifStep::update`]), then clears the input. Calls `fire(i)` for every neuron
+    /// that fires, in ascending order. (Step 0 of a population at rest is a no-op: leak of a
+    /// zero state, no input, no spike.)
     pub fn step(&mut self, mut fire: impl FnMut(usize)) {
-        let p = self.params;
-        let exact_reciprocal = is_power_of_two(p.tau_m) && is_power_of_two(p.tau_s);
+        let per_chunk = CHUNK / LANES;
         for c in 0..self.awake.len() {
             if !self.awake[c] {
                 continue;
             }
-            let range = c * CHUNK..((c + 1) * CHUNK).min(self.v.len());
-            let lo = range.start;
-            let (v, ep) = (&mut self.v[range.clone()], &mut self.ep[range.clone()]);
-            let (r, cur) = (
-                &mut self.refractory[range.clone()],
-                &mut self.current[range],
-            );
-            let mut fired = if exact_reciprocal {
-                lif_update::<true>(&p, v, ep, r, cur)
-            } else {
-                lif_update::<false>(&p, v, ep, r, cur)
-            };
-            while fired != 0 {
-                let k = fired.trailing_zeros() as usize;
-                fired &= fired - 1;
-                r[k] = p.t_ref;
-                v[k] = 0.0;
-                fire(lo + k);
+            let lanes = &mut self.lanes[c * per_chunk..(c + 1) * per_chunk];
+            let current = &mut self.current[c * CHUNK..(c + 1) * CHUNK];
+            for (g, (s, cur)) in lanes
+                .iter_mut()
+                .zip(current.chunks_exact_mut(LANES))
+                .enumerate()
+            {
+                let input: [f32; LANES] = (&*cur).try_into().expect("LANES currents");
+                cur.fill(0.0);
+                let mut fired = self.step.update(s, f32x8::from(input));
+                let lo = c * CHUNK + g * LANES;
+                while fired != 0 {
+                    let i = lo + fired.trailing_zeros() as usize;
+                    fired &= fired - 1;
+                    // Padding neurons receive no input and cannot fire above a positive
+                    // threshold; never report them.
+                    if i < self.neurons {
+                        fire(i);
+                    }
+                }
             }
         }
+    }
+
+    /// Membrane potentials of the neurons (for tests and inspection).
+    pub fn potentials(&self) -> Vec<f32> {
+        let mut v: Vec<f32> = self.lanes.iter().flat_map(|s| s.v.to_array()).collect();
+        v.truncate(self.neurons);
+        v
+    }
+
+    /// Synaptic states of the neurons (for tests and inspection).
+    pub fn synaptic_states(&self) -> Vec<f32> {
+        let mut ep: Vec<f32> = self.lanes.iter().flat_map(|s| s.ep.to_array()).collect();
+        ep.truncate(self.neurons);
+        ep
     }
 }
 
 /// Whether `x` is an exact power of two (so `y / x == y * (1 / x)` for every `y`).
 fn is_power_of_two(x: f32) -> bool {
     x > 0.0 && x.is_normal() && (1.0 / x).is_normal() && x.to_bits() & 0x007f_ffff == 0
-}
-
-/// The LIF update of one step (`t > 0`) for a chunk of at most 32 neurons, branch-free so
-/// that it vectorises: leak (`v -= v/τm`, `ep -= ep/τs`), integration of `current` (`ep += I`,
-/// `v += ep/τs`; the current is then cleared), refractory clamp (`v = 0`, counter down) and
-/// threshold test (`v > ν − eps`). The operations and their order are the authors'; `/ τ` is
-/// taken as `* (1/τ)` when `EXACT_RECIPROCAL` (only for powers of two, where both are
-/// identical). Returns the neurons that crossed the threshold as a bit mask; resetting them is
-/// the caller's.
-fn lif_update<const EXACT_RECIPROCAL: bool>(
-    p: &LifParams,
-    v: &mut [f32],
-    ep: &mut [f32],
-    refractory: &mut [u32],
-    current: &mut [f32],
-) -> u32 {
-    debug_assert!(v.len() <= 32);
-    let (inv_m, inv_s) = (1.0 / p.tau_m, 1.0 / p.tau_s);
-    let over = |x: f32, tau: f32, inv: f32| {
-        if EXACT_RECIPROCAL { x * inv } else { x / tau }
-    };
-    let vth = p.threshold - p.threshold_eps;
-    let mut fired = 0u32;
-    for (k, (((v, ep), r), i)) in v
-        .iter_mut()
-        .zip(ep.iter_mut())
-        .zip(refractory.iter_mut())
-        .zip(current.iter_mut())
-        .enumerate()
-    {
-        *v -= over(*v, p.tau_m, inv_m);
-        *ep -= over(*ep, p.tau_s, inv_s);
-        *ep += *i;
-        *i = 0.0;
-        *v += over(*ep, p.tau_s, inv_s);
-        let clamped = *r > 0;
-        *v = if clamped { 0.0 } else { *v };
-        *r -= u32::from(clamped);
-        fired |= u32::from(*v > vth) << k;
-    }
-    fired
 }
 
 #[cfg(test)]
@@ -219,10 +282,29 @@ mod tests {
         assert_eq!(Some(times[0]), first);
     }
 
-    /// The reciprocal shortcut gives the same rasters as division, bit for bit, for powers of
-    /// two, and other time constants still divide.
+    /// The update of one neuron straight from the spec (§1.1), scalar and with divisions:
+    /// the obviously correct version of [`LifStep::update`].
+    fn reference_step(p: &LifParams, v: &mut f32, ep: &mut f32, r: &mut u32, i: f32) -> bool {
+        *v -= *v / p.tau_m;
+        *ep -= *ep / p.tau_s;
+        *ep += i;
+        *v += *ep / p.tau_s;
+        if *r > 0 {
+            *v = 0.0;
+            *r -= 1;
+        }
+        let fired = *v > p.threshold - p.threshold_eps;
+        if fired {
+            *v = 0.0;
+            *r = p.t_ref;
+        }
+        fired
+    }
+
+    /// The vector update equals the scalar reference bit for bit, with the reciprocal
+    /// shortcut (powers of two) and with division (other time constants).
     #[test]
-    fn reciprocal_leak_matches_division() {
+    fn vector_update_matches_the_scalar_reference() {
         assert!(is_power_of_two(64.0) && is_power_of_two(8.0) && is_power_of_two(0.5));
         assert!(!is_power_of_two(10.0) && !is_power_of_two(0.0) && !is_power_of_two(-8.0));
         let mut state = 0x1234_5678u32;
@@ -232,25 +314,31 @@ mod tests {
             state ^= state << 5;
             (state % 1000) as f32 / 250.0 - 1.0
         };
-        let p = LifParams::paper(3.0);
-        let n = 32;
-        let (mut v1, mut e1) = (vec![0.0f32; n], vec![0.0f32; n]);
-        let (mut v2, mut e2) = (vec![0.0f32; n], vec![0.0f32; n]);
-        let (mut r1, mut r2) = (vec![0u32; n], vec![0u32; n]);
-        for _ in 0..300 {
-            let current: Vec<f32> = (0..n).map(|_| next()).collect();
-            let (mut c1, mut c2) = (current.clone(), current);
-            let f1 = lif_update::<true>(&p, &mut v1, &mut e1, &mut r1, &mut c1);
-            let f2 = lif_update::<false>(&p, &mut v2, &mut e2, &mut r2, &mut c2);
-            assert_eq!(f1, f2);
-            assert_eq!(
-                v1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-                v2.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
-            );
-            assert_eq!(
-                e1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-                e2.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
-            );
+        let odd = LifParams {
+            tau_m: 10.0,
+            tau_s: 3.0,
+            ..LifParams::paper(0.9).strict()
+        };
+        for p in [LifParams::paper(3.0), odd] {
+            let step = LifStep::new(&p);
+            assert_eq!(step.exact_reciprocal, p.tau_m == 64.0);
+            let mut lanes = LifLanes::default();
+            let (mut v, mut ep, mut r) = ([0.0f32; LANES], [0.0f32; LANES], [0u32; LANES]);
+            for _ in 0..300 {
+                let current: [f32; LANES] = std::array::from_fn(|_| next());
+                let mask = step.update(&mut lanes, f32x8::from(current));
+                let mut want = 0u32;
+                for k in 0..LANES {
+                    if reference_step(&p, &mut v[k], &mut ep[k], &mut r[k], current[k]) {
+                        want |= 1 << k;
+                    }
+                }
+                assert_eq!(mask, want);
+                let bits = |x: [f32; LANES]| x.map(f32::to_bits);
+                assert_eq!(bits(lanes.v.to_array()), bits(v));
+                assert_eq!(bits(lanes.ep.to_array()), bits(ep));
+                assert_eq!(lanes.refractory.to_array(), r.map(|x| x as i32));
+            }
         }
     }
 
@@ -269,14 +357,15 @@ mod tests {
         assert_eq!(fired, vec![70]);
         assert_eq!(pop.awake, vec![false, false, true, false]);
         assert!(
-            pop.v
+            pop.potentials()
                 .iter()
                 .enumerate()
                 .all(|(i, &v)| v == 0.0 || (64..96).contains(&i))
         );
     }
 
-    /// Chunked stepping equals the update applied to every neuron (with and without input).
+    /// Chunked stepping equals the scalar reference applied to every neuron (with and without
+    /// input), on a population that is not a multiple of the chunk size.
     #[test]
     fn chunked_step_matches_full_update() {
         let p = LifParams::paper(0.7);
@@ -295,27 +384,12 @@ mod tests {
             }
             let mut got = Vec::new();
             pop.step(|i| got.push(i));
-            // The update one neuron at a time, straight from the spec.
-            let mut want = Vec::new();
-            for i in 0..n {
-                let mask = lif_update::<false>(
-                    &p,
-                    &mut v[i..=i],
-                    &mut ep[i..=i],
-                    &mut r[i..=i],
-                    &mut current[i..=i],
-                );
-                if mask != 0 {
-                    want.push(i);
-                }
-            }
-            for &i in &want {
-                v[i] = 0.0;
-                r[i] = p.t_ref;
-            }
+            let want: Vec<usize> = (0..n)
+                .filter(|&i| reference_step(&p, &mut v[i], &mut ep[i], &mut r[i], current[i]))
+                .collect();
             assert_eq!(got, want);
-            assert_eq!(pop.v, v);
-            assert_eq!(pop.ep, ep);
+            assert_eq!(pop.potentials(), v);
+            assert_eq!(pop.synaptic_states(), ep);
         }
     }
 }

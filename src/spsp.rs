@@ -106,6 +106,27 @@ pub fn sum_kernel_rows(kernel: &[f32], width: usize, times: &[u32], out: &mut [f
     }
 }
 
+/// Writes the values of `k` (converted to `f32`) at `out[(from + n) · stride]`, `n = 0, 1, …`:
+/// contiguously (vectorised) when `stride` is 1.
+#[inline(always)]
+fn write_segment(
+    out: &mut [f32],
+    stride: usize,
+    from: usize,
+    k: impl ExactSizeIterator<Item = f64>,
+) {
+    if stride == 1 {
+        let len = k.len();
+        for (o, v) in out[from..from + len].iter_mut().zip(k) {
+            *o = v as f32;
+        }
+    } else {
+        for (n, v) in k.enumerate() {
+            out[(from + n) * stride] = v as f32;
+        }
+    }
+}
+
 /// Precomputed `ε0(x)`, `e^{−x/τs}` and `e^{x/τs}` for integer `x` in `0..steps`, so that
 /// building the kernels of many neurons needs no `exp`.
 #[derive(Clone, Debug)]
@@ -197,22 +218,26 @@ impl KernelTables {
             }
             let first_indirect = if direct { fa + 1 } else { fa };
             let tf = post[fa] as i64 - self.t_ref;
-            if first_indirect < fb_end {
-                let diff = suffix[first_indirect] - suffix[fb_end];
-                if direct {
-                    for u in lo..=t {
-                        let k = self.psp[(tf - u) as usize] + self.growth[u as usize] * diff;
-                        out[u as usize * stride] = k as f32;
-                    }
-                } else {
-                    for u in lo..=t {
-                        out[u as usize * stride] = (self.growth[u as usize] * diff) as f32;
-                    }
-                }
+            // Steps lo..=t, and ε0(tf − u) for them (ascending u, so descending argument).
+            let (a, b) = (lo as usize, t as usize);
+            let growth = &self.growth[a..=b];
+            let psp = self.psp[(tf - t) as usize..=(tf - lo) as usize]
+                .iter()
+                .rev();
+            let diff = if first_indirect < fb_end {
+                suffix[first_indirect] - suffix[fb_end]
             } else {
-                for u in lo..=t {
-                    out[u as usize * stride] = self.psp[(tf - u) as usize] as f32;
-                }
+                0.0
+            };
+            match (direct || first_indirect >= fb_end, first_indirect < fb_end) {
+                (true, true) => write_segment(
+                    out,
+                    stride,
+                    a,
+                    growth.iter().zip(psp).map(|(g, p)| p + g * diff),
+                ),
+                (false, _) => write_segment(out, stride, a, growth.iter().map(|g| g * diff)),
+                (true, false) => write_segment(out, stride, a, psp.copied()),
             }
             t = lo - 1;
         }

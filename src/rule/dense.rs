@@ -6,12 +6,13 @@
 //! event by event), then works on the `active inputs × outputs` block only. Nothing is
 //! quadratic in time.
 
-use crate::neuron::{LifParams, LifPopulation};
+use crate::neuron::{LANES, LifLanes, LifParams, LifPopulation, LifStep};
 use crate::rule::output::{OutputRule, insert_label_spikes, lateral_factor};
 use crate::rule::terms;
 use crate::spikes::SpikeRaster;
 use crate::spsp::{KernelTables, sum_kernel_rows};
 use rayon::prelude::*;
+use wide::f32x8;
 
 /// Everything that defines a spiking dense layer's dynamics and learning rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -28,15 +29,15 @@ pub struct DenseSpec {
 /// kernels (`T × 64` floats, 100 KB at T = 400) stay in L2 while every input spike adds one.
 const SPSP_BLOCK: usize = 64;
 
-/// Output neurons simulated together in the forward pass (layers without lateral
-/// inhibition): their weights from all inputs (`n_in × 64` floats, 200 KB for MNIST, stored
-/// contiguously) stay in the core's L2 cache through the time loop, their currents and state
-/// in L1.
-const FORWARD_BLOCK: usize = 64;
+/// Groups of [`LANES`] output neurons simulated together in the forward pass (layers without
+/// lateral inhibition): their weights from all inputs (`n_in × 64` floats, 200 KB for MNIST,
+/// stored contiguously) stay in the core's L2 cache through the time loop, their currents in
+/// registers and their state in L1. The last neurons of a layer that do not fill a block are
+/// simulated group by group.
+const BLOCK_GROUPS: usize = 8;
 
-/// Simulates one sample through the layer, block of output neurons by block: per time step,
-/// one weight column added per input spike (in ascending input order, as the authors' loop
-/// sums), then one LIF step of the block. With lateral inhibition the block is the whole layer.
+/// Simulates one sample through the layer, block of output neurons by block (see
+/// [`forward_block`]). With lateral inhibition the block is the whole layer.
 pub fn forward_sample(
     input: &SpikeRaster,
     weights: &LayerWeights,
@@ -73,42 +74,60 @@ pub fn forward_sample(
         }
         return out;
     }
+    let step = LifStep::new(&spec.lif);
     let mut events: Vec<(u32, u32)> = Vec::new();
-    for lo in (0..n_out).step_by(FORWARD_BLOCK) {
-        let width = FORWARD_BLOCK.min(n_out - lo);
-        let mut pop = LifPopulation::new(spec.lif, width);
-        let mut current = [0.0f32; FORWARD_BLOCK];
-        for t in 1..steps {
-            let fired = input.at(t - 1);
-            if width == FORWARD_BLOCK {
-                // A full block: the sums stay in registers across the input spikes.
-                let mut acc = [0.0f32; FORWARD_BLOCK];
-                for &j in fired {
-                    let w: &[f32; FORWARD_BLOCK] = weights
-                        .block_column(lo, width, j as usize)
-                        .try_into()
-                        .expect("a full block");
-                    for (a, &x) in acc.iter_mut().zip(w) {
-                        *a += x;
-                    }
-                }
-                current = acc;
-            } else {
-                current[..width].fill(0.0);
-                for &j in fired {
-                    let w = weights.block_column(lo, width, j as usize);
-                    for (a, &x) in current.iter_mut().zip(w) {
-                        *a += x;
-                    }
-                }
+    for block in &weights.blocks {
+        let w = &weights.blocked[block.at..block.at + weights.n_in * block.groups];
+        match block.groups {
+            BLOCK_GROUPS => {
+                forward_block::<BLOCK_GROUPS>(input, w, block.lo, n_out, &step, &mut events)
             }
-            if !fired.is_empty() {
-                pop.add_all(&current[..width]);
-            }
-            pop.step(|i| events.push((t as u32, (lo + i) as u32)));
+            _ => forward_block::<1>(input, w, block.lo, n_out, &step, &mut events),
         }
     }
     SpikeRaster::from_events(steps, n_out, &events)
+}
+
+/// Simulates `G` groups of [`LANES`] output neurons from `lo` on (weights `[n_in][G]`
+/// vectors), appending their `(step, neuron)` spikes to `events`. Per time step the currents
+/// (one weight column added per input spike, in ascending input order from `0`, as the
+/// authors' loop sums) stay in registers and go straight into the LIF update. The block is
+/// at rest, and skipped exactly, until its first input spike.
+fn forward_block<const G: usize>(
+    input: &SpikeRaster,
+    weights: &[f32x8],
+    lo: usize,
+    n_out: usize,
+    step: &LifStep,
+    events: &mut Vec<(u32, u32)>,
+) {
+    let steps = input.steps();
+    let Some(first) = (1..steps).find(|&t| !input.at(t - 1).is_empty()) else {
+        return;
+    };
+    let mut state = [LifLanes::default(); G];
+    for t in first..steps {
+        let mut current = [f32x8::ZERO; G];
+        for &j in input.at(t - 1) {
+            let column: &[f32x8; G] = weights[j as usize * G..(j as usize + 1) * G]
+                .try_into()
+                .expect("G groups per column");
+            for (c, &w) in current.iter_mut().zip(column) {
+                *c += w;
+            }
+        }
+        for (g, (s, &c)) in state.iter_mut().zip(&current).enumerate() {
+            let mut fired = step.update(s, c);
+            while fired != 0 {
+                let i = lo + g * LANES + fired.trailing_zeros() as usize;
+                fired &= fired - 1;
+                // Padding lanes past the layer receive no input; never report them.
+                if i < n_out {
+                    events.push((t as u32, i as u32));
+                }
+            }
+        }
+    }
 }
 
 /// What the backward rule produces for one sample, beyond the weight gradient.
@@ -135,20 +154,52 @@ pub struct LayerWeights {
     pub transposed: Vec<f32>,
     /// `Σ_l w_il` per output neuron.
     pub row_sums: Vec<f32>,
-    /// `W` transposed per block of [`FORWARD_BLOCK`] output neurons, `[block][n_in][≤ 64]`:
-    /// one block's weights are contiguous, so they stay in L2 without cache-set conflicts.
-    blocked: Vec<f32>,
+    /// `W` transposed per forward block, `[block][n_in][groups]` vectors of [`LANES`] output
+    /// neurons (the last group of the layer padded with zeros): one block's weights are
+    /// contiguous, so they stay in L2 without cache-set conflicts.
+    blocked: Vec<f32x8>,
+    /// The forward blocks, in ascending neuron order.
+    blocks: Vec<ForwardBlock>,
+}
+
+/// Output neurons `lo..lo + groups · LANES` of a layer, simulated together in the forward
+/// pass, with their weights at `blocked[at..at + n_in · groups]`.
+#[derive(Clone, Copy, Debug)]
+struct ForwardBlock {
+    lo: usize,
+    groups: usize,
+    at: usize,
 }
 
 impl LayerWeights {
     /// From a row-major `[n_out][n_in]` weight matrix.
     pub fn new(weight: &[f32], n_out: usize, n_in: usize) -> Self {
         let transposed = transpose(weight, n_out, n_in);
-        let mut blocked = Vec::with_capacity(transposed.len());
-        for lo in (0..n_out).step_by(FORWARD_BLOCK) {
-            let hi = (lo + FORWARD_BLOCK).min(n_out);
+        let full = n_out / (BLOCK_GROUPS * LANES);
+        let tail = (n_out - full * BLOCK_GROUPS * LANES).div_ceil(LANES);
+        let blocks: Vec<ForwardBlock> = (0..full)
+            .map(|b| (b * BLOCK_GROUPS * LANES, BLOCK_GROUPS))
+            .chain((0..tail).map(|g| ((full * BLOCK_GROUPS + g) * LANES, 1)))
+            .scan(0, |at, (lo, groups)| {
+                let block = ForwardBlock {
+                    lo,
+                    groups,
+                    at: *at,
+                };
+                *at += n_in * groups;
+                Some(block)
+            })
+            .collect();
+        let mut blocked = Vec::with_capacity(n_in * n_out.div_ceil(LANES));
+        for block in &blocks {
             for j in 0..n_in {
-                blocked.extend_from_slice(&transposed[j * n_out + lo..j * n_out + hi]);
+                let column = &transposed[j * n_out..(j + 1) * n_out];
+                for g in 0..block.groups {
+                    let lo = block.lo + g * LANES;
+                    let lanes: [f32; LANES] =
+                        std::array::from_fn(|k| column.get(lo + k).copied().unwrap_or(0.0));
+                    blocked.push(f32x8::from(lanes));
+                }
             }
         }
         Self {
@@ -160,14 +211,8 @@ impl LayerWeights {
                 .map(|r| r.iter().sum())
                 .collect(),
             blocked,
+            blocks,
         }
-    }
-
-    /// The weights from input `j` to the outputs `lo..lo + width` of the forward block that
-    /// starts at `lo`.
-    fn block_column(&self, lo: usize, width: usize, j: usize) -> &[f32] {
-        let at = lo * self.n_in + j * width;
-        &self.blocked[at..at + width]
     }
 
     /// Column `j` of `W` (the weights from input `j`).
