@@ -168,10 +168,18 @@ pub struct ExperimentDef {
     /// BPTT settings (used when `method = "bptt"`).
     #[serde(default)]
     pub bptt: BpttDef,
+    /// Minutes between mid-epoch checkpoints (0: only at the end of every epoch).
+    #[serde(default = "default_checkpoint_minutes")]
+    pub checkpoint_minutes: f64,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// At most this many minutes of a long epoch are lost to a kill.
+fn default_checkpoint_minutes() -> f64 {
+    10.0
 }
 
 /// Errors of loading an experiment definition.
@@ -244,6 +252,9 @@ impl ExperimentDef {
                     self.dataset
                 ));
             }
+        }
+        if !(self.checkpoint_minutes.is_finite() && self.checkpoint_minutes >= 0.0) {
+            return Err("checkpoint_minutes: must be a number ≥ 0 (0: off)".into());
         }
         if self.events.bin_us == 0 {
             return Err("events.bin_us: must be at least 1".into());

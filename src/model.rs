@@ -11,8 +11,8 @@ use crate::ops::KernelPath;
 use crate::trains::SpikeTrains;
 
 use crate::layers::{
-    SpikingConv2d, SpikingConv2dConfig, SpikingDense, SpikingDenseConfig, SpikingPool2d,
-    SpikingPool2dConfig,
+    LayerConfigError, SpikingConv2d, SpikingConv2dConfig, SpikingDense, SpikingDenseConfig,
+    SpikingPool2d, SpikingPool2dConfig,
 };
 
 /// Neuron constants shared by every layer (spec §1.1).
@@ -232,9 +232,9 @@ impl SpikingNet {
         let mut layers = Vec::with_capacity(def.layers.len());
         let n = &def.neuron;
         for (k, l) in def.layers.iter().enumerate() {
-            let bad = |message: String| ModelError::Malformed {
+            let bad = |e: LayerConfigError| ModelError::Malformed {
                 path: PathBuf::from(format!("models/{}.json", def.name)),
-                message: format!("layers[{k}]: {message}"),
+                message: format!("layers[{k}]: {e}"),
             };
             let layer = match *l {
                 LayerDef::Dense { size, threshold } => {
@@ -258,7 +258,8 @@ impl SpikingNet {
                             .with_reg_lambda(rule.regularizer.lambda)
                             .with_reg_beta(rule.regularizer.beta)
                             .with_reg_limit(rule.regularizer.limit)
-                            .init(device),
+                            .try_init(device)
+                            .map_err(bad)?,
                     )
                 }
                 LayerDef::Conv {
@@ -266,11 +267,6 @@ impl SpikingNet {
                     kernel,
                     threshold,
                 } => {
-                    if kernel == 0 || kernel > shape[1] || kernel > shape[2] {
-                        return Err(bad(format!(
-                            "kernel {kernel} does not fit a {shape:?} input"
-                        )));
-                    }
                     let conv = SpikingConv2dConfig::new(shape, maps, kernel, threshold)
                         .with_tau_m(n.tau_m)
                         .with_tau_s(n.tau_s)
@@ -279,22 +275,18 @@ impl SpikingNet {
                         .with_reg_lambda(rule.regularizer.lambda)
                         .with_reg_beta(rule.regularizer.beta)
                         .with_reg_limit(rule.regularizer.limit)
-                        .init(device);
+                        .try_init(device)
+                        .map_err(bad)?;
                     shape = conv.output_shape();
                     SpikingLayer::Conv(conv)
                 }
                 LayerDef::Pool { size, threshold } => {
-                    if size == 0 || !shape[1].is_multiple_of(size) || !shape[2].is_multiple_of(size)
-                    {
-                        return Err(bad(format!(
-                            "pool size {size} does not tile a {shape:?} input"
-                        )));
-                    }
                     let pool = SpikingPool2dConfig::new(shape, size, threshold)
                         .with_tau_m(n.tau_m)
                         .with_tau_s(n.tau_s)
                         .with_t_ref(n.t_ref)
-                        .init();
+                        .try_init()
+                        .map_err(bad)?;
                     shape = pool.output_shape();
                     SpikingLayer::Pool(pool)
                 }
@@ -353,5 +345,55 @@ impl SpikingNet {
             .filter_map(SpikingLayer::regularizer_penalty)
             .reduce(|a, b| a + b)
             .expect("the output layer is a dense layer")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::regularizer::{RegularizerDef, RegularizerSetting};
+
+    fn build(json: &str) -> Result<SpikingNet, ModelError> {
+        let def = NetworkDef::parse(Path::new("models/t.json"), json)?;
+        let regularizer = RegularizerDef::Named(RegularizerSetting::Off).params();
+        let rule = RuleOptions {
+            effect_ratio: true,
+            regularizer,
+            label_spike_level: 35,
+        };
+        SpikingNet::new(&def, &rule, &Device::flex())
+    }
+
+    /// Layer configurations that cannot run are refused with the file, layer and field.
+    #[test]
+    fn bad_layer_values_name_the_layer_and_field() {
+        let net = |input: &str, layers: &str, neuron: &str| {
+            format!(
+                r#"{{"name": "t", "input": {input}, "layers": [{layers}], "neuron": {neuron}}}"#
+            )
+        };
+        let neuron = r#"{"tau_m": 64.0, "tau_s": 8.0, "t_ref": 2}"#;
+        let dense = r#"{"kind": "dense", "size": 10, "threshold": 8.0}"#;
+        assert!(build(&net("[1, 8, 8]", dense, neuron)).is_ok());
+        let err = |input: &str, layers: &str, neuron: &str| {
+            build(&net(input, layers, neuron))
+                .expect_err("refused")
+                .to_string()
+        };
+        let zero_tau = r#"{"tau_m": 0.0, "tau_s": 8.0, "t_ref": 2}"#;
+        assert_eq!(
+            err("[1, 8, 8]", dense, zero_tau),
+            "models/t.json: layers[0]: SpikingDense: tau_m must be a finite number > 0 (got 0)"
+        );
+        let conv = r#"{"kind": "conv", "maps": 2, "kernel": 9, "threshold": 1.0}"#;
+        assert_eq!(
+            err("[1, 8, 8]", &format!("{conv}, {dense}"), neuron),
+            "models/t.json: layers[0]: SpikingConv2d: kernel 9 is larger than the 8×8 input"
+        );
+        let pool = r#"{"kind": "pool", "size": 3, "threshold": 1.0}"#;
+        assert!(
+            err("[1, 8, 8]", &format!("{pool}, {dense}"), neuron)
+                .contains("layers[0]: SpikingPool2d: size 3 does not tile the 8×8 input")
+        );
     }
 }

@@ -233,9 +233,17 @@ struct TrainArgs {
     /// Output folder (default: runs/EXPERIMENT).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue from the last checkpoint in the output folder.
+    /// Continue from the last checkpoint in the output folder (of an epoch's end, or a
+    /// mid-epoch one).
     #[arg(long)]
     resume: bool,
+    /// Minutes between mid-epoch checkpoints (default: the experiment's `checkpoint_minutes`,
+    /// 10; 0: only at the end of every epoch).
+    #[arg(long)]
+    checkpoint_minutes: Option<f64>,
+    /// Mid-epoch checkpoints every N batches instead (for tests; 0: off).
+    #[arg(long, hide = true)]
+    checkpoint_every_batches: Option<usize>,
     /// Plain progress lines instead of the dashboard (automatic when stdout is not a terminal).
     #[arg(long)]
     plain: bool,
@@ -380,7 +388,12 @@ fn ensure_data(kind: DatasetKind, data_dir: &Path) -> Result<()> {
 }
 
 fn run_train(a: TrainArgs) -> Result<()> {
-    let exp = load_experiment(&a.experiment, &a.common, &a.overrides)?;
+    let mut exp = load_experiment(&a.experiment, &a.common, &a.overrides)?;
+    if let Some(minutes) = a.checkpoint_minutes {
+        exp.checkpoint_minutes = minutes;
+        exp.validate()
+            .map_err(|m| anyhow::anyhow!("--checkpoint-minutes: {m}"))?;
+    }
     // A bad model name fails before any download.
     hm2bp::model::NetworkDef::load(&exp.model, &a.common.models_dir)?;
     if !a.no_fetch {
@@ -409,6 +422,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         device,
         backend,
         kernels: a.common.kernels,
+        checkpoint_every_batches: a.checkpoint_every_batches,
     };
     let summary = train(&exp, &opts)?;
     println!(
@@ -498,6 +512,7 @@ fn trained_model(
         device,
         backend,
         kernels: common.kernels,
+        checkpoint_every_batches: None,
     };
     Ok((exp, opts, model))
 }

@@ -5,6 +5,7 @@ use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
+use super::config_error::{Checks, LayerConfigError, or_panic};
 use crate::neuron::LifParams;
 use crate::ops::spiking_local;
 use crate::rule::conv::ConvShape;
@@ -67,16 +68,47 @@ impl SpikingConv2dConfig {
         }
     }
 
-    /// Creates the layer with uniform random kernels.
-    pub fn init(&self, device: &Device) -> SpikingConv2d {
-        let shape = [self.maps, self.input[0], self.kernel, self.kernel];
-        let s = self.init_scale;
-        self.init_with(Tensor::random(shape, Distribution::Uniform(-s, s), device))
+    /// Refuses values the layer cannot run with, naming the field.
+    pub fn validate(&self) -> Result<(), LayerConfigError> {
+        let c = Checks::of("SpikingConv2d");
+        c.nonzero_shape("input", &self.input)?;
+        c.nonzero("maps", self.maps)?;
+        c.nonzero("kernel", self.kernel)?;
+        let [_, height, width] = self.input;
+        if self.kernel > height || self.kernel > width {
+            return Err(c.refuse(
+                "kernel",
+                format!("{} is larger than the {height}×{width} input", self.kernel),
+            ));
+        }
+        c.lif(self.threshold, self.tau_m, self.tau_s)?;
+        c.positive("init_scale", self.init_scale)?;
+        c.regularizer(self.reg_lambda, self.reg_beta, self.reg_limit)
     }
 
-    /// Creates the layer with the given kernels `[maps, in_maps, k, k]`.
-    pub fn init_with(&self, kernels: Tensor<4>) -> SpikingConv2d {
-        SpikingConv2d {
+    /// Creates the layer with uniform random kernels, or refuses an invalid configuration.
+    pub fn try_init(&self, device: &Device) -> Result<SpikingConv2d, LayerConfigError> {
+        self.validate()?;
+        let shape = [self.maps, self.input[0], self.kernel, self.kernel];
+        let s = self.init_scale;
+        self.try_init_with(Tensor::random(shape, Distribution::Uniform(-s, s), device))
+    }
+
+    /// Creates the layer with uniform random kernels.
+    ///
+    /// # Panics
+    /// If the configuration is invalid (see [`Self::validate`]).
+    pub fn init(&self, device: &Device) -> SpikingConv2d {
+        or_panic(self.try_init(device))
+    }
+
+    /// Creates the layer with the given kernels `[maps, in_maps, k, k]`, or refuses an invalid
+    /// configuration or kernels of another shape.
+    pub fn try_init_with(&self, kernels: Tensor<4>) -> Result<SpikingConv2d, LayerConfigError> {
+        self.validate()?;
+        let want = [self.maps, self.input[0], self.kernel, self.kernel];
+        Checks::of("SpikingConv2d").weight_shape(&kernels.dims(), &want)?;
+        Ok(SpikingConv2d {
             weight: Param::from_tensor(kernels),
             spec: self.spec(),
             regularizer: WeightRegularizer {
@@ -84,7 +116,15 @@ impl SpikingConv2dConfig {
                 beta: self.reg_beta,
                 limit: self.reg_limit,
             },
-        }
+        })
+    }
+
+    /// Creates the layer with the given kernels `[maps, in_maps, k, k]`.
+    ///
+    /// # Panics
+    /// If the configuration is invalid or the kernels have another shape.
+    pub fn init_with(&self, kernels: Tensor<4>) -> SpikingConv2d {
+        or_panic(self.try_init_with(kernels))
     }
 }
 
@@ -124,5 +164,36 @@ impl SpikingConv2d {
         let w = self.weight.val();
         let [maps, c, k, _] = w.dims();
         super::regularizer_penalty(w.reshape([maps, c * k * k]), &self.regularizer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(config: SpikingConv2dConfig) -> String {
+        config.try_init(&Device::flex()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn refuses_bad_values_naming_the_field() {
+        let ok = || SpikingConv2dConfig::new([1, 8, 8], 2, 5, 1.0);
+        assert!(ok().try_init(&Device::flex()).is_ok());
+        let err = refused(SpikingConv2dConfig::new([1, 8, 4], 2, 5, 1.0));
+        assert_eq!(err, "SpikingConv2d: kernel 5 is larger than the 8×4 input");
+        assert!(refused(SpikingConv2dConfig::new([1, 0, 8], 2, 5, 1.0)).contains("input"));
+        assert!(refused(SpikingConv2dConfig::new([1, 8, 8], 0, 5, 1.0)).contains("maps"));
+        assert!(refused(SpikingConv2dConfig::new([1, 8, 8], 2, 0, 1.0)).contains("kernel"));
+        assert!(refused(SpikingConv2dConfig::new([1, 8, 8], 2, 5, 0.0)).contains("threshold"));
+        assert!(refused(ok().with_tau_s(f32::NAN)).contains("tau_s"));
+        assert!(refused(ok().with_init_scale(-0.5)).contains("init_scale"));
+        assert!(refused(ok().with_reg_lambda(-1.0)).contains("reg_lambda"));
+        let wrong = Tensor::zeros([2, 1, 3, 3], &Device::flex());
+        assert!(
+            ok().try_init_with(wrong)
+                .unwrap_err()
+                .to_string()
+                .contains("weights")
+        );
     }
 }

@@ -4,6 +4,7 @@ use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
+use super::config_error::{Checks, LayerConfigError, or_panic};
 use crate::neuron::LifParams;
 use crate::ops::{KernelPath, spiking_dense};
 use crate::rule::DenseSpec;
@@ -86,24 +87,56 @@ impl SpikingDenseConfig {
         }
     }
 
-    /// Creates the layer with uniform random weights.
-    pub fn init(&self, device: &Device) -> SpikingDense {
+    /// Refuses values the layer cannot run with, naming the field.
+    pub fn validate(&self) -> Result<(), LayerConfigError> {
+        let c = Checks::of("SpikingDense");
+        c.nonzero("d_input", self.d_input)?;
+        c.nonzero("d_output", self.d_output)?;
+        c.lif(self.threshold, self.tau_m, self.tau_s)?;
+        c.non_negative("threshold_eps", self.threshold_eps.into())?;
+        c.positive("init_scale", self.init_scale)?;
+        c.finite("lateral_strength", self.lateral_strength.into())?;
+        c.regularizer(self.reg_lambda, self.reg_beta, self.reg_limit)
+    }
+
+    /// Creates the layer with uniform random weights, or refuses an invalid configuration.
+    pub fn try_init(&self, device: &Device) -> Result<SpikingDense, LayerConfigError> {
+        self.validate()?;
         let weight = Tensor::random(
             [self.d_output, self.d_input],
             Distribution::Uniform(-self.init_scale, self.init_scale),
             device,
         );
-        self.init_with(weight)
+        self.try_init_with(weight)
     }
 
-    /// Creates the layer with the given weights `[d_output, d_input]`.
-    pub fn init_with(&self, weight: Tensor<2>) -> SpikingDense {
-        SpikingDense {
+    /// Creates the layer with uniform random weights.
+    ///
+    /// # Panics
+    /// If the configuration is invalid (see [`Self::validate`]).
+    pub fn init(&self, device: &Device) -> SpikingDense {
+        or_panic(self.try_init(device))
+    }
+
+    /// Creates the layer with the given weights `[d_output, d_input]`, or refuses an invalid
+    /// configuration or weights of another shape.
+    pub fn try_init_with(&self, weight: Tensor<2>) -> Result<SpikingDense, LayerConfigError> {
+        self.validate()?;
+        Checks::of("SpikingDense").weight_shape(&weight.dims(), &[self.d_output, self.d_input])?;
+        Ok(SpikingDense {
             weight: Param::from_tensor(weight),
             spec: self.spec(),
             regularizer: self.regularizer(),
             kernels: KernelPath::default(),
-        }
+        })
+    }
+
+    /// Creates the layer with the given weights `[d_output, d_input]`.
+    ///
+    /// # Panics
+    /// If the configuration is invalid or the weights have another shape.
+    pub fn init_with(&self, weight: Tensor<2>) -> SpikingDense {
+        or_panic(self.try_init_with(weight))
     }
 }
 
@@ -156,5 +189,43 @@ impl SpikingDense {
     /// gradient is the regulariser `R`; a scalar `[1]` (0 when λ = 0).
     pub fn regularizer_penalty(&self) -> Tensor<1> {
         super::regularizer_penalty(self.weight.val(), &self.regularizer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(config: SpikingDenseConfig) -> String {
+        config.try_init(&Device::flex()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn refuses_bad_values_naming_the_field() {
+        let ok = || SpikingDenseConfig::new(4, 3, 1.0);
+        assert!(ok().try_init(&Device::flex()).is_ok());
+        assert!(refused(SpikingDenseConfig::new(0, 3, 1.0)).starts_with("SpikingDense: d_input"));
+        assert!(refused(SpikingDenseConfig::new(4, 0, 1.0)).contains("d_output"));
+        assert!(refused(SpikingDenseConfig::new(4, 3, f32::NAN)).contains("threshold"));
+        assert!(refused(ok().with_tau_m(0.0)).contains("tau_m must be a finite number > 0"));
+        assert!(refused(ok().with_tau_s(-8.0)).contains("tau_s"));
+        assert!(refused(ok().with_threshold_eps(-1.0)).contains("threshold_eps"));
+        assert!(refused(ok().with_init_scale(0.0)).contains("init_scale"));
+        assert!(refused(ok().with_lateral_strength(f32::INFINITY)).contains("lateral_strength"));
+        assert!(refused(ok().with_reg_limit(0.0)).contains("reg_limit"));
+        let wrong = Tensor::zeros([4, 3], &Device::flex());
+        let err = ok().try_init_with(wrong).unwrap_err().to_string();
+        assert!(
+            err.contains("weights have shape [4, 3], the layer takes [3, 4]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "SpikingDense: tau_m")]
+    fn init_panics_with_the_refusal() {
+        SpikingDenseConfig::new(4, 3, 1.0)
+            .with_tau_m(f32::NAN)
+            .init(&Device::flex());
     }
 }

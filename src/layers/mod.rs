@@ -1,11 +1,13 @@
 //! Thin Burn modules over the HM2-BP kernels.
 
+pub mod config_error;
 pub mod conv;
 pub mod dense;
 pub mod pool;
 
 use burn::prelude::*;
 
+pub use config_error::LayerConfigError;
 pub use conv::{SpikingConv2d, SpikingConv2dConfig};
 pub use dense::{SpikingDense, SpikingDenseConfig};
 pub use pool::{SpikingPool2d, SpikingPool2dConfig};

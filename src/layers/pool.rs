@@ -4,6 +4,7 @@
 use burn::module::Module;
 use burn::prelude::*;
 
+use super::config_error::{Checks, LayerConfigError, or_panic};
 use crate::neuron::LifParams;
 use crate::ops::spiking_local;
 use crate::rule::sparse::{LocalSpec, Topology};
@@ -30,10 +31,34 @@ pub struct SpikingPool2dConfig {
 }
 
 impl SpikingPool2dConfig {
-    /// Creates the layer (it has no parameters).
+    /// Refuses values the layer cannot run with, naming the field.
+    pub fn validate(&self) -> Result<(), LayerConfigError> {
+        let c = Checks::of("SpikingPool2d");
+        c.nonzero_shape("input", &self.input)?;
+        c.nonzero("size", self.size)?;
+        let [_, height, width] = self.input;
+        if !(height.is_multiple_of(self.size) && width.is_multiple_of(self.size)) {
+            return Err(c.refuse(
+                "size",
+                format!("{} does not tile the {height}×{width} input", self.size),
+            ));
+        }
+        c.lif(self.threshold, self.tau_m, self.tau_s)
+    }
+
+    /// Creates the layer.
+    ///
+    /// # Panics
+    /// If the configuration is invalid (see [`Self::validate`]).
     pub fn init(&self) -> SpikingPool2d {
+        or_panic(self.try_init())
+    }
+
+    /// Creates the layer (it has no parameters), or refuses an invalid configuration.
+    pub fn try_init(&self) -> Result<SpikingPool2d, LayerConfigError> {
+        self.validate()?;
         let [maps, height, width] = self.input;
-        SpikingPool2d {
+        Ok(SpikingPool2d {
             spec: LocalSpec {
                 topology: Topology::Pool {
                     maps,
@@ -49,7 +74,7 @@ impl SpikingPool2dConfig {
                     threshold_eps: 1e-6,
                 },
             },
-        }
+        })
     }
 }
 
@@ -74,5 +99,31 @@ impl SpikingPool2d {
     /// Output shape `[maps, height, width]`.
     pub fn output_shape(&self) -> [usize; 3] {
         self.spec.topology.output_shape()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(config: SpikingPool2dConfig) -> String {
+        config.try_init().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn refuses_bad_values_naming_the_field() {
+        assert!(
+            SpikingPool2dConfig::new([2, 8, 8], 2, 1.0)
+                .try_init()
+                .is_ok()
+        );
+        let err = refused(SpikingPool2dConfig::new([2, 8, 9], 2, 1.0));
+        assert_eq!(err, "SpikingPool2d: size 2 does not tile the 8×9 input");
+        assert!(refused(SpikingPool2dConfig::new([2, 8, 8], 0, 1.0)).contains("size"));
+        assert!(refused(SpikingPool2dConfig::new([0, 8, 8], 2, 1.0)).contains("input"));
+        let inf = SpikingPool2dConfig::new([2, 8, 8], 2, f32::INFINITY);
+        assert!(refused(inf).contains("threshold"));
+        let tau = SpikingPool2dConfig::new([2, 8, 8], 2, 1.0).with_tau_m(0.0);
+        assert!(refused(tau).contains("tau_m"));
     }
 }

@@ -2,7 +2,8 @@
 //! each class `c` gets `err_c = Σ_{n ∈ c, wrong} β_n / Σ_{n ∈ c} β_n`, and every wrongly
 //! classified training sample (judged by the training-time forward pass) gets
 //! `β_n ← β_n · exp(err_c / 20)`. β multiplies the sample's output error; it is never
-//! renormalised.
+//! renormalised. The verdicts of the epoch in progress are saved with the weights, so a run
+//! resumed mid-epoch updates the weights as an uninterrupted one.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -29,7 +30,8 @@ impl std::fmt::Debug for Boosting {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct BoostingState {
     weights: Vec<f32>,
-    #[serde(skip)]
+    /// Verdicts of the epoch in progress (all false at an epoch's end).
+    #[serde(default)]
     wrong: Vec<bool>,
 }
 
@@ -95,19 +97,23 @@ impl Boosting {
         wrong.fill(false);
     }
 
-    /// Saves the weights (a resumed run continues with them).
+    /// Saves the weights and verdicts (a resumed run continues with them).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let text = serde_json::to_string(&*self.lock()).map_err(std::io::Error::other)?;
         std::fs::write(path, text)
     }
 
-    /// Loads weights saved by [`Boosting::save`]; ignored if the sample count differs.
+    /// Loads weights (and verdicts, when saved) written by [`Boosting::save`]; ignored if the
+    /// sample count differs.
     pub fn load(&self, path: &Path) -> std::io::Result<()> {
         let text = std::fs::read_to_string(path)?;
         let loaded: BoostingState = serde_json::from_str(&text).map_err(std::io::Error::other)?;
         let mut s = self.lock();
         if loaded.weights.len() == s.weights.len() {
             s.weights = loaded.weights;
+            if loaded.wrong.len() == s.wrong.len() {
+                s.wrong = loaded.wrong;
+            }
         }
         Ok(())
     }
@@ -130,5 +136,25 @@ mod tests {
         // Verdicts are cleared: a second epoch with no errors changes nothing.
         b.end_epoch();
         assert_eq!(b.weights_of(&[0])[0], w[0]);
+    }
+
+    /// Weights and the verdicts of the epoch in progress survive a save and load.
+    #[test]
+    fn mid_epoch_state_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("boosting.json");
+        let b = Boosting::new(vec![0, 0, 1, 1], 2);
+        b.record(&[0], &[true]);
+        b.end_epoch();
+        b.record(&[2], &[true]);
+        b.save(&path).unwrap();
+        let resumed = Boosting::new(vec![0, 0, 1, 1], 2);
+        resumed.load(&path).unwrap();
+        b.end_epoch();
+        resumed.end_epoch();
+        assert_eq!(
+            resumed.weights_of(&[0, 1, 2, 3]),
+            b.weights_of(&[0, 1, 2, 3])
+        );
     }
 }

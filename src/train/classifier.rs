@@ -15,6 +15,7 @@ use super::boosting::Boosting;
 use super::data::{InputSpikes, SpikeBatch};
 use super::fault::FaultWatch;
 use super::metrics::{ActivityInput, CountsInput, LayerActivity};
+use super::midepoch::MidEpochWriter;
 use crate::bptt::BpttNet;
 use crate::loss::{count_cross_entropy, count_loss};
 use crate::model::{SpikingLayer, SpikingNet};
@@ -119,6 +120,8 @@ pub struct SpikingClassifier {
     boosting: Option<Arc<Boosting>>,
     #[module(skip)]
     faults: Option<FaultWatch>,
+    #[module(skip)]
+    mid_epoch: Option<MidEpochWriter>,
 }
 
 /// Everything a step reports: classification (counts as scores) and layer activity.
@@ -137,6 +140,15 @@ impl SpikingClassifier {
             loss,
             boosting: None,
             faults: None,
+            mid_epoch: None,
+        }
+    }
+
+    /// Writes mid-epoch checkpoints (through `writer`) after the training steps.
+    pub fn with_mid_epoch_checkpoints(self, writer: MidEpochWriter) -> Self {
+        Self {
+            mid_epoch: Some(writer),
+            ..self
         }
     }
 
@@ -261,11 +273,17 @@ impl TrainStep for SpikingClassifier {
         lr_module: ModuleLearningRate,
         grads: GradientsParams,
     ) -> Self {
-        match &self.faults {
+        if let Some(watch) = &self.faults
+            && !watch.check_update(&self, &grads)
+        {
             // The run stops: keep the last good weights.
-            Some(watch) if !watch.check_update(&self, &grads) => self,
-            _ => optim.step(lr_module, self, grads),
+            return self;
         }
+        let model = optim.step(lr_module, self, grads);
+        if let Some(writer) = &model.mid_epoch {
+            writer.after_step(&model, optim);
+        }
+        model
     }
 }
 

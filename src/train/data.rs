@@ -163,6 +163,15 @@ impl SpikeBatcher {
         }
     }
 
+    /// The same batcher with the first `batches` batches of its first epoch made (a run
+    /// resumed mid-epoch).
+    pub fn skipping(self, batches: usize) -> Self {
+        Self {
+            batches: Arc::new(AtomicU64::new(batches as u64)),
+            ..self
+        }
+    }
+
     /// Distorts every image before encoding it, and encodes afresh every epoch.
     pub fn with_augmentation(self, augment: AugmentConfig) -> Self {
         Self {
@@ -270,7 +279,11 @@ mod tests {
         // Same items in the same epoch: same distortion and spikes; a new epoch: new ones.
         assert_eq!(epoch0[0], epoch0[1]);
         assert_ne!(epoch0[0], epoch1);
-        // A run resumed at epoch 1 draws what the first run drew in epoch 1.
+        // A run resumed at epoch 1 draws what the first run drew in epoch 1, also when it
+        // resumes after the first batch of epoch 0.
         assert_eq!(spikes(&augmented(1)), epoch1);
+        let mid = augmented(0).skipping(1);
+        assert_eq!(spikes(&mid), epoch0[1]);
+        assert_eq!(spikes(&mid), epoch1);
     }
 }

@@ -10,13 +10,15 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::train::Interrupter;
 
+use super::position::Position;
+
 /// Watches the training steps of one run and stops it on the first non-finite value.
 #[derive(Clone)]
 pub struct FaultWatch {
     interrupter: Interrupter,
     steps: Arc<AtomicU64>,
     first_step: u64,
-    steps_per_epoch: u64,
+    steps_per_epoch: usize,
     fault: Arc<Mutex<Option<String>>>,
 }
 
@@ -31,13 +33,13 @@ impl std::fmt::Debug for FaultWatch {
 
 impl FaultWatch {
     /// A watch that stops training through `interrupter`; `steps_per_epoch` batches per epoch,
-    /// the first step being the first of 0-based epoch `first_epoch`.
-    pub fn new(interrupter: Interrupter, steps_per_epoch: usize, first_epoch: usize) -> Self {
+    /// the first step being the one at `start`.
+    pub fn new(interrupter: Interrupter, steps_per_epoch: usize, start: Position) -> Self {
         Self {
             interrupter,
             steps: Arc::new(AtomicU64::new(0)),
-            first_step: (first_epoch * steps_per_epoch) as u64,
-            steps_per_epoch: steps_per_epoch.max(1) as u64,
+            first_step: start.steps(steps_per_epoch),
+            steps_per_epoch,
             fault: Arc::new(Mutex::new(None)),
         }
     }
@@ -50,11 +52,8 @@ impl FaultWatch {
     /// "epoch E, batch B" of the current step (1-based).
     fn position(&self) -> String {
         let step = self.first_step + self.steps.load(Ordering::Relaxed);
-        format!(
-            "epoch {}, batch {}",
-            step / self.steps_per_epoch + 1,
-            step % self.steps_per_epoch + 1
-        )
+        let at = Position::after_steps(step, self.steps_per_epoch);
+        format!("epoch {}, batch {}", at.epoch + 1, at.batch + 1)
     }
 
     fn stop(&self, what: String) {

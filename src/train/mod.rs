@@ -1,6 +1,7 @@
 //! Training and evaluation with burn-train's `SupervisedTraining`: the TUI dashboard on a
 //! terminal (plain progress lines otherwise), test evaluation every epoch, checkpoints every
-//! epoch with `--resume`, and `summary.json` in the output folder.
+//! epoch and every few minutes inside one ([`midepoch`]) with `--resume`, and `summary.json`
+//! in the output folder.
 
 pub mod adam;
 pub mod boosting;
@@ -8,8 +9,11 @@ pub mod classifier;
 pub mod data;
 pub mod fault;
 pub mod metrics;
+pub mod midepoch;
 pub mod order;
+pub mod position;
 pub mod renderer;
+pub mod resumed_loader;
 pub mod schedule;
 pub mod summary;
 
@@ -35,8 +39,11 @@ use classifier::{CountLoss, Network, SpikingClassifier};
 use data::{SampleDataset, SpikeBatch, SpikeBatcher};
 use fault::FaultWatch;
 use metrics::{Activity, ActivityFigure, AuthorsCost, DeadNeuronMetric};
+use midepoch::{Every, MidEpochRecord, MidEpochWriter, ResumingCheckpointer};
 use order::{DataOrder, OrderedDataset};
+use position::Position;
 use renderer::PlainRenderer;
+use resumed_loader::ResumedLoader;
 use schedule::EpochLrScheduler;
 use summary::{RunSummary, SummaryLogger};
 
@@ -59,6 +66,9 @@ pub struct RunOptions {
     pub backend: String,
     /// Kernels of the spiking dense layers.
     pub kernels: KernelPath,
+    /// Mid-epoch checkpoints every N batches instead of every `checkpoint_minutes` of the
+    /// experiment (tests; 0 = off).
+    pub checkpoint_every_batches: Option<usize>,
 }
 
 /// Loads a split and keeps the first `limit` samples.
@@ -92,18 +102,18 @@ fn split_name(split: Split) -> &'static str {
 
 /// How a split is loaded: the training split is shuffled, may be augmented and boosted.
 struct SplitLoading {
-    /// 0-based epoch of the first pass (the checkpoint epoch after `--resume`).
-    first_epoch: usize,
+    /// Where the first pass starts (after `--resume`: where the checkpoint left off).
+    start: Position,
     order: DataOrder,
     augmentation: Option<AugmentConfig>,
     boosting: Option<Arc<Boosting>>,
 }
 
 impl SplitLoading {
-    /// The test split: in order, as it is.
+    /// The test split from 0-based epoch `first_epoch` on: in order, as it is.
     fn test(first_epoch: usize) -> Self {
         Self {
-            first_epoch,
+            start: Position::epoch_start(first_epoch),
             order: DataOrder::IN_ORDER,
             augmentation: None,
             boosting: None,
@@ -118,8 +128,9 @@ fn loader(
     how: SplitLoading,
 ) -> Arc<dyn DataLoader<SpikeBatch>> {
     let encoder = RateEncoder::new(exp.steps, exp.seed, exp.encoding);
-    let mut batcher =
-        SpikeBatcher::new(encoder).with_epochs(set.len().div_ceil(exp.batch_size), how.first_epoch);
+    let mut batcher = SpikeBatcher::new(encoder)
+        .with_epochs(set.len().div_ceil(exp.batch_size), how.start.epoch)
+        .skipping(how.start.batch);
     if let Some(a) = how.augmentation {
         batcher = batcher.with_augmentation(a);
     }
@@ -127,17 +138,24 @@ fn loader(
         batcher = batcher.with_boosting(b);
     }
     // One worker: `OrderedDataset` relies on the items being read in turn.
+    let done_items = how.start.batch * exp.batch_size;
     let dataset = OrderedDataset::new(
         SampleDataset::new(set),
         how.order,
         exp.seed,
-        how.first_epoch,
-    );
-    DataLoaderBuilder::new(batcher)
+        how.start.epoch,
+    )
+    .skipping(done_items);
+    let full = DataLoaderBuilder::new(batcher)
         .batch_size(exp.batch_size)
         .num_workers(1)
         .set_device(device.clone())
-        .build(dataset)
+        .build(dataset);
+    if done_items == 0 {
+        full
+    } else {
+        Arc::new(ResumedLoader::new(full, done_items))
+    }
 }
 
 /// Builds the classifier of an experiment on `device`.
@@ -172,6 +190,42 @@ pub fn build_classifier(
         }
     };
     Ok((classifier, def))
+}
+
+/// Where a resumed run continues: after its last epoch-end checkpoint, or at a mid-epoch
+/// record of a later epoch (burn-train writes epoch checkpoints in the background, so the
+/// last one may be missing after a kill).
+struct ResumePoint {
+    start: Position,
+    mid_epoch: Option<MidEpochRecord>,
+}
+
+impl ResumePoint {
+    /// The newest checkpoint in `out_dir`, if any.
+    fn find(out_dir: &Path) -> Option<Self> {
+        let finished = last_checkpoint(out_dir);
+        let mid_epoch = MidEpochRecord::latest(&out_dir.join("checkpoint"))
+            .filter(|r| r.position.epoch >= finished.unwrap_or(0));
+        match (mid_epoch, finished) {
+            (Some(record), _) => Some(Self {
+                start: record.position,
+                mid_epoch: Some(record),
+            }),
+            (None, Some(epoch)) => Some(Self {
+                start: Position::epoch_start(epoch),
+                mid_epoch: None,
+            }),
+            (None, None) => None,
+        }
+    }
+
+    /// The model record it continues from.
+    fn model_file(&self, checkpoint_dir: &Path) -> PathBuf {
+        match &self.mid_epoch {
+            Some(record) => record.model_file(),
+            None => checkpoint_dir.join(format!("model-{}.bpk", self.start.epoch)),
+        }
+    }
 }
 
 /// The last epoch with a model checkpoint in `out_dir/checkpoint`.
@@ -223,30 +277,36 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
         .with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
 
     let summary_path = opts.out_dir.join("summary.json");
-    let checkpoint = if opts.resume {
-        let last = last_checkpoint(&opts.out_dir).with_context(|| {
-            format!(
-                "--resume: no checkpoint in {}",
-                opts.out_dir.join("checkpoint").display()
-            )
-        })?;
+    let checkpoint_dir = opts.out_dir.join("checkpoint");
+    let iterations = train_len.div_ceil(exp.batch_size);
+    let resume = if opts.resume {
+        let point = ResumePoint::find(&opts.out_dir)
+            .with_context(|| format!("--resume: no checkpoint in {}", checkpoint_dir.display()))?;
+        if point.start.batch >= iterations {
+            bail!(
+                "--resume: the mid-epoch checkpoint is at batch {} but an epoch now has {iterations} \
+                 batches (another batch size or sample count?); start a new run with another --out",
+                point.start.batch
+            );
+        }
         // burn-train panics on a checkpoint that does not fit the model: check it first.
-        let path = opts
-            .out_dir
-            .join("checkpoint")
-            .join(format!("model-{last}.bpk"));
-        load_model(model.clone(), &path).with_context(|| {
+        load_model(model.clone(), &point.model_file(&checkpoint_dir)).with_context(|| {
             format!(
                 "--resume: the checkpoint does not fit model {} (written by another \
                  network definition or an older version); start a new run with another --out",
                 exp.model
             )
         })?;
-        Some(last)
+        Some(point)
     } else {
+        // Records of an earlier run in this folder must not be resumed later.
+        midepoch::remove_all(&checkpoint_dir)
+            .with_context(|| format!("cannot clear {}", checkpoint_dir.display()))?;
         None
     };
-    let previous: Option<RunSummary> = checkpoint
+    let start = resume.as_ref().map_or_else(Position::default, |r| r.start);
+    let previous: Option<RunSummary> = resume
+        .as_ref()
         .and_then(|_| std::fs::read_to_string(&summary_path).ok())
         .and_then(|t| serde_json::from_str(&t).ok());
     let summary = Arc::new(Mutex::new(previous.unwrap_or(RunSummary {
@@ -279,10 +339,14 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
     });
     if let Some(boosting) = &boosting {
         let path = opts.out_dir.join("boosting.json");
-        if checkpoint.is_some() && path.is_file() {
+        let saved = match resume.as_ref().and_then(|r| r.mid_epoch.as_ref()) {
+            Some(record) => record.boosting_file(),
+            None => path.clone(),
+        };
+        if resume.is_some() && saved.is_file() {
             boosting
-                .load(&path)
-                .with_context(|| format!("{}: cannot load", path.display()))?;
+                .load(&saved)
+                .with_context(|| format!("{}: cannot load", saved.display()))?;
         }
         model = model.with_boosting(boosting.clone());
         let b = boosting.clone();
@@ -293,16 +357,33 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
             }
         }));
     }
-    let iterations = train_len.div_ceil(exp.batch_size);
-    let first_epoch = checkpoint.unwrap_or(0);
+    let scheduler = EpochLrScheduler::new(lr, iterations);
+    if let Some(every) = Every::new(exp.checkpoint_minutes, opts.checkpoint_every_batches) {
+        let writer = MidEpochWriter::new(
+            checkpoint_dir.clone(),
+            every,
+            scheduler.clone(),
+            iterations,
+            start,
+        );
+        let writer = match &boosting {
+            Some(b) => writer.with_boosting(b.clone()),
+            None => writer,
+        };
+        model = model.with_mid_epoch_checkpoints(writer);
+    }
     let train_how = SplitLoading {
-        first_epoch,
+        start,
         order: exp.order,
         augmentation: exp.augmentation,
         boosting,
     };
     let train_loader = loader(exp, train_set, &device, train_how);
-    let test_loader = loader(exp, test_set, &device, SplitLoading::test(first_epoch));
+    let test_loader = loader(exp, test_set, &device, SplitLoading::test(start.epoch));
+    let [model_files, optim_files, scheduler_files] = ResumingCheckpointer::triple(
+        &checkpoint_dir,
+        resume.as_ref().and_then(|r| r.mid_epoch.clone()),
+    );
 
     let mut training = SupervisedTraining::new(&opts.out_dir, train_loader, test_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
@@ -311,7 +392,7 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
         .with_metric_logger(FileMetricLogger::new(&opts.out_dir))
         .with_metric_logger(logger)
         .with_application_logger(None)
-        .with_default_checkpointers()
+        .with_custom_checkpointers(model_files, optim_files, scheduler_files)
         .num_epochs(exp.epochs)
         .summary();
     let label_level = exp.targets.desired as u32;
@@ -328,14 +409,22 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
     if plain {
         training = training.renderer(Box::new(PlainRenderer::new()));
     }
-    if let Some(epoch) = checkpoint {
-        println!("resuming from the checkpoint of epoch {epoch}");
-        training = training.checkpoint(epoch);
+    if let Some(point) = &resume {
+        match &point.mid_epoch {
+            Some(_) => println!(
+                "resuming from the mid-epoch checkpoint of epoch {}, after batch {}",
+                start.epoch + 1,
+                start.batch
+            ),
+            None => println!("resuming from the checkpoint of epoch {}", start.epoch),
+        }
+        // burn-train restores the records of this many finished epochs (a mid-epoch record's
+        // through `ResumingCheckpointer`) and goes on with the next epoch.
+        training = training.checkpoint(start.epoch);
     }
-    let faults = FaultWatch::new(training.interrupter(), iterations, first_epoch);
+    let faults = FaultWatch::new(training.interrupter(), iterations, start);
     let model = model.with_fault_watch(faults.clone());
     let optimizer = adam::FusedAdam::module_optimizer();
-    let scheduler = EpochLrScheduler::new(lr, iterations);
     let result = training.launch(Learner::new(model, optimizer, scheduler));
     if let Some(fault) = faults.fault() {
         let kept = match last_checkpoint(&opts.out_dir) {

@@ -138,6 +138,15 @@ impl<D> OrderedDataset<D> {
             current: Mutex::new(None),
         }
     }
+
+    /// The same dataset with the first `items` reads of its first epoch done (a run resumed
+    /// mid-epoch reads the rest of that epoch through a slice starting at `items`).
+    pub fn skipping(self, items: usize) -> Self {
+        Self {
+            reads: AtomicU64::new(items as u64),
+            ..self
+        }
+    }
 }
 
 impl<I, D: Dataset<I>> Dataset<I> for OrderedDataset<D> {
@@ -228,5 +237,12 @@ mod tests {
         let got: Vec<usize> = (0..20).map(|k| resumed.get(k).unwrap()).collect();
         assert_eq!(got, epochs[2]);
         assert!(resumed.get(20).is_err());
+        // Resumed mid-epoch: the rest of epoch 1, then epoch 2.
+        let mid =
+            OrderedDataset::new(InMemDataset::new((0..20).collect()), order, 5, 1).skipping(8);
+        let got: Vec<usize> = (8..20).map(|k| mid.get(k).unwrap()).collect();
+        assert_eq!(got, epochs[1][8..]);
+        let got: Vec<usize> = (0..20).map(|k| mid.get(k).unwrap()).collect();
+        assert_eq!(got, epochs[2]);
     }
 }

@@ -23,6 +23,14 @@ impl EpochLrScheduler {
             iteration: 0,
         }
     }
+
+    /// The same scheduler after `iterations` steps (a run resumed mid-epoch).
+    pub fn after(self, iterations: u64) -> Self {
+        Self {
+            iteration: iterations as usize,
+            ..self
+        }
+    }
 }
 
 const ITERATION_KEY: &str = "iteration";
