@@ -582,3 +582,15 @@ fn numerical_faults_stop_the_run() {
     let out = run(&["--lr", "1e38"]);
     assert_clean_error(&out, "training stopped: the loss is inf at epoch 1");
 }
+
+/// Without the `nir` feature, `export` and `import` exist and say how to get them.
+#[cfg(not(feature = "nir"))]
+#[test]
+fn nir_commands_name_the_feature() {
+    for args in [
+        &["export", "model.bpk", "--format", "nir", "out.nir"][..],
+        &["import", "in.nir", "out.bpk"][..],
+    ] {
+        assert_clean_error(&experiment(args, root()), "--features nir");
+    }
+}
