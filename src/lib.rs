@@ -53,6 +53,8 @@ pub mod layers;
 pub mod loss;
 pub mod model;
 pub mod neuron;
+#[cfg(feature = "nir")]
+pub mod nir;
 pub mod ops;
 #[cfg(feature = "cli")]
 pub mod plot;

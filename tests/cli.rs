@@ -686,3 +686,15 @@ fn killed_mid_epoch_resumes_as_if_uninterrupted() {
         }
     }
 }
+
+/// Without the `nir` feature, `export` and `import` exist and say how to get them.
+#[cfg(not(feature = "nir"))]
+#[test]
+fn nir_commands_name_the_feature() {
+    for args in [
+        &["export", "model.bpk", "--format", "nir", "out.nir"][..],
+        &["import", "in.nir", "out.bpk"][..],
+    ] {
+        assert_clean_error(&experiment(args, root()), "--features nir");
+    }
+}

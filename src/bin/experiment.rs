@@ -68,6 +68,50 @@ enum Command {
     /// Draw figures: learning curves of runs, or the spikes of a trained network.
     #[command(subcommand)]
     Plot(PlotCommand),
+    /// Export a trained HM2-BP model to NIR (needs a build with `--features nir`).
+    Export(ExportArgs),
+    /// Import a NIR graph as a network definition (OUT.json) and model file (OUT.bpk) (needs a
+    /// build with `--features nir`).
+    Import(ImportArgs),
+}
+
+/// Formats `export` writes.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum ExportFormat {
+    /// Neuromorphic Intermediate Representation (HDF5 `.nir`).
+    Nir,
+}
+
+#[derive(Args, Debug)]
+#[cfg_attr(not(feature = "nir"), allow(dead_code))]
+struct ExportArgs {
+    /// Trained model file (.bpk).
+    model: PathBuf,
+    /// Output file.
+    out: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "nir")]
+    format: ExportFormat,
+    /// Experiment the model was trained with (name or path; it names the network definition).
+    #[arg(long, default_value = DEFAULT_EXPERIMENT)]
+    experiment: String,
+    /// Store the refractory period, which NIR's CubaLIF cannot express, as node metadata
+    /// `hm2bp_t_ref` (read back by `import`, ignored by other NIR tools); without it a model
+    /// with a refractory period is refused.
+    #[arg(long)]
+    refractory_metadata: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+#[cfg_attr(not(feature = "nir"), allow(dead_code))]
+struct ImportArgs {
+    /// NIR file.
+    input: PathBuf,
+    /// Output model file (.bpk); the network definition is written beside it (.json, named
+    /// after the file stem: copy it into the models folder to use it in an experiment).
+    out: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -142,7 +186,7 @@ struct Common {
     kernels: KernelPath,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 struct Overrides {
     /// Number of epochs.
     #[arg(long)]
@@ -324,6 +368,8 @@ fn main() -> ExitCode {
         Some(Command::Compare(a)) => run_compare(a),
         Some(Command::Plot(PlotCommand::Curves(a))) => run_curves(a),
         Some(Command::Plot(PlotCommand::Spikes(a))) => run_spikes(*a),
+        Some(Command::Export(a)) => run_export(a),
+        Some(Command::Import(a)) => run_import(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -596,4 +642,93 @@ fn run_trace(a: TraceArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", a.out.display()))?;
     }
     Ok(())
+}
+
+#[cfg(feature = "nir")]
+fn run_export(a: ExportArgs) -> Result<()> {
+    use hm2bp::nir::Refractory;
+    use hm2bp::train::classifier::Network;
+    let ExportFormat::Nir = a.format;
+    let (exp, opts, model) = trained_model(
+        &a.experiment,
+        a.common,
+        &Overrides::default(),
+        Some(a.model),
+    )?;
+    let def = hm2bp::model::NetworkDef::load(&exp.model, &opts.models_dir)?;
+    let classifier = hm2bp::train::trained_classifier(&exp, &opts, &model)?;
+    let Network::Hm2bp(net) = &classifier.net else {
+        anyhow::bail!(
+            "{}: a BPTT network; only HM2-BP networks are exported",
+            model.display()
+        );
+    };
+    let refractory = if a.refractory_metadata {
+        Refractory::Metadata
+    } else {
+        Refractory::Refuse
+    };
+    let graph = hm2bp::nir::export(net, def.input, refractory)
+        .with_context(|| format!("{} cannot be exported to NIR", model.display()))?;
+    hm2bp::nir::write(&a.out, &graph)?;
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
+
+#[cfg(feature = "nir")]
+fn run_import(a: ImportArgs) -> Result<()> {
+    use burn::module::Module;
+    use hm2bp::model::RuleOptions;
+    use hm2bp::rule::output::CountTargets;
+    use hm2bp::rule::regularizer::WeightRegularizer;
+    use hm2bp::train::classifier::{CountLoss, Network, SpikingClassifier};
+    let graph = hm2bp::nir::read(&a.input)?;
+    let name = a
+        .out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .with_context(|| format!("{}: not a file name", a.out.display()))?;
+    let (device, _) = hm2bp::backend::device(None).map_err(|m| anyhow::anyhow!(m))?;
+    // The learning rule is not part of a NIR graph; the model file holds weights only.
+    let rule = RuleOptions {
+        effect_ratio: true,
+        regularizer: WeightRegularizer::OFF,
+        label_spike_level: 35,
+    };
+    let (def, net) = hm2bp::nir::import(&graph, &name, &rule, &device)
+        .with_context(|| format!("{}: cannot import", a.input.display()))?;
+    let def_path = a.out.with_extension("json");
+    std::fs::write(&def_path, serde_json::to_string_pretty(&def)? + "\n")
+        .with_context(|| format!("cannot write {}", def_path.display()))?;
+    let classifier =
+        SpikingClassifier::new(Network::Hm2bp(net), CountLoss::Mse(CountTargets::default()));
+    classifier
+        .into_record()
+        .save(a.out.with_extension(""))
+        .map_err(|e| anyhow::anyhow!("{}: cannot save the model: {e:?}", a.out.display()))?;
+    println!(
+        "wrote {} and {}",
+        def_path.display(),
+        a.out.with_extension("bpk").display()
+    );
+    Ok(())
+}
+
+/// Why `export` and `import` fail in a build without NIR.
+#[cfg(not(feature = "nir"))]
+fn nir_not_built() -> anyhow::Error {
+    anyhow::anyhow!(
+        "NIR support is not built in: rebuild with `--features nir` (needs the HDF5 library, \
+         e.g. `apt-get install libhdf5-dev`)"
+    )
+}
+
+#[cfg(not(feature = "nir"))]
+fn run_export(_: ExportArgs) -> Result<()> {
+    Err(nir_not_built())
+}
+
+#[cfg(not(feature = "nir"))]
+fn run_import(_: ImportArgs) -> Result<()> {
+    Err(nir_not_built())
 }

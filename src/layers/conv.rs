@@ -154,6 +154,11 @@ impl SpikingConv2d {
         spiking_local(input, w.reshape([n]), self.spec)
     }
 
+    /// Geometry and neuron parameters of this layer.
+    pub fn spec(&self) -> LocalSpec {
+        self.spec
+    }
+
     /// Output shape `[maps, height, width]`.
     pub fn output_shape(&self) -> [usize; 3] {
         self.spec.topology.output_shape()

@@ -96,6 +96,11 @@ impl SpikingPool2d {
         spiking_local(input, unit, self.spec)
     }
 
+    /// Geometry and neuron parameters of this layer.
+    pub fn spec(&self) -> LocalSpec {
+        self.spec
+    }
+
     /// Output shape `[maps, height, width]`.
     pub fn output_shape(&self) -> [usize; 3] {
         self.spec.topology.output_shape()
