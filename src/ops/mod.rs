@@ -31,7 +31,7 @@ use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Int, Tensor, TensorData, read_sync};
 
 use crate::rule::sparse::LocalSpec;
-use crate::rule::{self, BatchShape, DenseSpec, LayerSpec};
+use crate::rule::{self, BatchShape, DenseSpec, LayerSpec, PreparedWeights};
 use crate::spikes::{SpikeRaster, words_per_step};
 use crate::trains::SpikeTrains;
 
@@ -115,12 +115,15 @@ pub trait Hm2bpBackend: Backend {
     }
 }
 
-/// The spike rasters of a layer's forward pass, per sample, kept for its backward pass (so
-/// that the trains are read from their tensors only once).
+/// The spike rasters of a layer's forward pass, per sample, and its prepared weights, kept for
+/// its backward pass (so that trains and weights are read from their tensors only once).
 #[derive(Debug)]
 pub(crate) struct ForwardRasters {
     input: Vec<SpikeRaster>,
     output: Vec<SpikeRaster>,
+    /// The weights the forward pass ran with, in the kernels' layouts (the backward's
+    /// pre-update weights).
+    weights: PreparedWeights,
 }
 
 impl ForwardRasters {
@@ -184,12 +187,13 @@ pub(crate) fn host_forward<B: Backend>(
     let device = words.device();
     let int_dtype = words.dtype();
     let inputs = host_rasters::<B>(words, n_in);
-    let w = host_f32(B::float_into_data(weight));
-    let outputs = spec.forward_rasters(&inputs, f32s(&w), n_out);
+    let weights = spec.prepare(f32s(&host_f32(B::float_into_data(weight))), n_in, n_out);
+    let outputs = spec.forward_rasters(&inputs, &weights);
     let (counts, words) = upload_trains::<B>(&outputs, &device, int_dtype);
     let rasters = ForwardRasters {
         input: inputs,
         output: outputs,
+        weights,
     };
     (counts, words, rasters)
 }
@@ -212,12 +216,11 @@ pub(crate) fn host_backward<B: Backend>(
     let labels = spec
         .needs_labels()
         .then(|| host_labels::<B>(labels, w_shape[0]));
-    let w = host_f32(B::float_into_data(weight));
     let d = host_f32(B::float_into_data(d_post));
     let (gw, gx) = spec.backward_rasters(
         &rasters.input,
         &rasters.output,
-        f32s(&w),
+        &rasters.weights,
         f32s(&d),
         labels.as_deref(),
         need_grad,

@@ -12,6 +12,7 @@ use crate::rule::terms;
 use crate::spikes::SpikeRaster;
 use crate::spsp::{KernelTables, sum_kernel_rows};
 use rayon::prelude::*;
+use wide::bytemuck::cast_slice_mut;
 use wide::f32x8;
 
 /// Everything that defines a spiking dense layer's dynamics and learning rule.
@@ -190,26 +191,32 @@ impl LayerWeights {
                 Some(block)
             })
             .collect();
-        let mut blocked = Vec::with_capacity(n_in * n_out.div_ceil(LANES));
+        // Each block's region of `blocked` is filled on its own thread, column by column.
+        let mut blocked = vec![f32x8::ZERO; n_in * n_out.div_ceil(LANES)];
+        let mut regions = Vec::with_capacity(blocks.len());
+        let mut rest = blocked.as_mut_slice();
         for block in &blocks {
-            for j in 0..n_in {
-                let column = &transposed[j * n_out..(j + 1) * n_out];
-                for g in 0..block.groups {
-                    let lo = block.lo + g * LANES;
-                    let lanes: [f32; LANES] =
-                        std::array::from_fn(|k| column.get(lo + k).copied().unwrap_or(0.0));
-                    blocked.push(f32x8::from(lanes));
-                }
-            }
+            let (region, tail) = rest.split_at_mut(n_in * block.groups);
+            regions.push((block, region));
+            rest = tail;
         }
+        regions.into_par_iter().for_each(|(block, region)| {
+            let lanes = block.groups * LANES;
+            let width = lanes.min(n_out - block.lo);
+            let region: &mut [f32] = cast_slice_mut(region);
+            for (j, out) in region.chunks_exact_mut(lanes).enumerate() {
+                let at = j * n_out + block.lo;
+                out[..width].copy_from_slice(&transposed[at..at + width]);
+            }
+        });
         Self {
             n_in,
             n_out,
-            transposed,
             row_sums: weight
-                .chunks_exact(n_in.max(1))
+                .par_chunks_exact(n_in.max(1))
                 .map(|r| r.iter().sum())
                 .collect(),
+            transposed,
             blocked,
             blocks,
         }

@@ -95,10 +95,18 @@ pub fn dense_forward_rasters(
     spec: &DenseSpec,
 ) -> Vec<SpikeRaster> {
     let n_in = inputs.first().map_or(0, SpikeRaster::neurons);
-    let weights = dense::LayerWeights::new(weight, n_out, n_in);
+    dense_forward_prepared(inputs, &dense::LayerWeights::new(weight, n_out, n_in), spec)
+}
+
+/// [`dense_forward_rasters`] with the weights already in the kernels' layouts.
+fn dense_forward_prepared(
+    inputs: &[SpikeRaster],
+    weights: &dense::LayerWeights,
+    spec: &DenseSpec,
+) -> Vec<SpikeRaster> {
     inputs
         .par_iter()
-        .map(|r| dense::forward_sample(r, &weights, spec))
+        .map(|r| dense::forward_sample(r, weights, spec))
         .collect()
 }
 
@@ -138,6 +146,20 @@ pub fn dense_backward_rasters(
     let n_in = inputs.first().map_or(0, SpikeRaster::neurons);
     let n_out = outputs.first().map_or(0, SpikeRaster::neurons);
     let weights = dense::LayerWeights::new(weight, n_out, n_in);
+    dense_backward_prepared(inputs, outputs, &weights, d_post, labels, spec, need_d_pre)
+}
+
+/// [`dense_backward_rasters`] with the weights already in the kernels' layouts.
+fn dense_backward_prepared(
+    inputs: &[SpikeRaster],
+    outputs: &[SpikeRaster],
+    weights: &dense::LayerWeights,
+    d_post: &[f32],
+    labels: Option<&[usize]>,
+    spec: &DenseSpec,
+    need_d_pre: bool,
+) -> BatchGrad {
+    let (n_in, n_out) = (weights.n_in, weights.n_out);
     let mut d_pre = need_d_pre.then(|| vec![0.0f32; inputs.len() * n_in]);
     let per_sample = |b: usize, grad: &mut Vec<f32>, d: Option<&mut [f32]>| {
         let args = dense::SampleGrad {
@@ -146,7 +168,7 @@ pub fn dense_backward_rasters(
             d_post: &d_post[b * n_out..(b + 1) * n_out],
             label: labels.map(|l| l[b]),
         };
-        dense::backward_sample(&args, &weights, spec, grad, d);
+        dense::backward_sample(&args, weights, spec, grad, d);
     };
     let zero = || vec![0.0f32; n_out * n_in];
     let add = |mut a: Vec<f32>, b: Vec<f32>| {
@@ -208,6 +230,15 @@ pub fn dense_backward_batch(
     )
 }
 
+/// A layer's weights in the layouts its kernels read ([`LayerSpec::prepare`]).
+#[derive(Clone, Debug)]
+pub enum PreparedWeights {
+    /// A dense layer's weights, transposed and blocked.
+    Dense(dense::LayerWeights),
+    /// The shared weights of a convolution or pooling layer, as they are.
+    Local(Vec<f32>),
+}
+
 /// Any spiking layer the custom op runs: fully connected or locally connected.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LayerSpec {
@@ -226,16 +257,32 @@ impl LayerSpec {
         }
     }
 
+    /// The weights (`[n_out][n_in]` for a dense layer, the shared weights otherwise) in the
+    /// layouts the kernels read, built once per training step and used by the forward and
+    /// the backward pass.
+    pub fn prepare(&self, weight: &[f32], n_in: usize, n_out: usize) -> PreparedWeights {
+        match self {
+            LayerSpec::Dense(_) => {
+                PreparedWeights::Dense(dense::LayerWeights::new(weight, n_out, n_in))
+            }
+            LayerSpec::Local(_) => PreparedWeights::Local(weight.to_vec()),
+        }
+    }
+
     /// Forward of a batch of rasters.
     pub fn forward_rasters(
         &self,
         inputs: &[SpikeRaster],
-        weight: &[f32],
-        n_out: usize,
+        weights: &PreparedWeights,
     ) -> Vec<SpikeRaster> {
-        match self {
-            LayerSpec::Dense(d) => dense_forward_rasters(inputs, weight, n_out, d),
-            LayerSpec::Local(l) => sparse::local_forward_rasters(inputs, weight, l),
+        match (self, weights) {
+            (LayerSpec::Dense(d), PreparedWeights::Dense(w)) => {
+                dense_forward_prepared(inputs, w, d)
+            }
+            (LayerSpec::Local(l), PreparedWeights::Local(w)) => {
+                sparse::local_forward_rasters(inputs, w, l)
+            }
+            _ => panic!("hm2bp: weights prepared for another kind of layer"),
         }
     }
 
@@ -245,21 +292,21 @@ impl LayerSpec {
         &self,
         inputs: &[SpikeRaster],
         outputs: &[SpikeRaster],
-        weight: &[f32],
+        weights: &PreparedWeights,
         d_post: &[f32],
         labels: Option<&[usize]>,
         need_grad: bool,
         need_d_pre: bool,
     ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
-        match self {
-            LayerSpec::Dense(d) => {
-                let g =
-                    dense_backward_rasters(inputs, outputs, weight, d_post, labels, d, need_d_pre);
+        match (self, weights) {
+            (LayerSpec::Dense(d), PreparedWeights::Dense(w)) => {
+                let g = dense_backward_prepared(inputs, outputs, w, d_post, labels, d, need_d_pre);
                 (need_grad.then_some(g.weight), g.input)
             }
-            LayerSpec::Local(l) => sparse::local_backward_rasters(
-                inputs, outputs, weight, d_post, l, need_grad, need_d_pre,
-            ),
+            (LayerSpec::Local(l), PreparedWeights::Local(w)) => {
+                sparse::local_backward_rasters(inputs, outputs, w, d_post, l, need_grad, need_d_pre)
+            }
+            _ => panic!("hm2bp: weights prepared for another kind of layer"),
         }
     }
 
