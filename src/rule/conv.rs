@@ -12,7 +12,7 @@
 //!   as the per-pair version (bit for bit); `∂E/∂o_pre` sums its terms position by position
 //!   instead of map by map (equal up to rounding).
 
-use crate::neuron::{LifParams, LifPopulation};
+use crate::neuron::{LANES, LifParams, LifPopulation};
 use crate::rule::terms;
 use crate::spikes::SpikeRaster;
 use crate::spsp::{KernelTables, sum_kernel_rows};
@@ -42,26 +42,35 @@ impl ConvShape {
         self.in_maps * self.kernel * self.kernel
     }
 
-    /// The gradient accumulated offset-major, back in the kernels' layout `[out_maps][…]`.
+    /// The output maps rounded up to whole vectors of [`LANES`]: the stride of every
+    /// offset-major and position-major array (the padding maps have zero weights, receive no
+    /// input and are never reported).
+    pub fn lanes(&self) -> usize {
+        self.out_maps.next_multiple_of(LANES)
+    }
+
+    /// The gradient accumulated offset-major (`[in_maps · k²][lanes]`), back in the kernels'
+    /// layout `[out_maps][in_maps · k²]`.
     pub fn map_major(&self, offset_major: &[f32]) -> Vec<f32> {
-        let per_map = self.per_map();
-        let mut out = vec![0.0f32; offset_major.len()];
+        let (per_map, lanes) = (self.per_map(), self.lanes());
+        let mut out = vec![0.0f32; per_map * self.out_maps];
         for r in 0..per_map {
             for o in 0..self.out_maps {
-                out[o * per_map + r] = offset_major[r * self.out_maps + o];
+                out[o * per_map + r] = offset_major[r * lanes + o];
             }
         }
         out
     }
 
-    /// The kernels `[out_maps][in_maps][k][k]` rearranged as `[in_maps][k][k][out_maps]`: the
-    /// weights of one (input map, offset) to every output map are contiguous.
+    /// The kernels `[out_maps][in_maps][k][k]` rearranged as `[in_maps][k][k][lanes]`: the
+    /// weights of one (input map, offset) to every output map are contiguous (and padded
+    /// with zeros to [`ConvShape::lanes`]).
     pub fn offset_major(&self, weights: &[f32]) -> Vec<f32> {
-        let per_map = self.in_maps * self.kernel * self.kernel;
-        let mut out = vec![0.0f32; weights.len()];
+        let (per_map, lanes) = (self.per_map(), self.lanes());
+        let mut out = vec![0.0f32; per_map * lanes];
         for o in 0..self.out_maps {
             for r in 0..per_map {
-                out[r * self.out_maps + o] = weights[o * per_map + r];
+                out[r * lanes + o] = weights[o * per_map + r];
             }
         }
         out
@@ -78,9 +87,9 @@ pub fn forward_sample(
     lif: &LifParams,
 ) -> SpikeRaster {
     let (oh, ow) = shape.out_hw();
-    let (k, maps) = (shape.kernel, shape.out_maps);
+    let (k, maps, lanes) = (shape.kernel, shape.out_maps, shape.lanes());
     let steps = input.steps();
-    let mut pop = LifPopulation::new(*lif, maps * oh * ow);
+    let mut pop = LifPopulation::new(*lif, lanes * oh * ow);
     let mut out = SpikeRaster::building(steps, maps * oh * ow);
     let mut fired = Vec::new();
     out.push_step(&[]);
@@ -95,16 +104,18 @@ pub fn forward_sample(
             // Outputs (x − p, y − q) for the offsets that keep them inside the map.
             for p in x.saturating_sub(oh - 1)..=x.min(k - 1) {
                 for q in y.saturating_sub(ow - 1)..=y.min(k - 1) {
-                    let at = ((x - p) * ow + (y - q)) * maps;
-                    let w = ((c * k + p) * k + q) * maps;
-                    pop.add_slice(at, &offset_major[w..w + maps]);
+                    let at = ((x - p) * ow + (y - q)) * lanes;
+                    let w = ((c * k + p) * k + q) * lanes;
+                    pop.add_slice(at, &offset_major[w..w + lanes]);
                 }
             }
         }
         fired.clear();
         pop.step(|i| {
-            let (pos, map) = (i / maps, i % maps);
-            fired.push((map * oh * ow + pos) as u32);
+            let (pos, map) = (i / lanes, i % lanes);
+            if map < maps {
+                fired.push((map * oh * ow + pos) as u32);
+            }
         });
         fired.sort_unstable();
         out.push_step(&fired);
@@ -115,9 +126,9 @@ pub fn forward_sample(
 /// Buffers of [`backward_sample`], kept per thread.
 #[derive(Default)]
 struct Scratch {
-    /// Post kernels of the maps at one position, `[T][maps]`.
+    /// Post kernels of the maps at one position, `[T][lanes]`.
     kernel: Vec<f32>,
-    /// `e` of the pairs of one position, `[in_maps · k²][maps]`.
+    /// `e` of the pairs of one position, `[in_maps · k²][lanes]`.
     e: Vec<f32>,
     tables: Option<KernelTables>,
 }
@@ -145,6 +156,7 @@ pub fn backward_sample(
         let steps = input.steps();
         let (oh, ow) = shape.out_hw();
         let (k, maps, per_map) = (shape.kernel, shape.out_maps, shape.per_map());
+        let lanes = shape.lanes();
         let positions = oh * ow;
         let nu = lif.threshold;
         let post = output.by_neuron();
@@ -155,18 +167,20 @@ pub fn backward_sample(
         };
         // Σ_l w_il of every map, in the per-pair order (ascending input).
         let w_sum: Vec<f32> = (0..maps)
-            .map(|o| (0..per_map).map(|r| offset_major[r * maps + o]).sum())
+            .map(|o| (0..per_map).map(|r| offset_major[r * lanes + o]).sum())
             .collect();
         if let Some(d) = d_pre.as_deref_mut() {
             d.fill(0.0);
         }
         let (kernel, e) = (&mut scratch.kernel, &mut scratch.e);
         e.clear();
-        e.resize(per_map * maps, 0.0);
-        let mut o_post = vec![0.0f32; maps];
-        let mut delta = vec![0.0f32; maps];
-        let mut we = vec![0.0f32; maps];
-        let mut coef = vec![0.0f32; maps];
+        e.resize(per_map * lanes, 0.0);
+        // Per map of the position; the padding maps stay 0 (and their e, gradient and error
+        // terms with them).
+        let mut o_post = vec![0.0f32; lanes];
+        let mut delta = vec![0.0f32; lanes];
+        let mut we = vec![0.0f32; lanes];
+        let mut coef = vec![0.0f32; lanes];
         for pos in 0..positions {
             let (x, y) = (pos / ow, pos % ow);
             for o in 0..maps {
@@ -177,22 +191,22 @@ pub fn backward_sample(
             let any_fired = o_post.iter().any(|&o| o > 0.0);
             if any_fired {
                 kernel.clear();
-                kernel.resize(steps * maps, 0.0);
+                kernel.resize(steps * lanes, 0.0);
                 for o in 0..maps {
-                    tables.add_post_kernel(post.of(o * positions + pos), &mut kernel[o..], maps);
+                    tables.add_post_kernel(post.of(o * positions + pos), &mut kernel[o..], lanes);
                 }
             }
             // e rows, one per (input map, offset), each over all maps.
-            for (r, row) in e.chunks_exact_mut(maps).enumerate() {
+            for (r, row) in e.chunks_exact_mut(lanes).enumerate() {
                 let (c, p, q) = (r / (k * k), r / k % k, r % k);
                 let j = (c * shape.height + x + p) * shape.width + y + q;
                 if any_fired {
-                    sum_kernel_rows(kernel, maps, pre.of(j), row);
+                    sum_kernel_rows(kernel, lanes, pre.of(j), row);
                 } else {
                     row.fill(0.0);
                 }
                 let pre_fired = pre.count(j) > 0;
-                for (ev, &o) in row.iter_mut().zip(&o_post) {
+                for (ev, &o) in row[..maps].iter_mut().zip(&o_post) {
                     if o == 0.0 {
                         *ev = terms::silent_post_spsp(pre_fired);
                     }
@@ -200,8 +214,8 @@ pub fn backward_sample(
             }
             if let Some(g) = grad.as_deref_mut() {
                 we.fill(0.0);
-                for (r, row) in e.chunks_exact(maps).enumerate() {
-                    let w = &offset_major[r * maps..(r + 1) * maps];
+                for (r, row) in e.chunks_exact(lanes).enumerate() {
+                    let w = &offset_major[r * lanes..(r + 1) * lanes];
                     for ((acc, &wv), &ev) in we.iter_mut().zip(w).zip(row) {
                         *acc += wv * ev;
                     }
@@ -210,18 +224,18 @@ pub fn backward_sample(
                     let s = terms::side_effect(o_post[o], we[o], w_sum[o], nu);
                     coef[o] = terms::weight_coefficient(delta[o], s, 1.0);
                 }
-                for (r, row) in e.chunks_exact(maps).enumerate() {
-                    let g = &mut g[r * maps..(r + 1) * maps];
+                for (r, row) in e.chunks_exact(lanes).enumerate() {
+                    let g = &mut g[r * lanes..(r + 1) * lanes];
                     for ((gv, &cv), &ev) in g.iter_mut().zip(&coef).zip(row) {
                         *gv += cv * ev;
                     }
                 }
             }
             if let Some(d) = d_pre.as_deref_mut() {
-                for (r, row) in e.chunks_exact(maps).enumerate() {
+                for (r, row) in e.chunks_exact(lanes).enumerate() {
                     let (c, p, q) = (r / (k * k), r / k % k, r % k);
                     let j = (c * shape.height + x + p) * shape.width + y + q;
-                    let w = &offset_major[r * maps..(r + 1) * maps];
+                    let w = &offset_major[r * lanes..(r + 1) * lanes];
                     let n = pre.count(j);
                     let inv_o = 1.0 / n.max(1) as f32;
                     let mut sum = d[j];
@@ -316,7 +330,10 @@ mod tests {
                 Some(&mut g_want),
                 Some(&mut d_want),
             );
-            let (mut g_om, mut d_got) = (vec![0.0f32; n_w], vec![0.0f32; n_in]);
+            let (mut g_om, mut d_got) = (
+                vec![0.0f32; shape.per_map() * shape.lanes()],
+                vec![0.0f32; n_in],
+            );
             backward_sample(
                 &input,
                 &want,

@@ -431,7 +431,9 @@ pub fn local_backward_rasters(
         }
     };
     let mut d_pre = need_d_pre.then(|| vec![0.0f32; inputs.len() * n_in]);
-    let zero = || vec![0.0f32; if need_grad { n_w } else { 0 }];
+    // The convolution accumulates its gradient offset-major, padded to whole vectors.
+    let grad_len = conv.map_or(n_w, |c| c.per_map() * c.lanes());
+    let zero = || vec![0.0f32; if need_grad { grad_len } else { 0 }];
     let add = |mut a: Vec<f32>, b: Vec<f32>| {
         a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
         a
