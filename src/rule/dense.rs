@@ -12,7 +12,7 @@ use crate::rule::terms;
 use crate::spikes::SpikeRaster;
 use crate::spsp::{KernelTables, sum_kernel_rows};
 use rayon::prelude::*;
-use wide::bytemuck::cast_slice_mut;
+use wide::bytemuck::cast_slice;
 use wide::f32x8;
 
 /// Everything that defines a spiking dense layer's dynamics and learning rule.
@@ -56,7 +56,9 @@ pub fn forward_sample(
         out.push_step(&[]);
         for t in 1..steps {
             for &j in input.at(t - 1) {
-                pop.add_all(weights.column(j as usize));
+                for (lo, w) in weights.column_blocks(j as usize) {
+                    pop.add_slice(lo, w);
+                }
             }
             if !prev_fired.is_empty() {
                 // −strength · (spikes of the other neurons at t − 1).
@@ -142,17 +144,15 @@ pub struct SampleBackward {
     pub label_spikes_inserted: bool,
 }
 
-/// A layer's weights in the layouts the kernels read: transposed `[n_in][n_out]` (a column of
-/// `W` per input neuron is contiguous) and the row sums `Σ_l w_il` (side effect of silent
-/// neurons). Built once per batch.
+/// A layer's weights in the layout the kernels read — per block of output neurons, the
+/// column of `W` of each input neuron is contiguous — and the row sums `Σ_l w_il` (side effect
+/// of silent neurons). Built once per training step.
 #[derive(Clone, Debug)]
 pub struct LayerWeights {
     /// Input neurons.
     pub n_in: usize,
     /// Output neurons.
     pub n_out: usize,
-    /// `W` transposed, `[n_in][n_out]`.
-    pub transposed: Vec<f32>,
     /// `Σ_l w_il` per output neuron.
     pub row_sums: Vec<f32>,
     /// `W` transposed per forward block, `[block][n_in][groups]` vectors of [`LANES`] output
@@ -175,7 +175,6 @@ struct ForwardBlock {
 impl LayerWeights {
     /// From a row-major `[n_out][n_in]` weight matrix.
     pub fn new(weight: &[f32], n_out: usize, n_in: usize) -> Self {
-        let transposed = transpose(weight, n_out, n_in);
         let full = n_out / (BLOCK_GROUPS * LANES);
         let tail = (n_out - full * BLOCK_GROUPS * LANES).div_ceil(LANES);
         let blocks: Vec<ForwardBlock> = (0..full)
@@ -191,7 +190,8 @@ impl LayerWeights {
                 Some(block)
             })
             .collect();
-        // Each block's region of `blocked` is filled on its own thread, column by column.
+        // Each block's region of `blocked` is filled on its own thread, and its row sums
+        // taken from it (every row summed in ascending input order, 8 rows per vector).
         let mut blocked = vec![f32x8::ZERO; n_in * n_out.div_ceil(LANES)];
         let mut regions = Vec::with_capacity(blocks.len());
         let mut rest = blocked.as_mut_slice();
@@ -200,31 +200,54 @@ impl LayerWeights {
             regions.push((block, region));
             rest = tail;
         }
-        regions.into_par_iter().for_each(|(block, region)| {
-            let lanes = block.groups * LANES;
-            let width = lanes.min(n_out - block.lo);
-            let region: &mut [f32] = cast_slice_mut(region);
-            for (j, out) in region.chunks_exact_mut(lanes).enumerate() {
-                let at = j * n_out + block.lo;
-                out[..width].copy_from_slice(&transposed[at..at + width]);
-            }
-        });
+        let sums: Vec<f32x8> = regions
+            .into_par_iter()
+            .flat_map_iter(|(block, region)| {
+                (0..block.groups)
+                    .map(move |g| {
+                        let lo = block.lo + g * LANES;
+                        let rows: [&[f32]; LANES] = std::array::from_fn(|k| {
+                            let i = (lo + k).min(n_out - 1);
+                            if lo + k < n_out {
+                                &weight[i * n_in..(i + 1) * n_in]
+                            } else {
+                                &[]
+                            }
+                        });
+                        let mut sum = f32x8::splat(-0.0);
+                        for j in 0..n_in {
+                            let column = f32x8::from(std::array::from_fn::<f32, LANES, _>(|k| {
+                                rows[k].get(j).copied().unwrap_or(0.0)
+                            }));
+                            region[j * block.groups + g] = column;
+                            sum += column;
+                        }
+                        sum
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut row_sums: Vec<f32> = sums.iter().flat_map(|s| s.to_array()).collect();
+        row_sums.truncate(n_out);
         Self {
             n_in,
             n_out,
-            row_sums: weight
-                .par_chunks_exact(n_in.max(1))
-                .map(|r| r.iter().sum())
-                .collect(),
-            transposed,
+            row_sums,
             blocked,
             blocks,
         }
     }
 
-    /// Column `j` of `W` (the weights from input `j`).
-    pub fn column(&self, j: usize) -> &[f32] {
-        &self.transposed[j * self.n_out..(j + 1) * self.n_out]
+    /// The column of `W` of input `j` (the weights from input `j`), block by block: each
+    /// block's first output neuron and its weights.
+    pub fn column_blocks(&self, j: usize) -> impl Iterator<Item = (usize, &[f32])> {
+        self.blocks.iter().map(move |b| {
+            let lanes = b.groups * LANES;
+            let width = lanes.min(self.n_out - b.lo);
+            let at = b.at + j * b.groups;
+            let column: &[f32] = cast_slice(&self.blocked[at..at + b.groups]);
+            (b.lo, &column[..width])
+        })
     }
 }
 
@@ -350,10 +373,11 @@ fn backward_sample_in(
     // Side effect s_i (S9, S11) from Σ_l w_il e_il.
     let mut we = vec![0.0f32; n_out];
     for (r, &j) in active.iter().enumerate() {
-        let w = weights.column(j);
         let row = &e[r * n_out..(r + 1) * n_out];
-        for ((acc, &wv), &ev) in we.iter_mut().zip(w).zip(row) {
-            *acc += wv * ev;
+        for (lo, w) in weights.column_blocks(j) {
+            for ((acc, &wv), &ev) in we[lo..].iter_mut().zip(w).zip(&row[lo..]) {
+                *acc += wv * ev;
+            }
         }
     }
     let side_effect: Vec<f32> = (0..n_out)
@@ -379,17 +403,25 @@ fn backward_sample_in(
     if let Some(d_pre) = d_pre {
         let post_fired: Vec<bool> = o_post.iter().map(|&o| o > 0.0).collect();
         for (j, d) in d_pre.iter_mut().enumerate() {
-            let w = weights.column(j);
             let o_pre = pre.count(j);
-            *d = if spec.effect_ratio && o_pre > 0 {
+            let ratio = (spec.effect_ratio && o_pre > 0).then(|| {
                 let row = &e[row_of[j] as usize * n_out..(row_of[j] as usize + 1) * n_out];
-                let inv_o = 1.0 / o_pre as f32;
-                (0..n_out)
-                    .map(|i| delta[i] * w[i] * terms::effect_ratio(row[i], inv_o, post_fired[i]))
-                    .sum()
-            } else {
-                delta.iter().zip(w).map(|(dl, wv)| dl * wv).sum()
-            };
+                (row, 1.0 / o_pre as f32)
+            });
+            // Σ_i in ascending i, as one sum over the whole column.
+            let mut sum = -0.0f32;
+            for (lo, w) in weights.column_blocks(j) {
+                for (k, &wv) in w.iter().enumerate() {
+                    let i = lo + k;
+                    sum += match ratio {
+                        Some((row, inv_o)) => {
+                            delta[i] * wv * terms::effect_ratio(row[i], inv_o, post_fired[i])
+                        }
+                        None => delta[i] * wv,
+                    };
+                }
+            }
+            *d = sum;
         }
     }
 
@@ -405,7 +437,7 @@ fn backward_sample_in(
 pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     const TILE: usize = 32;
     debug_assert_eq!(m.len(), rows * cols);
-    let mut t: Vec<f32> = (0..m.len()).into_par_iter().map(|_| 0.0).collect();
+    let mut t = vec![0.0f32; m.len()];
     t.par_chunks_mut((TILE * rows).max(1))
         .enumerate()
         .for_each(|(band, out)| {
