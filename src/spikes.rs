@@ -77,10 +77,17 @@ impl SpikeRaster {
             0 => u32::MAX,
             r => (1u32 << r) - 1,
         };
+        let masked = |w: usize, word: u32| if w + 1 == per_step { word & tail } else { word };
+        let rows = || words.chunks_exact(per_step.max(1)).take(steps);
+        let spikes: u32 = rows()
+            .flat_map(|row| row.iter().enumerate())
+            .map(|(w, &word)| masked(w, word).count_ones())
+            .sum();
         let mut out = Self::building(steps, neurons);
-        for row in words.chunks_exact(per_step.max(1)).take(steps) {
+        out.ids.reserve_exact(spikes as usize);
+        for row in rows() {
             for (w, &word) in row.iter().enumerate() {
-                let mut mask = if w + 1 == per_step { word & tail } else { word };
+                let mut mask = masked(w, word);
                 while mask != 0 {
                     out.ids.push(32 * w as u32 + mask.trailing_zeros());
                     mask &= mask - 1;
