@@ -41,6 +41,11 @@ impl LifParams {
         }
     }
 
+    /// The level the membrane potential must exceed to fire: `ν − eps`.
+    pub fn firing_level(&self) -> f32 {
+        self.threshold - self.threshold_eps
+    }
+
     /// The same parameters with the conv-layer comparison `v > ν`.
     pub fn strict(self) -> Self {
         Self {
@@ -93,7 +98,7 @@ impl LifStep {
             tau_s: f32x8::splat(p.tau_s),
             inv_m: f32x8::splat(1.0 / p.tau_m),
             inv_s: f32x8::splat(1.0 / p.tau_s),
-            v_fire: f32x8::splat(p.threshold - p.threshold_eps),
+            v_fire: f32x8::splat(p.firing_level()),
             t_ref: i32x8::splat(p.t_ref.min(i32::MAX as u32) as i32),
             exact_reciprocal: is_power_of_two(p.tau_m) && is_power_of_two(p.tau_s),
         }
@@ -293,7 +298,7 @@ mod tests {
             *v = 0.0;
             *r -= 1;
         }
-        let fired = *v > p.threshold - p.threshold_eps;
+        let fired = *v > p.firing_level();
         if fired {
             *v = 0.0;
             *r = p.t_ref;

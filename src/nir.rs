@@ -70,11 +70,6 @@ fn unsupported(message: String) -> NirError {
     NirError::Unsupported(message)
 }
 
-/// The potential our neuron compares with (`v > ν − eps`), NIR's `v_threshold`.
-fn firing_threshold(lif: &LifParams) -> f32 {
-    lif.threshold - lif.threshold_eps
-}
-
 /// The LIF parameters of a layer.
 fn layer_lif(layer: &SpikingLayer) -> LifParams {
     match layer {
@@ -131,7 +126,7 @@ fn cuba_lif(
         tau_mem: filled(shape, lif.tau_m)?,
         r: filled(shape, lif.tau_m / lif.tau_s)?,
         v_leak: filled(shape, 0.0)?,
-        v_threshold: filled(shape, firing_threshold(lif))?,
+        v_threshold: filled(shape, lif.firing_level())?,
         v_reset: Some(filled(shape, 0.0)?),
         w_in: Some(filled(shape, lif.tau_s)?),
         metadata,
@@ -330,7 +325,7 @@ fn nominal_threshold(v_threshold: f32, eps: f32) -> Option<f32> {
                 threshold_eps: eps,
                 ..LifParams::paper(nu)
             };
-            firing_threshold(&lif) == v_threshold
+            lif.firing_level() == v_threshold
         })
         .min_by(|a, b| {
             (f64::from(*a) - exact)

@@ -154,7 +154,7 @@ impl BpttDense {
         let mut previous = zeros();
         let mut counts = zeros();
         let mut spikes = Vec::with_capacity(inputs.len());
-        let firing_level = p.threshold - p.threshold_eps;
+        let firing_level = p.firing_level();
         for t in 0..inputs.len() {
             if window > 0 && t > 0 && t % window == 0 {
                 v = v.detach();
