@@ -133,6 +133,14 @@ impl NetworkDef {
         if self.input.contains(&0) {
             return Err(format!("`input` {:?} has a zero dimension", self.input));
         }
+        if self
+            .input
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .is_none()
+        {
+            return Err(format!("`input` {:?} has too many elements", self.input));
+        }
         for (k, l) in self.layers.iter().enumerate() {
             let (size, threshold) = match l {
                 LayerDef::Dense { size, threshold } => (*size, *threshold),

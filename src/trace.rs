@@ -22,6 +22,9 @@ pub struct CaseError {
     pub message: String,
 }
 
+/// Longest simulation a trace case may ask for (the authors' runs use at most a few hundred).
+pub const MAX_CASE_STEPS: usize = 100_000;
+
 fn err(field: impl Into<String>, message: impl Into<String>) -> CaseError {
     CaseError {
         field: field.into(),
@@ -182,6 +185,13 @@ impl Case {
         }
         if p.T < 2 {
             return Err(err("params.T", "must be at least 2"));
+        }
+        // The step allocates per time step: a hostile case must not size that.
+        if p.T > MAX_CASE_STEPS {
+            return Err(err(
+                "params.T",
+                format!("{} above the {MAX_CASE_STEPS} steps a case may have", p.T),
+            ));
         }
         if !(p.tau_m > 0.0 && p.tau_s > 0.0 && p.tau_m != p.tau_s) {
             return Err(err(

@@ -75,6 +75,9 @@ pub struct Recording {
     pub sample_rate: u32,
 }
 
+/// Highest sample rate [`parse_wav`] accepts (the highest in common use), in Hz.
+pub const MAX_SAMPLE_RATE: u32 = 384_000;
+
 /// Reads a WAV file (integer PCM up to 32 bits or 32-bit float; channels averaged).
 pub fn read_wav(path: &Path) -> Result<Recording> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
@@ -104,6 +107,13 @@ pub fn parse_wav(path: &Path, source: impl std::io::Read) -> Result<Recording> {
         return Err(format(format!(
             "{} channels at {} Hz",
             spec.channels, spec.sample_rate
+        )));
+    }
+    // The front end's frames (and FFT) grow with the rate: a hostile header must not size them.
+    if spec.sample_rate > MAX_SAMPLE_RATE {
+        return Err(format(format!(
+            "sample rate {} Hz above the {MAX_SAMPLE_RATE} Hz this front end reads",
+            spec.sample_rate
         )));
     }
     let raw: std::result::Result<Vec<f32>, hound::Error> = match spec.sample_format {
