@@ -207,8 +207,8 @@ impl LayerWeights {
                     .map(move |g| {
                         let lo = block.lo + g * LANES;
                         let rows: [&[f32]; LANES] = std::array::from_fn(|k| {
-                            let i = (lo + k).min(n_out - 1);
-                            if lo + k < n_out {
+                            let i = lo + k;
+                            if i < n_out {
                                 &weight[i * n_in..(i + 1) * n_in]
                             } else {
                                 &[]
