@@ -246,6 +246,12 @@ fn tiny_training_run_resumes_and_evaluates() {
         String::from_utf8_lossy(&out.stdout).contains("resuming from the checkpoint of epoch 2")
     );
     assert_eq!(summary(&out_dir)["epochs"].as_array().unwrap().len(), 3);
+    // Resuming with settings that change what is trained is refused, naming the field.
+    let out = run(&["--resume", "--epochs", "4", "--batch-size", "7"]);
+    assert_clean_error(
+        &out,
+        "--resume: the run was started with experiment.batch_size = ",
+    );
 
     let eval = |model: &Path| {
         let args = ["eval", "tiny", "--data-dir", &data, "--model"];
@@ -588,6 +594,7 @@ fn numerical_faults_stop_the_run() {
         "1e38",
         "--regularizer",
         "off",
+        "--accept-changed-settings",
     ]);
     assert_clean_error(&out, "training stopped: a non-finite gradient of layer 1");
     assert_clean_error(&out, "at epoch 2, batch 2");

@@ -281,6 +281,11 @@ struct TrainArgs {
     /// mid-epoch one).
     #[arg(long)]
     resume: bool,
+    /// With --resume: continue although the experiment's settings (other than epochs,
+    /// checkpoint_minutes, description) differ from those the run was started with, e.g. a
+    /// lower learning rate; the differences are printed and the new settings recorded.
+    #[arg(long, requires = "resume")]
+    accept_changed_settings: bool,
     /// Minutes between mid-epoch checkpoints (default: the experiment's `checkpoint_minutes`,
     /// 10; 0: only at the end of every epoch).
     #[arg(long)]
@@ -464,6 +469,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         models_dir: a.common.models_dir,
         out_dir: out_dir.clone(),
         resume: a.resume,
+        accept_changed_settings: a.accept_changed_settings,
         plain: a.plain,
         device,
         backend,
@@ -554,6 +560,7 @@ fn trained_model(
         models_dir: common.models_dir,
         out_dir: PathBuf::new(),
         resume: false,
+        accept_changed_settings: false,
         plain: true,
         device,
         backend,

@@ -17,6 +17,10 @@ pub const IDX_LABELS_MAGIC: u32 = 0x0000_0801;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// The most a gzip'd data file may expand to (4 GiB): EMNIST ByClass, the largest IDX set,
+/// holds 0.64 GB of images; a gzip bomb stops here instead of exhausting memory.
+pub const MAX_DECOMPRESSED_BYTES: u64 = 4 << 30;
+
 /// A stack of greyscale images as stored in an IDX file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdxImages {
@@ -88,13 +92,29 @@ pub fn decode_maybe_gz(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
     if !raw.starts_with(&GZIP_MAGIC) {
         return Ok(raw);
     }
-    let mut out = Vec::with_capacity(raw.len().saturating_mul(4));
-    flate2::read::MultiGzDecoder::new(raw.as_slice())
+    decode_gz_bounded(path, &raw, MAX_DECOMPRESSED_BYTES)
+}
+
+/// Decompresses the gzip stream `raw` (the content of `path`), refusing to expand it beyond
+/// `limit` bytes.
+fn decode_gz_bounded(path: &Path, raw: &[u8], limit: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit as usize));
+    flate2::read::MultiGzDecoder::new(raw)
+        .take(limit + 1)
         .read_to_end(&mut out)
         .map_err(|source| DataError::Gzip {
             path: path.to_path_buf(),
             source,
         })?;
+    if out.len() as u64 > limit {
+        return Err(DataError::Format {
+            path: path.to_path_buf(),
+            detail: format!(
+                "gzip data expands to more than {limit} bytes (the limit for a data file); \
+                 not a dataset file, or a corrupt one"
+            ),
+        });
+    }
     Ok(out)
 }
 
@@ -372,6 +392,21 @@ pub(crate) mod tests {
             read_idx_labels(&p),
             Err(DataError::TrailingBytes { count: 1, .. })
         ));
+    }
+
+    #[test]
+    fn gzip_expanding_beyond_the_limit_is_refused() {
+        let path = Path::new("bomb.gz");
+        let packed = gz(&vec![0u8; 10_000]);
+        let err = decode_gz_bounded(path, &packed, 9_999).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("bomb.gz: gzip data expands to more than 9999 bytes")
+        );
+        assert_eq!(
+            decode_gz_bounded(path, &packed, 10_000).unwrap().len(),
+            10_000
+        );
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Refusals of layer configurations: which layer, which field, what is wrong. A layer's
 //! `try_init` returns them; its `init` panics with the same message (as Burn's modules do).
 
+/// The most weights, or neurons, one layer may have (2³⁰: 4 GiB of `f32`). A hostile or
+/// mistyped size is refused before anything is allocated.
+pub const MAX_LAYER_ELEMENTS: usize = 1 << 30;
+
 /// A configuration value a layer cannot run with.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{layer}: {field} {problem}")]
@@ -54,6 +58,25 @@ impl Checks {
         match shape.contains(&0) {
             true => Err(self.refuse(field, format!("{shape:?} has a zero dimension"))),
             false => Ok(()),
+        }
+    }
+
+    /// A tensor of shape `dims` (the layer's `what`, e.g. weights) must have at most
+    /// [`MAX_LAYER_ELEMENTS`] elements.
+    pub(crate) fn bounded(
+        &self,
+        field: &'static str,
+        what: &str,
+        dims: &[usize],
+    ) -> Result<(), LayerConfigError> {
+        match dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) {
+            Some(n) if n <= MAX_LAYER_ELEMENTS => Ok(()),
+            _ => Err(self.refuse(
+                field,
+                format!(
+                    "gives {what} {dims:?}, more than the {MAX_LAYER_ELEMENTS} a layer may have"
+                ),
+            )),
         }
     }
 

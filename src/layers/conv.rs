@@ -74,13 +74,17 @@ impl SpikingConv2dConfig {
         c.nonzero_shape("input", &self.input)?;
         c.nonzero("maps", self.maps)?;
         c.nonzero("kernel", self.kernel)?;
-        let [_, height, width] = self.input;
+        let [in_maps, height, width] = self.input;
         if self.kernel > height || self.kernel > width {
             return Err(c.refuse(
                 "kernel",
                 format!("{} is larger than the {height}×{width} input", self.kernel),
             ));
         }
+        c.bounded("input", "input neurons", &self.input)?;
+        let (k, maps) = (self.kernel, self.maps);
+        c.bounded("maps", "kernels", &[maps, in_maps, k, k])?;
+        c.bounded("maps", "neurons", &[maps, height - k + 1, width - k + 1])?;
         c.lif(self.threshold, self.tau_m, self.tau_s)?;
         c.positive("init_scale", self.init_scale)?;
         c.regularizer(self.reg_lambda, self.reg_beta, self.reg_limit)
@@ -189,6 +193,10 @@ mod tests {
         assert!(refused(SpikingConv2dConfig::new([1, 0, 8], 2, 5, 1.0)).contains("input"));
         assert!(refused(SpikingConv2dConfig::new([1, 8, 8], 0, 5, 1.0)).contains("maps"));
         assert!(refused(SpikingConv2dConfig::new([1, 8, 8], 2, 0, 1.0)).contains("kernel"));
+        let huge = refused(SpikingConv2dConfig::new([1, 1 << 16, 1 << 16], 1, 1, 1.0));
+        assert!(huge.starts_with("SpikingConv2d: input gives input neurons"));
+        let many = refused(SpikingConv2dConfig::new([1, 8, 8], 1 << 28, 3, 1.0));
+        assert!(many.starts_with("SpikingConv2d: maps gives kernels [268435456, 1, 3, 3]"));
         assert!(refused(SpikingConv2dConfig::new([1, 8, 8], 2, 5, 0.0)).contains("threshold"));
         assert!(refused(ok().with_tau_s(f32::NAN)).contains("tau_s"));
         assert!(refused(ok().with_init_scale(-0.5)).contains("init_scale"));

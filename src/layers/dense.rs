@@ -92,6 +92,7 @@ impl SpikingDenseConfig {
         let c = Checks::of("SpikingDense");
         c.nonzero("d_input", self.d_input)?;
         c.nonzero("d_output", self.d_output)?;
+        c.bounded("d_output", "weights", &[self.d_output, self.d_input])?;
         c.lif(self.threshold, self.tau_m, self.tau_s)?;
         c.non_negative("threshold_eps", self.threshold_eps.into())?;
         c.positive("init_scale", self.init_scale)?;
@@ -213,6 +214,10 @@ mod tests {
         assert!(refused(ok().with_init_scale(0.0)).contains("init_scale"));
         assert!(refused(ok().with_lateral_strength(f32::INFINITY)).contains("lateral_strength"));
         assert!(refused(ok().with_reg_limit(0.0)).contains("reg_limit"));
+        // A hostile size is refused before anything is allocated.
+        let huge = refused(SpikingDenseConfig::new(1 << 20, 1 << 20, 1.0));
+        assert!(huge.starts_with("SpikingDense: d_output gives weights [1048576, 1048576], more"));
+        assert!(refused(SpikingDenseConfig::new(usize::MAX, 2, 1.0)).contains("more than"));
         let wrong = Tensor::zeros([4, 3], &Device::flex());
         let err = ok().try_init_with(wrong).unwrap_err().to_string();
         assert!(

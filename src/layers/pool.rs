@@ -36,6 +36,7 @@ impl SpikingPool2dConfig {
         let c = Checks::of("SpikingPool2d");
         c.nonzero_shape("input", &self.input)?;
         c.nonzero("size", self.size)?;
+        c.bounded("input", "input neurons", &self.input)?;
         let [_, height, width] = self.input;
         if !(height.is_multiple_of(self.size) && width.is_multiple_of(self.size)) {
             return Err(c.refuse(

@@ -15,6 +15,7 @@ pub mod position;
 pub mod renderer;
 pub mod resumed_loader;
 pub mod schedule;
+pub mod started_with;
 pub mod summary;
 
 use std::io::IsTerminal;
@@ -45,6 +46,7 @@ use position::Position;
 use renderer::PlainRenderer;
 use resumed_loader::ResumedLoader;
 use schedule::EpochLrScheduler;
+use started_with::StartedWith;
 use summary::{RunSummary, SummaryLogger};
 
 /// Where a run reads and writes, and how it shows progress.
@@ -58,6 +60,9 @@ pub struct RunOptions {
     pub out_dir: PathBuf,
     /// Continue from the last checkpoint in `out_dir`.
     pub resume: bool,
+    /// With `resume`: continue although the settings differ from those the run was started
+    /// with (see [`started_with`]).
+    pub accept_changed_settings: bool,
     /// Plain progress lines instead of the dashboard.
     pub plain: bool,
     /// Device to train on (without autodiff).
@@ -279,9 +284,11 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
     let summary_path = opts.out_dir.join("summary.json");
     let checkpoint_dir = opts.out_dir.join("checkpoint");
     let iterations = train_len.div_ceil(exp.batch_size);
+    let started_with = StartedWith::new(exp, &def)?;
     let resume = if opts.resume {
         let point = ResumePoint::find(&opts.out_dir)
             .with_context(|| format!("--resume: no checkpoint in {}", checkpoint_dir.display()))?;
+        started_with.check_resumes(&checkpoint_dir, opts.accept_changed_settings)?;
         if point.start.batch >= iterations {
             bail!(
                 "--resume: the mid-epoch checkpoint is at batch {} but an epoch now has {iterations} \
@@ -302,6 +309,7 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
         // Records of an earlier run in this folder must not be resumed later.
         midepoch::remove_all(&checkpoint_dir)
             .with_context(|| format!("cannot clear {}", checkpoint_dir.display()))?;
+        started_with.save(&checkpoint_dir)?;
         None
     };
     let start = resume.as_ref().map_or_else(Position::default, |r| r.start);
@@ -330,6 +338,10 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
         plain,
     )
     .with_layers(labels.iter().cloned().zip(layer_sizes).collect());
+    if start.batch > 0 {
+        logger =
+            logger.resumed_mid_epoch(start.epoch, (start.batch * exp.batch_size).min(train_len));
+    }
     // Boosting weights (spec §3.5.4) when the experiment asks for them.
     let boosting = exp.boosting.then(|| {
         Arc::new(Boosting::new(

@@ -95,6 +95,8 @@ pub struct SummaryLogger {
     echo: bool,
     on_train_epoch_end: Option<Box<dyn FnMut() + Send>>,
     layers: Vec<(String, usize)>,
+    /// The 1-based epoch a mid-epoch resume continued and the samples of it trained before.
+    resumed: Option<(usize, usize)>,
 }
 
 impl SummaryLogger {
@@ -118,6 +120,24 @@ impl SummaryLogger {
             echo,
             on_train_epoch_end: None,
             layers: Vec::new(),
+            resumed: None,
+        }
+    }
+
+    /// 0-based epoch `epoch` continues a killed run after `done_samples` of its samples: its
+    /// throughput counts the samples trained after the resume only.
+    pub fn resumed_mid_epoch(self, epoch: usize, done_samples: usize) -> Self {
+        Self {
+            resumed: Some((epoch + 1, done_samples)),
+            ..self
+        }
+    }
+
+    /// Samples trained in 1-based epoch `epoch` by this process.
+    fn trained_samples(&self, epoch: usize) -> usize {
+        match self.resumed {
+            Some((e, done)) if e == epoch => self.train_samples.saturating_sub(done),
+            _ => self.train_samples,
         }
     }
 
@@ -151,7 +171,7 @@ impl SummaryLogger {
             loss: self.value(epoch, false, "Loss"),
             test_loss: self.value(epoch, true, "Loss"),
             seconds,
-            samples_per_second: self.train_samples as f64 / seconds,
+            samples_per_second: self.trained_samples(epoch) as f64 / seconds,
             lr: (self.lr_of_epoch)(epoch - 1),
             spikes_per_sample: self
                 .layers
@@ -253,5 +273,27 @@ impl MetricLogger for SummaryLogger {
             }
             Split::Test(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_epoch_counts_the_samples_trained_after_the_resume() {
+        let summary = Arc::new(Mutex::new(RunSummary {
+            config: serde_json::Value::Null,
+            backend: String::new(),
+            epochs: Vec::new(),
+            best_test_accuracy: 0.0,
+            best_epoch: 0,
+            peak_memory_mib: None,
+        }));
+        let logger = SummaryLogger::new(PathBuf::new(), summary, 100, Box::new(|_| 0.1), false)
+            .resumed_mid_epoch(1, 30);
+        assert_eq!(logger.trained_samples(2), 70);
+        assert_eq!(logger.trained_samples(3), 100);
+        assert_eq!(logger.trained_samples(1), 100);
     }
 }
