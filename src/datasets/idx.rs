@@ -98,7 +98,12 @@ pub fn decode_maybe_gz(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
 /// Decompresses the gzip stream `raw` (the content of `path`), refusing to expand it beyond
 /// `limit` bytes.
 fn decode_gz_bounded(path: &Path, raw: &[u8], limit: u64) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit as usize));
+    // The gzip footer's ISIZE (size mod 2³² of the last member) presizes the buffer.
+    let footer = raw
+        .len()
+        .checked_sub(4)
+        .map(|at| u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]) as u64);
+    let mut out = Vec::with_capacity(footer.unwrap_or(0).min(limit) as usize);
     flate2::read::MultiGzDecoder::new(raw)
         .take(limit + 1)
         .read_to_end(&mut out)

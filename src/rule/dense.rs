@@ -263,16 +263,12 @@ pub struct SampleGrad<'a> {
     pub label: Option<usize>,
 }
 
-/// Buffers of [`backward_sample`], kept per thread and reused from sample to sample (a
-/// training step runs thousands of samples; fresh buffers cost page faults and zeroing).
+/// Buffers of [`sample_rows`], kept per thread and reused from sample to sample (a training
+/// step runs thousands of samples; fresh buffers cost page faults and zeroing).
 #[derive(Default)]
 struct BackwardScratch {
     /// Post kernels `K_i(t)` of one block of output neurons, time-major `[T][block]`.
     kernel: Vec<f32>,
-    /// `e_{i|j}` for the inputs that fired, `[active][n_out]`.
-    e: Vec<f32>,
-    /// Row of `e` of each input neuron (`u32::MAX`: silent).
-    row_of: Vec<u32>,
     /// Input neurons that fired, in row order.
     active: Vec<usize>,
     /// Kernel tables of the last layer seen.
@@ -283,10 +279,48 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<BackwardScratch> = std::cell::RefCell::default();
 }
 
+/// What one sample's backward leaves for the weight gradient: the S-PSP rows `e_{·|j}` of
+/// the inputs that fired and the coefficients `δ_i (1+s_i) γ_i` of the outputs.
+pub struct SampleRows {
+    n_out: usize,
+    /// `e_{i|j}` for the inputs that fired, `[active][n_out]`.
+    e: Vec<f32>,
+    /// Row of `e` of each input neuron (`u32::MAX`: silent).
+    row_of: Vec<u32>,
+    /// `δ_i (1+s_i) γ_i` per output neuron; `None` when all are 0.
+    coef: Option<Vec<f32>>,
+    /// Side effects, lateral factors, label spikes.
+    pub result: SampleBackward,
+}
+
+impl SampleRows {
+    /// The buffer of its rows, for the next sample's [`sample_rows`].
+    pub fn into_buffer(self) -> Vec<f32> {
+        self.e
+    }
+
+    /// Adds this sample's `δ_i (1+s_i) γ_i e_{i|j}` (S12 main term) to the rows
+    /// `grad_t[j − inputs.start]` (transposed gradient, `[n_in][n_out]`) of the inputs `j` in
+    /// `inputs`.
+    pub fn add_weight_grad(&self, inputs: std::ops::Range<usize>, grad_t: &mut [f32]) {
+        let Some(coef) = &self.coef else { return };
+        let n_out = self.n_out;
+        for (j, g) in inputs.zip(grad_t.chunks_exact_mut(n_out.max(1))) {
+            let r = self.row_of[j];
+            if r == u32::MAX {
+                continue;
+            }
+            let row = &self.e[r as usize * n_out..(r as usize + 1) * n_out];
+            for ((gv, &c), &ev) in g.iter_mut().zip(coef).zip(row) {
+                *gv += c * ev;
+            }
+        }
+    }
+}
+
 /// HM2-BP backward of one sample: adds `δ_i (1+s_i) γ_i e_{i|j}` (S12 without the regulariser)
 /// to `grad_t` (transposed, `[n_in][n_out]`) and, if `d_pre` is given, writes
-/// `d_j = Σ_i δ_i w_ij ρ_ij` (S10, pre-update weights) into it. Every inner loop runs over the
-/// output neurons, contiguously.
+/// `d_j = Σ_i δ_i w_ij ρ_ij` (S10, pre-update weights) into it.
 pub fn backward_sample(
     args: &SampleGrad<'_>,
     weights: &LayerWeights,
@@ -294,18 +328,34 @@ pub fn backward_sample(
     grad_t: &mut [f32],
     d_pre: Option<&mut [f32]>,
 ) -> SampleBackward {
-    SCRATCH
-        .with_borrow_mut(|scratch| backward_sample_in(args, weights, spec, grad_t, d_pre, scratch))
+    let rows = sample_rows(args, weights, spec, d_pre, Vec::new());
+    rows.add_weight_grad(0..weights.n_in, grad_t);
+    rows.result
 }
 
-fn backward_sample_in(
+/// HM2-BP backward of one sample up to the weight gradient: its S-PSP rows and coefficients
+/// (added to a gradient by [`SampleRows::add_weight_grad`]) and, if `d_pre` is given,
+/// `d_j = Σ_i δ_i w_ij ρ_ij` (S10, pre-update weights) written into it. The rows go to
+/// `buffer` (reused from an earlier sample: no fresh pages). Every inner loop runs over the
+/// output neurons, contiguously.
+pub fn sample_rows(
     args: &SampleGrad<'_>,
     weights: &LayerWeights,
     spec: &DenseSpec,
-    grad_t: &mut [f32],
     d_pre: Option<&mut [f32]>,
+    buffer: Vec<f32>,
+) -> SampleRows {
+    SCRATCH.with_borrow_mut(|scratch| sample_rows_in(args, weights, spec, d_pre, buffer, scratch))
+}
+
+fn sample_rows_in(
+    args: &SampleGrad<'_>,
+    weights: &LayerWeights,
+    spec: &DenseSpec,
+    d_pre: Option<&mut [f32]>,
+    mut e: Vec<f32>,
     scratch: &mut BackwardScratch,
-) -> SampleBackward {
+) -> SampleRows {
     let steps = args.input.steps();
     let n_out = weights.n_out;
     let nu = spec.lif.threshold;
@@ -323,9 +373,8 @@ fn backward_sample_in(
     let pre = args.input.by_neuron();
 
     // e for the inputs that fired: rows [active][n_out].
-    let (row_of, active) = (&mut scratch.row_of, &mut scratch.active);
-    row_of.clear();
-    row_of.resize(weights.n_in, u32::MAX);
+    let mut row_of = vec![u32::MAX; weights.n_in];
+    let active = &mut scratch.active;
     active.clear();
     for (j, row) in row_of.iter_mut().enumerate() {
         if pre.count(j) > 0 {
@@ -333,7 +382,6 @@ fn backward_sample_in(
             active.push(j);
         }
     }
-    let e = &mut scratch.e;
     e.clear();
     e.resize(active.len() * n_out, 0.0);
     let tables = match scratch.tables.take() {
@@ -384,20 +432,12 @@ fn backward_sample_in(
         .map(|i| terms::side_effect(o_post[i], we[i], weights.row_sums[i], nu))
         .collect();
 
-    // Weight gradient (S12 main term), transposed.
+    // Coefficients of the weight gradient (S12 main term).
     let delta: Vec<f32> = args.d_post.iter().map(|d| d / nu).collect();
     let coef: Vec<f32> = (0..n_out)
         .map(|i| terms::weight_coefficient(delta[i], side_effect[i], gamma[i]))
         .collect();
-    if coef.iter().any(|&c| c != 0.0) {
-        for (r, &j) in active.iter().enumerate() {
-            let row = &e[r * n_out..(r + 1) * n_out];
-            let g = &mut grad_t[j * n_out..(j + 1) * n_out];
-            for ((gv, &c), &ev) in g.iter_mut().zip(&coef).zip(row) {
-                *gv += c * ev;
-            }
-        }
-    }
+    let coef = coef.iter().any(|&c| c != 0.0).then_some(coef);
 
     // Backpropagated error (S10) with ρ (S8).
     if let Some(d_pre) = d_pre {
@@ -425,10 +465,16 @@ fn backward_sample_in(
         }
     }
 
-    SampleBackward {
-        side_effect,
-        gamma,
-        label_spikes_inserted: inserted,
+    SampleRows {
+        n_out,
+        e,
+        row_of,
+        coef,
+        result: SampleBackward {
+            side_effect,
+            gamma,
+            label_spikes_inserted: inserted,
+        },
     }
 }
 

@@ -149,6 +149,12 @@ pub fn dense_backward_rasters(
     dense_backward_prepared(inputs, outputs, &weights, d_post, labels, spec, need_d_pre)
 }
 
+thread_local! {
+    /// The S-PSP row buffers of the last batch's samples, reused by the next batch that this
+    /// thread runs (fresh buffers of ~0.5 MB per sample would cost page faults every step).
+    static ROW_BUFFERS: std::cell::Cell<Vec<Vec<f32>>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// [`dense_backward_rasters`] with the weights already in the kernels' layouts.
 fn dense_backward_prepared(
     inputs: &[SpikeRaster],
@@ -161,41 +167,49 @@ fn dense_backward_prepared(
 ) -> BatchGrad {
     let (n_in, n_out) = (weights.n_in, weights.n_out);
     let mut d_pre = need_d_pre.then(|| vec![0.0f32; inputs.len() * n_in]);
-    let per_sample = |b: usize, grad: &mut Vec<f32>, d: Option<&mut [f32]>| {
+    let sample = |b: usize, d: Option<&mut [f32]>, buffer: Vec<f32>| {
         let args = dense::SampleGrad {
             input: &inputs[b],
             output: &outputs[b],
             d_post: &d_post[b * n_out..(b + 1) * n_out],
             label: labels.map(|l| l[b]),
         };
-        dense::backward_sample(&args, weights, spec, grad, d);
+        dense::sample_rows(&args, weights, spec, d, buffer)
     };
-    let zero = || vec![0.0f32; n_out * n_in];
-    let add = |mut a: Vec<f32>, b: Vec<f32>| {
-        a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-        a
-    };
-    // One gradient buffer per thread, not per rayon split.
-    let per_task = inputs.len().div_ceil(rayon::current_num_threads()).max(1);
-    let grad = match d_pre.as_mut() {
+    let mut buffers = ROW_BUFFERS.take();
+    buffers.resize_with(inputs.len(), Vec::new);
+    // Samples in parallel, as many tasks as samples (balanced by work stealing).
+    let rows: Vec<dense::SampleRows> = match d_pre.as_mut() {
         Some(d) => d
             .par_chunks_mut(n_in.max(1))
+            .zip(buffers)
             .enumerate()
-            .with_min_len(per_task)
-            .fold(zero, |mut g, (b, d)| {
-                per_sample(b, &mut g, Some(d));
-                g
-            })
-            .reduce(zero, add),
-        None => (0..inputs.len())
+            .map(|(b, (d, buffer))| sample(b, Some(d), buffer))
+            .collect(),
+        None => buffers
             .into_par_iter()
-            .with_min_len(per_task)
-            .fold(zero, |mut g, b| {
-                per_sample(b, &mut g, None);
-                g
-            })
-            .reduce(zero, add),
+            .enumerate()
+            .map(|(b, buffer)| sample(b, None, buffer))
+            .collect(),
     };
+    // The weight gradient in bands of input neurons, in parallel; each element sums the
+    // samples in batch order, so the result does not depend on the number of threads.
+    const BAND: usize = 16;
+    let mut grad = vec![0.0f32; n_in * n_out];
+    grad.par_chunks_mut((BAND * n_out).max(1))
+        .enumerate()
+        .for_each(|(k, g)| {
+            let lo = k * BAND;
+            let hi = (lo + BAND).min(n_in);
+            for r in &rows {
+                r.add_weight_grad(lo..hi, g);
+            }
+        });
+    ROW_BUFFERS.set(
+        rows.into_iter()
+            .map(dense::SampleRows::into_buffer)
+            .collect(),
+    );
     BatchGrad {
         weight: dense::transpose(&grad, n_in, n_out),
         input: d_pre,

@@ -433,31 +433,31 @@ pub fn local_backward_rasters(
     let mut d_pre = need_d_pre.then(|| vec![0.0f32; inputs.len() * n_in]);
     // The convolution accumulates its gradient offset-major, padded to whole vectors.
     let grad_len = conv.map_or(n_w, |c| c.per_map() * c.lanes());
-    let zero = || vec![0.0f32; if need_grad { grad_len } else { 0 }];
-    let add = |mut a: Vec<f32>, b: Vec<f32>| {
-        a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-        a
-    };
     fn grad_of(g: &mut [f32]) -> Option<&mut [f32]> {
         (!g.is_empty()).then_some(g)
     }
-    let grad = match d_pre.as_mut() {
+    // One gradient per sample, in parallel, then summed in batch order: the same sums
+    // whatever the number of threads.
+    let sample = |b: usize, d: Option<&mut [f32]>| {
+        let mut g = vec![0.0f32; if need_grad { grad_len } else { 0 }];
+        per_sample(b, grad_of(&mut g), d);
+        g
+    };
+    let grads: Vec<Vec<f32>> = match d_pre.as_mut() {
         Some(d) => d
             .par_chunks_mut(n_in.max(1))
             .enumerate()
-            .fold(zero, |mut g, (b, d)| {
-                per_sample(b, grad_of(&mut g), Some(d));
-                g
-            })
-            .reduce(zero, add),
+            .map(|(b, d)| sample(b, Some(d)))
+            .collect(),
         None => (0..inputs.len())
             .into_par_iter()
-            .fold(zero, |mut g, b| {
-                per_sample(b, grad_of(&mut g), None);
-                g
-            })
-            .reduce(zero, add),
+            .map(|b| sample(b, None))
+            .collect(),
     };
+    let mut grad = vec![0.0f32; if need_grad { grad_len } else { 0 }];
+    for g in &grads {
+        grad.iter_mut().zip(g).for_each(|(x, y)| *x += y);
+    }
     let grad = match conv {
         Some(shape) if need_grad => shape.map_major(&grad),
         _ => grad,
