@@ -467,7 +467,9 @@ fn from_apt(staging: &Path, names: &[String], log: &mut dyn FnMut(&str)) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datasets::idx::tests::{gz, idx_images_bytes, idx_labels_bytes, shared_data};
+    use crate::datasets::idx::tests::{
+        gz, idx_images_bytes, idx_labels_bytes, shared_data, shared_path,
+    };
     use crate::datasets::image_set::load_image_set;
 
     /// Writes four tiny valid IDX files of `kind` under `<root>/<dir_name>/`, the train images
@@ -651,11 +653,10 @@ mod tests {
 
     #[test]
     fn real_shared_data_via_from() {
-        let Some(root) = shared_data() else { return };
-        if !root.join("mnist").is_dir() {
-            eprintln!("skipped: {}/mnist not found", root.display());
+        if shared_path("mnist").is_none() {
             return;
         }
+        let Some(root) = shared_data() else { return };
         let dst = tempfile::tempdir().unwrap();
         let opts = FetchOptions {
             data_dir: dst.path().to_path_buf(),

@@ -330,7 +330,7 @@ pub fn load_golden_cnn(dir: &Path) -> Result<GoldenCnn> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datasets::idx::tests::shared_data;
+    use crate::datasets::idx::tests::shared_path;
 
     fn file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
         let p = dir.join(name);
@@ -403,12 +403,9 @@ mod tests {
 
     #[test]
     fn real_golden_case() {
-        let Some(root) = shared_data() else { return };
-        let dir = root.join("hm2bp-golden/cnn-mnist");
-        if !dir.is_dir() {
-            eprintln!("skipped: {} not found", dir.display());
+        let Some(dir) = shared_path("hm2bp-golden/cnn-mnist") else {
             return;
-        }
+        };
         let g = load_golden_cnn(&dir).unwrap();
         assert_eq!(g.input.len(), GOLDEN_INPUTS);
         let n_in: usize = g.input.iter().map(Vec::len).sum();

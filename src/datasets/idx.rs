@@ -268,22 +268,28 @@ pub(crate) mod tests {
 
     /// The shared real-data folder, or `None` (after printing why) when absent.
     pub(crate) fn shared_data() -> Option<PathBuf> {
-        let dir = match std::env::var_os("HM2BP_SHARED_DATA") {
+        shared_path("")
+    }
+
+    /// `sub` (a file or folder) inside the shared real-data folder, or `None` (after printing
+    /// why) when absent. CI sets `HM2BP_REQUIRE_DATA=1`: there a missing path fails the test
+    /// instead of skipping it.
+    pub(crate) fn shared_path(sub: &str) -> Option<PathBuf> {
+        let root = match std::env::var_os("HM2BP_SHARED_DATA") {
             Some(d) => PathBuf::from(d),
             None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
         };
-        if dir.is_dir() {
-            Some(dir)
-        } else {
-            // CI sets HM2BP_REQUIRE_DATA=1: there a missing folder fails instead of skipping.
-            assert!(
-                std::env::var_os("HM2BP_REQUIRE_DATA").is_none_or(|v| v != "1"),
-                "shared data folder {} not found and HM2BP_REQUIRE_DATA=1",
-                dir.display()
-            );
-            eprintln!("skipped: shared data folder {} not found", dir.display());
-            None
+        let path = root.join(sub);
+        if path.exists() {
+            return Some(path);
         }
+        assert!(
+            std::env::var_os("HM2BP_REQUIRE_DATA").is_none_or(|v| v != "1"),
+            "shared data {} not found and HM2BP_REQUIRE_DATA=1",
+            path.display()
+        );
+        eprintln!("skipped: shared data {} not found", path.display());
+        None
     }
 
     fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -445,13 +451,10 @@ pub(crate) mod tests {
 
     #[test]
     fn real_mnist_labels_and_test_images() {
-        let Some(root) = shared_data() else { return };
-        let dir = root.join("mnist");
-        let train = dir.join("train-labels-idx1-ubyte.gz");
-        if !train.is_file() {
-            eprintln!("skipped: {} not found", train.display());
+        let Some(dir) = shared_path("mnist") else {
             return;
-        }
+        };
+        let train = dir.join("train-labels-idx1-ubyte.gz");
         let labels = read_idx_labels(&train).unwrap();
         assert_eq!(labels.len(), 60000);
         assert_eq!(&labels[..5], &[5, 0, 4, 1, 9]);

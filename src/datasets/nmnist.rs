@@ -340,7 +340,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datasets::idx::tests::shared_data;
+    use crate::datasets::idx::tests::shared_path;
 
     fn event_bytes(x: u8, y: u8, pol: u8, ts: u32) -> [u8; 5] {
         [
@@ -483,13 +483,11 @@ mod tests {
 
     #[test]
     fn real_subset() {
-        let Some(root) = shared_data() else { return };
-        let dir = root.join("nmnist-small");
-        let rec = dir.join("1.bs2");
-        if !rec.is_file() {
-            eprintln!("skipped: {} not found", rec.display());
+        let Some(rec) = shared_path("nmnist-small/1.bs2") else {
             return;
-        }
+        };
+        let dir = rec.parent().unwrap().to_path_buf();
+        let root = dir.parent().unwrap().to_path_buf();
         let ev = read_nmnist_events(&rec).unwrap();
         assert_eq!(ev.len(), 23405 / 5);
         assert!(
