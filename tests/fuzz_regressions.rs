@@ -60,3 +60,16 @@ fn model_definitions_are_refused() {
         assert!(e.starts_with(&path.display().to_string()), "{e}");
     }
 }
+
+/// Target `idx_labels`: a gzip footer claiming 4 GiB (ISIZE 2³²−1) reserved that much before
+/// decompressing (out of memory under the fuzzer's limit).
+#[test]
+fn gzip_footers_do_not_size_the_buffer() {
+    use hm2bp::datasets::idx::{MAX_DECOMPRESSED_BYTES, capacity_hint, decode_maybe_gz};
+    for (path, bytes) in inputs("idx_labels") {
+        let hint = capacity_hint(&bytes, MAX_DECOMPRESSED_BYTES);
+        assert!(hint <= bytes.len() * 1100, "{}: {hint}", path.display());
+        let e = decode_maybe_gz(&path, bytes).expect_err("refused").to_string();
+        assert!(e.starts_with(&path.display().to_string()), "{e}");
+    }
+}

@@ -21,6 +21,9 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// holds 0.64 GB of images; a gzip bomb stops here instead of exhausting memory.
 pub const MAX_DECOMPRESSED_BYTES: u64 = 4 << 30;
 
+/// The most deflate expands its input (1,032 : 1 for a run of one byte), rounded up.
+const MAX_DEFLATE_RATIO: u64 = 1100;
+
 /// A stack of greyscale images as stored in an IDX file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdxImages {
@@ -98,12 +101,7 @@ pub fn decode_maybe_gz(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
 /// Decompresses the gzip stream `raw` (the content of `path`), refusing to expand it beyond
 /// `limit` bytes.
 fn decode_gz_bounded(path: &Path, raw: &[u8], limit: u64) -> Result<Vec<u8>> {
-    // The gzip footer's ISIZE (size mod 2³² of the last member) presizes the buffer.
-    let footer = raw
-        .len()
-        .checked_sub(4)
-        .map(|at| u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]) as u64);
-    let mut out = Vec::with_capacity(footer.unwrap_or(0).min(limit) as usize);
+    let mut out = Vec::with_capacity(capacity_hint(raw, limit));
     flate2::read::MultiGzDecoder::new(raw)
         .take(limit + 1)
         .read_to_end(&mut out)
@@ -121,6 +119,18 @@ fn decode_gz_bounded(path: &Path, raw: &[u8], limit: u64) -> Result<Vec<u8>> {
         });
     }
     Ok(out)
+}
+
+/// The buffer to reserve for decompressing the gzip stream `raw`: the footer's ISIZE (size
+/// mod 2³² of the last member), but no more than deflate can expand the input (~1,032 : 1)
+/// or `limit`, so that a forged footer reserves nothing large.
+pub fn capacity_hint(raw: &[u8], limit: u64) -> usize {
+    let footer = raw
+        .len()
+        .checked_sub(4)
+        .map(|at| u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]) as u64);
+    let most = (raw.len() as u64).saturating_mul(MAX_DEFLATE_RATIO).min(limit);
+    footer.unwrap_or(0).min(most) as usize
 }
 
 /// Parses the header of an IDX file with the given magic and number of dimensions.
