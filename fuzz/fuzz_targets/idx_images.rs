@@ -9,6 +9,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(raw) = hm2bp::datasets::idx::decode_maybe_gz(path, data.to_vec())
         && let Ok(images) = hm2bp::datasets::idx::parse_idx_images(path, raw)
     {
-        assert_eq!(images.pixels.len(), images.count * images.rows * images.cols);
+        assert_eq!(
+            images.pixels.len(),
+            images.count * images.rows * images.cols
+        );
     }
 });
