@@ -69,7 +69,9 @@ fn gzip_footers_do_not_size_the_buffer() {
     for (path, bytes) in inputs("idx_labels") {
         let hint = capacity_hint(&bytes, MAX_DECOMPRESSED_BYTES);
         assert!(hint <= bytes.len() * 1100, "{}: {hint}", path.display());
-        let e = decode_maybe_gz(&path, bytes).expect_err("refused").to_string();
+        let e = decode_maybe_gz(&path, bytes)
+            .expect_err("refused")
+            .to_string();
         assert!(e.starts_with(&path.display().to_string()), "{e}");
     }
 }

@@ -129,7 +129,9 @@ pub fn capacity_hint(raw: &[u8], limit: u64) -> usize {
         .len()
         .checked_sub(4)
         .map(|at| u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]) as u64);
-    let most = (raw.len() as u64).saturating_mul(MAX_DEFLATE_RATIO).min(limit);
+    let most = (raw.len() as u64)
+        .saturating_mul(MAX_DEFLATE_RATIO)
+        .min(limit);
     footer.unwrap_or(0).min(most) as usize
 }
 
