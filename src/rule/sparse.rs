@@ -432,14 +432,18 @@ pub fn local_backward_rasters(
     };
     let mut d_pre = need_d_pre.then(|| vec![0.0f32; inputs.len() * n_in]);
     // The convolution accumulates its gradient offset-major, padded to whole vectors.
-    let grad_len = conv.map_or(n_w, |c| c.per_map() * c.lanes());
+    let grad_len = if need_grad {
+        conv.map_or(n_w, |c| c.per_map() * c.lanes())
+    } else {
+        0
+    };
     fn grad_of(g: &mut [f32]) -> Option<&mut [f32]> {
         (!g.is_empty()).then_some(g)
     }
     // One gradient per sample, in parallel, then summed in batch order: the same sums
     // whatever the number of threads.
     let sample = |b: usize, d: Option<&mut [f32]>| {
-        let mut g = vec![0.0f32; if need_grad { grad_len } else { 0 }];
+        let mut g = vec![0.0f32; grad_len];
         per_sample(b, grad_of(&mut g), d);
         g
     };
@@ -454,7 +458,7 @@ pub fn local_backward_rasters(
             .map(|b| sample(b, None))
             .collect(),
     };
-    let mut grad = vec![0.0f32; if need_grad { grad_len } else { 0 }];
+    let mut grad = vec![0.0f32; grad_len];
     for g in &grads {
         grad.iter_mut().zip(g).for_each(|(x, y)| *x += y);
     }

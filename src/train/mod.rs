@@ -339,8 +339,7 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
     )
     .with_layers(labels.iter().cloned().zip(layer_sizes).collect());
     if start.batch > 0 {
-        logger =
-            logger.resumed_mid_epoch(start.epoch, (start.batch * exp.batch_size).min(train_len));
+        logger = logger.resumed_mid_epoch(start.epoch, start.batch * exp.batch_size);
     }
     // Boosting weights (spec §3.5.4) when the experiment asks for them.
     let boosting = exp.boosting.then(|| {
