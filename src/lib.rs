@@ -60,6 +60,7 @@ pub mod ops;
 pub mod plot;
 pub mod prelude;
 pub mod rule;
+pub mod simd;
 pub mod spikes;
 pub mod spsp;
 pub mod trace;

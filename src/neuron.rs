@@ -9,8 +9,8 @@
 //! every layer kind, and the dense layer's forward calls it directly on its blocks.
 
 use serde::{Deserialize, Serialize};
-use wide::bytemuck::cast;
-use wide::{f32x8, i32x8};
+
+use crate::simd::{F32x8, LANES, Vectors};
 
 /// Parameters of one layer of LIF neurons.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,9 +55,6 @@ impl LifParams {
     }
 }
 
-/// Neurons updated together by one [`LifStep::update`]: one 256-bit vector of `f32`.
-pub const LANES: usize = 8;
-
 /// Neurons are stepped in chunks of this many: a chunk that has never received input is at
 /// rest (`v = ep = 0`, not refractory) and stays so without being touched, exactly.
 const CHUNK: usize = 32;
@@ -67,40 +64,42 @@ const CHUNK: usize = 32;
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LifLanes {
     /// Membrane potentials.
-    pub v: f32x8,
+    pub v: F32x8,
     /// Synaptic states.
-    pub ep: f32x8,
+    pub ep: F32x8,
     /// Refractory steps left (0: not refractory).
-    pub refractory: i32x8,
+    pub refractory: [i32; LANES],
 }
 
 /// The LIF update of one step (`t > 0`) with a layer's constants prepared, applied to
 /// [`LANES`] neurons at a time by [`LifStep::update`].
 #[derive(Clone, Copy, Debug)]
 pub struct LifStep {
-    tau_m: f32x8,
-    tau_s: f32x8,
-    inv_m: f32x8,
-    inv_s: f32x8,
+    tau_m: f32,
+    tau_s: f32,
+    inv_m: f32,
+    inv_s: f32,
     /// `ν − eps`: a neuron fires when `v` exceeds it.
-    v_fire: f32x8,
-    t_ref: i32x8,
+    v_fire: f32,
+    t_ref: i32,
     /// `/ τ` may be taken as `* (1/τ)`: both time constants are powers of two, where the two
     /// are identical for every `f32`.
     exact_reciprocal: bool,
+    vectors: Vectors,
 }
 
 impl LifStep {
     /// The update of neurons with parameters `p`.
     pub fn new(p: &LifParams) -> Self {
         Self {
-            tau_m: f32x8::splat(p.tau_m),
-            tau_s: f32x8::splat(p.tau_s),
-            inv_m: f32x8::splat(1.0 / p.tau_m),
-            inv_s: f32x8::splat(1.0 / p.tau_s),
-            v_fire: f32x8::splat(p.firing_level()),
-            t_ref: i32x8::splat(p.t_ref.min(i32::MAX as u32) as i32),
+            tau_m: p.tau_m,
+            tau_s: p.tau_s,
+            inv_m: 1.0 / p.tau_m,
+            inv_s: 1.0 / p.tau_s,
+            v_fire: p.firing_level(),
+            t_ref: p.t_ref.min(i32::MAX as u32) as i32,
             exact_reciprocal: is_power_of_two(p.tau_m) && is_power_of_two(p.tau_s),
+            vectors: Vectors::detect(),
         }
     }
 
@@ -109,37 +108,48 @@ impl LifStep {
     /// (`ep += I`, `v += ep/τs`), refractory clamp (`v = 0`, counter down), threshold test
     /// (`v > ν − eps`) and reset of the neurons that fired (`v = 0`, counter `t_ref`). The
     /// operations and their order are the authors' (spec §1.1), in `f32`, so rasters match
-    /// their golden data bit for bit; branch-free. Returns the neurons that fired as a bit
-    /// mask (bit `k`: lane `k`).
+    /// their golden data bit for bit; branch-free within the lanes, which the compiler turns
+    /// into vector instructions. Returns the neurons that fired as a bit mask (bit `k`: lane
+    /// `k`).
     #[inline(always)]
-    pub fn update(&self, s: &mut LifLanes, current: f32x8) -> u32 {
-        let leak_m = if self.exact_reciprocal {
-            s.v * self.inv_m
+    pub fn update(&self, s: &mut LifLanes, current: F32x8) -> u32 {
+        if self.exact_reciprocal {
+            let (inv_m, inv_s) = (self.inv_m, self.inv_s);
+            self.update_lanes(s, current, |v| v * inv_m, |ep| ep * inv_s)
         } else {
-            s.v / self.tau_m
-        };
-        s.v -= leak_m;
-        let leak_s = if self.exact_reciprocal {
-            s.ep * self.inv_s
-        } else {
-            s.ep / self.tau_s
-        };
-        s.ep -= leak_s;
-        s.ep += current;
-        let rise = if self.exact_reciprocal {
-            s.ep * self.inv_s
-        } else {
-            s.ep / self.tau_s
-        };
-        s.v += rise;
-        let clamped = s.refractory.simd_gt(i32x8::ZERO);
-        s.v = cast::<i32x8, f32x8>(clamped).select(f32x8::ZERO, s.v);
-        // The mask is −1 in the clamped lanes: counting down.
-        s.refractory += clamped;
-        let fired = s.v.simd_gt(self.v_fire);
-        s.v = fired.select(f32x8::ZERO, s.v);
-        s.refractory = cast::<f32x8, i32x8>(fired).select(self.t_ref, s.refractory);
-        fired.to_bitmask()
+            let (tau_m, tau_s) = (self.tau_m, self.tau_s);
+            self.update_lanes(s, current, |v| v / tau_m, |ep| ep / tau_s)
+        }
+    }
+
+    /// [`LifStep::update`] with `/ τm` and `/ τs` given.
+    #[inline(always)]
+    fn update_lanes(
+        &self,
+        s: &mut LifLanes,
+        current: F32x8,
+        by_tau_m: impl Fn(f32) -> f32,
+        by_tau_s: impl Fn(f32) -> f32,
+    ) -> u32 {
+        for k in 0..LANES {
+            let (mut v, mut ep) = (s.v.0[k], s.ep.0[k]);
+            v -= by_tau_m(v);
+            ep -= by_tau_s(ep);
+            ep += current.0[k];
+            v += by_tau_s(ep);
+            let refractory = s.refractory[k];
+            let clamped = refractory > 0;
+            s.v.0[k] = if clamped { 0.0 } else { v };
+            s.ep.0[k] = ep;
+            s.refractory[k] = refractory - i32::from(clamped);
+        }
+        let fired = self.vectors.above(s.v, self.v_fire);
+        for k in 0..LANES {
+            let reset = fired & (1 << k) != 0;
+            s.v.0[k] = if reset { 0.0 } else { s.v.0[k] };
+            s.refractory[k] = if reset { self.t_ref } else { s.refractory[k] };
+        }
+        fired
     }
 }
 
@@ -159,8 +169,9 @@ pub struct LifPopulation {
     lanes: Vec<LifLanes>,
     /// Input currents for the next step, padded like `lanes`.
     current: Vec<f32>,
-    /// Whether a chunk has ever received input.
-    awake: Vec<bool>,
+    /// Whether a chunk has ever received input: bit `c % 64` of word `c / 64` (a bit set,
+    /// so that waking a chunk is one store and resting chunks are skipped 64 at a time).
+    awake: Vec<u64>,
 }
 
 impl LifPopulation {
@@ -172,25 +183,33 @@ impl LifPopulation {
             neurons,
             lanes: vec![LifLanes::default(); chunks * (CHUNK / LANES)],
             current: vec![0.0; chunks * CHUNK],
-            awake: vec![false; chunks],
+            awake: vec![0; chunks.div_ceil(64)],
         }
     }
 
     /// Adds `x` to the input current of neuron `i` for the next step.
-    #[inline]
+    #[inline(always)]
     pub fn add(&mut self, i: usize, x: f32) {
         self.current[i] += x;
-        self.awake[i / CHUNK] = true;
+        self.wake(i / CHUNK);
+    }
+
+    /// Marks chunk `c` as having received input.
+    #[inline(always)]
+    fn wake(&mut self, c: usize) {
+        self.awake[c / 64] |= 1 << (c % 64);
     }
 
     /// Adds `x[k]` to the input current of neuron `start + k` for the next step.
-    #[inline]
+    #[inline(always)]
     pub fn add_slice(&mut self, start: usize, x: &[f32]) {
         for (c, &v) in self.current[start..start + x.len()].iter_mut().zip(x) {
             *c += v;
         }
         let last = (start + x.len()).max(start + 1) - 1;
-        self.awake[start / CHUNK..=last / CHUNK].fill(true);
+        for c in start / CHUNK..=last / CHUNK {
+            self.wake(c);
+        }
     }
 
     /// Adds `x[i]` to the input current of every neuron `i` for the next step.
@@ -198,37 +217,42 @@ impl LifPopulation {
         for (c, &v) in self.current.iter_mut().zip(x) {
             *c += v;
         }
-        self.awake.fill(true);
+        for c in 0..self.neurons.div_ceil(CHUNK) {
+            self.wake(c);
+        }
     }
 
     /// Advances every neuron by one step `t > 0` with the input added since the last step
     /// (see [`LifStep::update`]), then clears the input. Calls `fire(i)` for every neuron
     /// that fires, in ascending order. (Step 0 of a population at rest is a no-op: leak of a
     /// zero state, no input, no spike.)
+    #[inline(always)]
     pub fn step(&mut self, mut fire: impl FnMut(usize)) {
         let per_chunk = CHUNK / LANES;
-        for c in 0..self.awake.len() {
-            if !self.awake[c] {
-                continue;
-            }
-            let lanes = &mut self.lanes[c * per_chunk..(c + 1) * per_chunk];
-            let current = &mut self.current[c * CHUNK..(c + 1) * CHUNK];
-            for (g, (s, cur)) in lanes
-                .iter_mut()
-                .zip(current.chunks_exact_mut(LANES))
-                .enumerate()
-            {
-                let input: [f32; LANES] = (&*cur).try_into().expect("LANES currents");
-                cur.fill(0.0);
-                let mut fired = self.step.update(s, f32x8::from(input));
-                let lo = c * CHUNK + g * LANES;
-                while fired != 0 {
-                    let i = lo + fired.trailing_zeros() as usize;
-                    fired &= fired - 1;
-                    // Padding neurons receive no input and cannot fire above a positive
-                    // threshold; never report them.
-                    if i < self.neurons {
-                        fire(i);
+        for (w, &word) in self.awake.iter().enumerate() {
+            let mut word = word;
+            while word != 0 {
+                let c = w * 64 + word.trailing_zeros() as usize;
+                word &= word - 1;
+                let lanes = &mut self.lanes[c * per_chunk..(c + 1) * per_chunk];
+                let current = &mut self.current[c * CHUNK..(c + 1) * CHUNK];
+                for (g, (s, cur)) in lanes
+                    .iter_mut()
+                    .zip(current.chunks_exact_mut(LANES))
+                    .enumerate()
+                {
+                    let cur: &mut [f32; LANES] = cur.try_into().expect("LANES currents");
+                    let input = std::mem::replace(cur, [0.0; LANES]);
+                    let mut fired = self.step.update(s, F32x8::from(input));
+                    let lo = c * CHUNK + g * LANES;
+                    while fired != 0 {
+                        let i = lo + fired.trailing_zeros() as usize;
+                        fired &= fired - 1;
+                        // Padding neurons receive no input and cannot fire above a positive
+                        // threshold; never report them.
+                        if i < self.neurons {
+                            fire(i);
+                        }
                     }
                 }
             }
@@ -331,7 +355,7 @@ mod tests {
             let (mut v, mut ep, mut r) = ([0.0f32; LANES], [0.0f32; LANES], [0u32; LANES]);
             for _ in 0..300 {
                 let current: [f32; LANES] = std::array::from_fn(|_| next());
-                let mask = step.update(&mut lanes, f32x8::from(current));
+                let mask = step.update(&mut lanes, F32x8::from(current));
                 let mut want = 0u32;
                 for k in 0..LANES {
                     if reference_step(&p, &mut v[k], &mut ep[k], &mut r[k], current[k]) {
@@ -342,7 +366,7 @@ mod tests {
                 let bits = |x: [f32; LANES]| x.map(f32::to_bits);
                 assert_eq!(bits(lanes.v.to_array()), bits(v));
                 assert_eq!(bits(lanes.ep.to_array()), bits(ep));
-                assert_eq!(lanes.refractory.to_array(), r.map(|x| x as i32));
+                assert_eq!(lanes.refractory, r.map(|x| x as i32));
             }
         }
     }
@@ -360,7 +384,7 @@ mod tests {
         pop.step(|i| fired.push(i));
         pop.step(|i| fired.push(i));
         assert_eq!(fired, vec![70]);
-        assert_eq!(pop.awake, vec![false, false, true, false]);
+        assert_eq!(pop.awake, vec![0b100]);
         assert!(
             pop.potentials()
                 .iter()

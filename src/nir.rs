@@ -264,6 +264,10 @@ pub fn export(
 
 /// Writes `graph` to the `.nir` (HDF5) file `path`.
 ///
+/// HDF5 locks the file while it is open and opens it without close-on-exec: a child process
+/// spawned by another thread meanwhile inherits the lock and keeps it while it runs, so a
+/// program that spawns processes should not do so while it reads or writes a `.nir` file.
+///
 /// # Errors
 /// If the file cannot be written.
 pub fn write(path: &Path, graph: &NirGraph) -> Result<(), NirError> {

@@ -73,7 +73,9 @@ pub fn post_kernel(post: &[u32], steps: usize, p: &LifParams, out: &mut [f32], s
 /// `times` from `0`: the S-PSP `e_{i|j}` of one pre neuron `j` (spike steps `times`) for a
 /// block of post neurons whose kernels are stored time-major (`E = K · Sᵀ`, one row).
 /// Columns are taken 32 (then 8) at a time with the sums held in registers across the spikes.
+#[inline(always)]
 pub fn sum_kernel_rows(kernel: &[f32], width: usize, times: &[u32], out: &mut [f32]) {
+    #[inline(always)]
     fn columns<const W: usize>(
         kernel: &[f32],
         width: usize,
@@ -176,6 +178,7 @@ impl KernelTables {
 
     /// Writes `K(t)` into `out[t * stride]` where it is non-zero (steps in the windows of the
     /// spikes of `post`), leaving the other entries untouched.
+    #[inline(always)]
     pub fn add_post_kernel(&self, post: &[u32], out: &mut [f32], stride: usize) {
         let steps = self.steps;
         if post.is_empty() {

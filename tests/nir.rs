@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -24,6 +25,17 @@ const RULE: RuleOptions = RuleOptions {
     regularizer: WeightRegularizer::OFF,
     label_spike_level: 12,
 };
+
+/// HDF5 opens `.nir` files without close-on-exec and locks them (`flock`): a child process
+/// spawned while another test has a file open inherits the descriptor and keeps the lock for
+/// its whole life, so that test's next open fails with "unable to lock file" (errno 11). Tests
+/// hold this while they open HDF5 files or spawn the CLI.
+static HDF5: Mutex<()> = Mutex::new(());
+
+fn hdf5() -> MutexGuard<'static, ()> {
+    HDF5.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -93,9 +105,12 @@ fn round_trip(model: &str) {
     let graph = export(&net, def.input, Refractory::Metadata).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("net.nir");
-    write(&file, &graph).unwrap();
-    let (back_def, back) =
-        import(&read(&file).unwrap(), &def.name, &RULE, &Device::flex()).unwrap();
+    let read_back = {
+        let _hdf5 = hdf5();
+        write(&file, &graph).unwrap();
+        read(&file).unwrap()
+    };
+    let (back_def, back) = import(&read_back, &def.name, &RULE, &Device::flex()).unwrap();
     assert_eq!(back_def.layers, def.layers);
     assert_eq!(back_def.neuron, def.neuron);
     assert_eq!(back_def.input, def.input);
@@ -125,7 +140,10 @@ fn trained_cnn_round_trips() {
 /// `python_cnn.nir`, written by the reference Python NIR (see make_python_fixture.py).
 #[test]
 fn reads_a_graph_written_by_python_nir() {
-    let graph = read(&fixture("python_cnn.nir")).unwrap();
+    let graph = {
+        let _hdf5 = hdf5();
+        read(&fixture("python_cnn.nir")).unwrap()
+    };
     let (def, net) = import(&graph, "python-cnn", &RULE, &Device::flex()).unwrap();
     assert_eq!(def.input, [1, 6, 6]);
     assert_eq!(def.neuron.tau_m, 64.0);
@@ -187,7 +205,10 @@ fn reads_a_graph_written_by_python_nir() {
 /// refused, naming the node.
 #[test]
 fn refuses_what_the_mapping_cannot_express() {
-    let graph = read(&fixture("braille_noDelay_noBias_subtract.nir")).unwrap();
+    let graph = {
+        let _hdf5 = hdf5();
+        read(&fixture("braille_noDelay_noBias_subtract.nir")).unwrap()
+    };
     let err = import(&graph, "braille", &RULE, &Device::flex())
         .unwrap_err()
         .to_string();
@@ -245,6 +266,7 @@ fn refuses_what_the_mapping_cannot_express() {
 }
 
 fn experiment(args: &[&str]) -> std::process::Output {
+    let _hdf5 = hdf5();
     Command::new(env!("CARGO_BIN_EXE_experiment"))
         .args(args)
         .current_dir(root())

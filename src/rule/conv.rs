@@ -12,10 +12,12 @@
 //!   as the per-pair version (bit for bit); `∂E/∂o_pre` sums its terms position by position
 //!   instead of map by map (equal up to rounding).
 
-use crate::neuron::{LANES, LifParams, LifPopulation};
+use crate::neuron::{LifParams, LifPopulation};
 use crate::rule::terms;
+use crate::simd::LANES;
 use crate::spikes::SpikeRaster;
 use crate::spsp::{KernelTables, sum_kernel_rows};
+use multiversion::multiversion;
 
 /// A stride-1 unpadded convolution `[in_maps, height, width]` → `[out_maps, h−k+1, w−k+1]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -80,6 +82,7 @@ impl ConvShape {
 /// Simulates one sample through the convolution with offset-major weights (see
 /// [`ConvShape::offset_major`]); returns the output raster with channel-major neuron ids
 /// (`(map · oh + x) · ow + y`).
+#[multiversion(targets = "simd")]
 pub fn forward_sample(
     input: &SpikeRaster,
     shape: &ConvShape,
@@ -141,6 +144,7 @@ thread_local! {
 /// offset-major gradient `grad` (when `Some`) and writes `d_j = Σ_i δ_i w ρ_ij` into `d_pre`
 /// (when `Some`); `d_post` is channel-major, `δ = d/ν`.
 #[allow(clippy::too_many_arguments)]
+#[multiversion(targets = "simd")]
 pub fn backward_sample(
     input: &SpikeRaster,
     output: &SpikeRaster,
@@ -151,108 +155,110 @@ pub fn backward_sample(
     grad: Option<&mut [f32]>,
     d_pre: Option<&mut [f32]>,
 ) {
-    SCRATCH.with_borrow_mut(|scratch| {
-        let (mut grad, mut d_pre) = (grad, d_pre);
-        let steps = input.steps();
-        let (oh, ow) = shape.out_hw();
-        let (k, maps, per_map) = (shape.kernel, shape.out_maps, shape.per_map());
-        let lanes = shape.lanes();
-        let positions = oh * ow;
-        let nu = lif.threshold;
-        let post = output.by_neuron();
-        let pre = input.by_neuron();
-        let tables = match scratch.tables.take() {
-            Some(t) if t.fits(steps, lif) => t,
-            _ => KernelTables::new(steps, lif),
-        };
-        // Σ_l w_il of every map, in the per-pair order (ascending input).
-        let w_sum: Vec<f32> = (0..maps)
-            .map(|o| (0..per_map).map(|r| offset_major[r * lanes + o]).sum())
-            .collect();
-        if let Some(d) = d_pre.as_deref_mut() {
-            d.fill(0.0);
+    // Taken out of (and put back into) the thread's slot rather than borrowed in a closure,
+    // so that the body is this function's, compiled per instruction set.
+    let mut scratch = SCRATCH.take();
+    let (mut grad, mut d_pre) = (grad, d_pre);
+    let steps = input.steps();
+    let (oh, ow) = shape.out_hw();
+    let (k, maps, per_map) = (shape.kernel, shape.out_maps, shape.per_map());
+    let lanes = shape.lanes();
+    let positions = oh * ow;
+    let nu = lif.threshold;
+    let post = output.by_neuron();
+    let pre = input.by_neuron();
+    let tables = match scratch.tables.take() {
+        Some(t) if t.fits(steps, lif) => t,
+        _ => KernelTables::new(steps, lif),
+    };
+    // Σ_l w_il of every map, in the per-pair order (ascending input).
+    let w_sum: Vec<f32> = (0..maps)
+        .map(|o| (0..per_map).map(|r| offset_major[r * lanes + o]).sum())
+        .collect();
+    if let Some(d) = d_pre.as_deref_mut() {
+        d.fill(0.0);
+    }
+    let (kernel, e) = (&mut scratch.kernel, &mut scratch.e);
+    e.clear();
+    e.resize(per_map * lanes, 0.0);
+    // Per map of the position; the padding maps stay 0 (and their e, gradient and error
+    // terms with them).
+    let mut o_post = vec![0.0f32; lanes];
+    let mut delta = vec![0.0f32; lanes];
+    let mut we = vec![0.0f32; lanes];
+    let mut coef = vec![0.0f32; lanes];
+    for pos in 0..positions {
+        let (x, y) = (pos / ow, pos % ow);
+        for o in 0..maps {
+            o_post[o] = post.count(o * positions + pos) as f32;
+            delta[o] = d_post[o * positions + pos] / nu;
         }
-        let (kernel, e) = (&mut scratch.kernel, &mut scratch.e);
-        e.clear();
-        e.resize(per_map * lanes, 0.0);
-        // Per map of the position; the padding maps stay 0 (and their e, gradient and error
-        // terms with them).
-        let mut o_post = vec![0.0f32; lanes];
-        let mut delta = vec![0.0f32; lanes];
-        let mut we = vec![0.0f32; lanes];
-        let mut coef = vec![0.0f32; lanes];
-        for pos in 0..positions {
-            let (x, y) = (pos / ow, pos % ow);
+        // Post kernels of the maps that fired here (a position where none fired needs none).
+        let any_fired = o_post.iter().any(|&o| o > 0.0);
+        if any_fired {
+            kernel.clear();
+            kernel.resize(steps * lanes, 0.0);
             for o in 0..maps {
-                o_post[o] = post.count(o * positions + pos) as f32;
-                delta[o] = d_post[o * positions + pos] / nu;
+                tables.add_post_kernel(post.of(o * positions + pos), &mut kernel[o..], lanes);
             }
-            // Post kernels of the maps that fired here (a position where none fired needs none).
-            let any_fired = o_post.iter().any(|&o| o > 0.0);
+        }
+        // e rows, one per (input map, offset), each over all maps.
+        for (r, row) in e.chunks_exact_mut(lanes).enumerate() {
+            let (c, p, q) = (r / (k * k), r / k % k, r % k);
+            let j = (c * shape.height + x + p) * shape.width + y + q;
             if any_fired {
-                kernel.clear();
-                kernel.resize(steps * lanes, 0.0);
-                for o in 0..maps {
-                    tables.add_post_kernel(post.of(o * positions + pos), &mut kernel[o..], lanes);
+                sum_kernel_rows(kernel, lanes, pre.of(j), row);
+            } else {
+                row.fill(0.0);
+            }
+            let pre_fired = pre.count(j) > 0;
+            for (ev, &o) in row[..maps].iter_mut().zip(&o_post) {
+                if o == 0.0 {
+                    *ev = terms::silent_post_spsp(pre_fired);
                 }
             }
-            // e rows, one per (input map, offset), each over all maps.
-            for (r, row) in e.chunks_exact_mut(lanes).enumerate() {
+        }
+        if let Some(g) = grad.as_deref_mut() {
+            we.fill(0.0);
+            for (r, row) in e.chunks_exact(lanes).enumerate() {
+                let w = &offset_major[r * lanes..(r + 1) * lanes];
+                for ((acc, &wv), &ev) in we.iter_mut().zip(w).zip(row) {
+                    *acc += wv * ev;
+                }
+            }
+            for o in 0..maps {
+                let s = terms::side_effect(o_post[o], we[o], w_sum[o], nu);
+                coef[o] = terms::weight_coefficient(delta[o], s, 1.0);
+            }
+            for (r, row) in e.chunks_exact(lanes).enumerate() {
+                let g = &mut g[r * lanes..(r + 1) * lanes];
+                for ((gv, &cv), &ev) in g.iter_mut().zip(&coef).zip(row) {
+                    *gv += cv * ev;
+                }
+            }
+        }
+        if let Some(d) = d_pre.as_deref_mut() {
+            for (r, row) in e.chunks_exact(lanes).enumerate() {
                 let (c, p, q) = (r / (k * k), r / k % k, r % k);
                 let j = (c * shape.height + x + p) * shape.width + y + q;
-                if any_fired {
-                    sum_kernel_rows(kernel, lanes, pre.of(j), row);
-                } else {
-                    row.fill(0.0);
-                }
-                let pre_fired = pre.count(j) > 0;
-                for (ev, &o) in row[..maps].iter_mut().zip(&o_post) {
-                    if o == 0.0 {
-                        *ev = terms::silent_post_spsp(pre_fired);
-                    }
-                }
-            }
-            if let Some(g) = grad.as_deref_mut() {
-                we.fill(0.0);
-                for (r, row) in e.chunks_exact(lanes).enumerate() {
-                    let w = &offset_major[r * lanes..(r + 1) * lanes];
-                    for ((acc, &wv), &ev) in we.iter_mut().zip(w).zip(row) {
-                        *acc += wv * ev;
-                    }
-                }
+                let w = &offset_major[r * lanes..(r + 1) * lanes];
+                let n = pre.count(j);
+                let inv_o = 1.0 / n.max(1) as f32;
+                let mut sum = d[j];
                 for o in 0..maps {
-                    let s = terms::side_effect(o_post[o], we[o], w_sum[o], nu);
-                    coef[o] = terms::weight_coefficient(delta[o], s, 1.0);
+                    let rho = if n > 0 {
+                        terms::effect_ratio(row[o], inv_o, o_post[o] > 0.0)
+                    } else {
+                        1.0
+                    };
+                    sum += delta[o] * w[o] * rho;
                 }
-                for (r, row) in e.chunks_exact(lanes).enumerate() {
-                    let g = &mut g[r * lanes..(r + 1) * lanes];
-                    for ((gv, &cv), &ev) in g.iter_mut().zip(&coef).zip(row) {
-                        *gv += cv * ev;
-                    }
-                }
-            }
-            if let Some(d) = d_pre.as_deref_mut() {
-                for (r, row) in e.chunks_exact(lanes).enumerate() {
-                    let (c, p, q) = (r / (k * k), r / k % k, r % k);
-                    let j = (c * shape.height + x + p) * shape.width + y + q;
-                    let w = &offset_major[r * lanes..(r + 1) * lanes];
-                    let n = pre.count(j);
-                    let inv_o = 1.0 / n.max(1) as f32;
-                    let mut sum = d[j];
-                    for o in 0..maps {
-                        let rho = if n > 0 {
-                            terms::effect_ratio(row[o], inv_o, o_post[o] > 0.0)
-                        } else {
-                            1.0
-                        };
-                        sum += delta[o] * w[o] * rho;
-                    }
-                    d[j] = sum;
-                }
+                d[j] = sum;
             }
         }
-        scratch.tables = Some(tables);
-    })
+    }
+    scratch.tables = Some(tables);
+    SCRATCH.set(scratch);
 }
 
 #[cfg(test)]

@@ -6,14 +6,16 @@
 //! event by event), then works on the `active inputs × outputs` block only. Nothing is
 //! quadratic in time.
 
-use crate::neuron::{LANES, LifLanes, LifParams, LifPopulation, LifStep};
+use bytemuck::cast_slice;
+use multiversion::multiversion;
+use rayon::prelude::*;
+
+use crate::neuron::{LifLanes, LifParams, LifPopulation, LifStep};
 use crate::rule::output::{OutputRule, insert_label_spikes, lateral_factor};
 use crate::rule::terms;
+use crate::simd::{F32x8, LANES};
 use crate::spikes::SpikeRaster;
 use crate::spsp::{KernelTables, sum_kernel_rows};
-use rayon::prelude::*;
-use wide::bytemuck::cast_slice;
-use wide::f32x8;
 
 /// Everything that defines a spiking dense layer's dynamics and learning rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -39,6 +41,7 @@ const BLOCK_GROUPS: usize = 8;
 
 /// Simulates one sample through the layer, block of output neurons by block (see
 /// [`forward_block`]). With lateral inhibition the block is the whole layer.
+#[multiversion(targets = "simd")]
 pub fn forward_sample(
     input: &SpikeRaster,
     weights: &LayerWeights,
@@ -96,9 +99,10 @@ pub fn forward_sample(
 /// (one weight column added per input spike, in ascending input order from `0`, as the
 /// authors' loop sums) stay in registers and go straight into the LIF update. The block is
 /// at rest, and skipped exactly, until its first input spike.
+#[inline(always)]
 fn forward_block<const G: usize>(
     input: &SpikeRaster,
-    weights: &[f32x8],
+    weights: &[F32x8],
     lo: usize,
     n_out: usize,
     step: &LifStep,
@@ -110,9 +114,9 @@ fn forward_block<const G: usize>(
     };
     let mut state = [LifLanes::default(); G];
     for t in first..steps {
-        let mut current = [f32x8::ZERO; G];
+        let mut current = [F32x8::ZERO; G];
         for &j in input.at(t - 1) {
-            let column: &[f32x8; G] = weights[j as usize * G..(j as usize + 1) * G]
+            let column: &[F32x8; G] = weights[j as usize * G..(j as usize + 1) * G]
                 .try_into()
                 .expect("G groups per column");
             for (c, &w) in current.iter_mut().zip(column) {
@@ -158,7 +162,7 @@ pub struct LayerWeights {
     /// `W` transposed per forward block, `[block][n_in][groups]` vectors of [`LANES`] output
     /// neurons (the last group of the layer padded with zeros): one block's weights are
     /// contiguous, so they stay in L2 without cache-set conflicts.
-    blocked: Vec<f32x8>,
+    blocked: Vec<F32x8>,
     /// The forward blocks, in ascending neuron order.
     blocks: Vec<ForwardBlock>,
 }
@@ -192,7 +196,7 @@ impl LayerWeights {
             .collect();
         // Each block's region of `blocked` is filled on its own thread, and its row sums
         // taken from it (every row summed in ascending input order, 8 rows per vector).
-        let mut blocked = vec![f32x8::ZERO; n_in * n_out.div_ceil(LANES)];
+        let mut blocked = vec![F32x8::ZERO; n_in * n_out.div_ceil(LANES)];
         let mut regions = Vec::with_capacity(blocks.len());
         let mut rest = blocked.as_mut_slice();
         for block in &blocks {
@@ -200,7 +204,7 @@ impl LayerWeights {
             regions.push((block, region));
             rest = tail;
         }
-        let sums: Vec<f32x8> = regions
+        let sums: Vec<F32x8> = regions
             .into_par_iter()
             .flat_map_iter(|(block, region)| {
                 (0..block.groups)
@@ -214,9 +218,9 @@ impl LayerWeights {
                                 &[]
                             }
                         });
-                        let mut sum = f32x8::splat(-0.0);
+                        let mut sum = F32x8::splat(-0.0);
                         for j in 0..n_in {
-                            let column = f32x8::from(std::array::from_fn::<f32, LANES, _>(|k| {
+                            let column = F32x8::from(std::array::from_fn::<f32, LANES, _>(|k| {
                                 rows[k].get(j).copied().unwrap_or(0.0)
                             }));
                             region[j * block.groups + g] = column;
@@ -282,7 +286,6 @@ thread_local! {
 /// What one sample's backward leaves for the weight gradient: the S-PSP rows `e_{·|j}` of
 /// the inputs that fired and the coefficients `δ_i (1+s_i) γ_i` of the outputs.
 pub struct SampleRows {
-    n_out: usize,
     /// `e_{i|j}` for the inputs that fired, `[active][n_out]`.
     e: Vec<f32>,
     /// Row of `e` of each input neuron (`u32::MAX`: silent).
@@ -303,17 +306,24 @@ impl SampleRows {
     /// `grad_t[j − inputs.start]` (transposed gradient, `[n_in][n_out]`) of the inputs `j` in
     /// `inputs`.
     pub fn add_weight_grad(&self, inputs: std::ops::Range<usize>, grad_t: &mut [f32]) {
-        let Some(coef) = &self.coef else { return };
-        let n_out = self.n_out;
-        for (j, g) in inputs.zip(grad_t.chunks_exact_mut(n_out.max(1))) {
-            let r = self.row_of[j];
-            if r == u32::MAX {
-                continue;
-            }
-            let row = &self.e[r as usize * n_out..(r as usize + 1) * n_out];
-            for ((gv, &c), &ev) in g.iter_mut().zip(coef).zip(row) {
-                *gv += c * ev;
-            }
+        if let Some(coef) = &self.coef {
+            add_scaled_rows(coef, &self.e, &self.row_of[inputs], grad_t);
+        }
+    }
+}
+
+/// `grad_t[n] += coef ⊙ e[row_of[n]]` (rows of `coef.len()`) for every `n` whose row is
+/// not `u32::MAX`.
+#[multiversion(targets = "simd")]
+fn add_scaled_rows(coef: &[f32], e: &[f32], row_of: &[u32], grad_t: &mut [f32]) {
+    let n_out = coef.len();
+    for (&r, g) in row_of.iter().zip(grad_t.chunks_exact_mut(n_out.max(1))) {
+        if r == u32::MAX {
+            continue;
+        }
+        let row = &e[r as usize * n_out..(r as usize + 1) * n_out];
+        for ((gv, &c), &ev) in g.iter_mut().zip(coef).zip(row) {
+            *gv += c * ev;
         }
     }
 }
@@ -338,24 +348,18 @@ pub fn backward_sample(
 /// `d_j = Σ_i δ_i w_ij ρ_ij` (S10, pre-update weights) written into it. The rows go to
 /// `buffer` (reused from an earlier sample: no fresh pages). Every inner loop runs over the
 /// output neurons, contiguously.
-pub fn sample_rows(
-    args: &SampleGrad<'_>,
+#[multiversion(targets = "simd")]
+pub fn sample_rows<'a>(
+    args: &SampleGrad<'a>,
     weights: &LayerWeights,
     spec: &DenseSpec,
     d_pre: Option<&mut [f32]>,
     buffer: Vec<f32>,
 ) -> SampleRows {
-    SCRATCH.with_borrow_mut(|scratch| sample_rows_in(args, weights, spec, d_pre, buffer, scratch))
-}
-
-fn sample_rows_in(
-    args: &SampleGrad<'_>,
-    weights: &LayerWeights,
-    spec: &DenseSpec,
-    d_pre: Option<&mut [f32]>,
-    mut e: Vec<f32>,
-    scratch: &mut BackwardScratch,
-) -> SampleRows {
+    // Taken out of (and put back into) the thread's slot rather than borrowed in a closure,
+    // so that the body is this function's, compiled per instruction set.
+    let mut scratch = SCRATCH.take();
+    let mut e = buffer;
     let steps = args.input.steps();
     let n_out = weights.n_out;
     let nu = spec.lif.threshold;
@@ -465,8 +469,8 @@ fn sample_rows_in(
         }
     }
 
+    SCRATCH.set(scratch);
     SampleRows {
-        n_out,
         e,
         row_of,
         coef,

@@ -10,6 +10,7 @@ use crate::rule::conv::ConvShape;
 use crate::rule::terms;
 use crate::spikes::SpikeRaster;
 use crate::spsp::KernelTables;
+use multiversion::multiversion;
 
 /// Maps a `(output, input, weight)` triple to its bucket and the pair stored there.
 type BucketKey = fn(&(u32, u32, u32)) -> (usize, (u32, u32));
@@ -131,6 +132,7 @@ impl Connectivity {
 /// Simulates one sample through a locally connected layer with shared `weights`: per step,
 /// each input spike adds its weights to the outputs it reaches, and only neurons that have
 /// received input are simulated (see [`LifPopulation`]).
+#[multiversion(targets = "simd")]
 pub fn forward_sample(
     input: &SpikeRaster,
     conn: &Connectivity,
@@ -168,6 +170,7 @@ pub enum ErrorScale {
 /// the pairs sharing each weight to `grad` (when `Some`), and writes
 /// `d_j = Σ_i δ_i w ρ_ij` into `d_pre` (when `Some`).
 #[allow(clippy::too_many_arguments)]
+#[multiversion(targets = "simd")]
 pub fn backward_sample(
     input: &SpikeRaster,
     output: &SpikeRaster,

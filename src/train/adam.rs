@@ -18,6 +18,7 @@ use burn::optim::{
 };
 use burn::prelude::Device;
 use burn::tensor::{Tensor, TensorData};
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 /// β1 of the paper's runs.
@@ -70,17 +71,21 @@ impl FusedAdam {
             .zip(g.par_chunks(CHUNK))
             .zip(m.par_chunks_mut(CHUNK))
             .zip(v.par_chunks_mut(CHUNK))
-            .for_each(|(((w, g), m), v)| {
-                // Settings as locals and slices of one length: an indexed loop that vectorises.
-                let (b1, b2, eps, bc1, bc2, lr) = (b1, b2, eps, bc1, bc2, lr);
-                let n = w.len();
-                let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
-                for k in 0..n {
-                    m[k] = b1 * m[k] + (1.0 - b1) * g[k];
-                    v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k];
-                    w[k] -= lr * (m[k] / bc1) / ((v[k] / bc2).sqrt() + eps);
-                }
-            });
+            .for_each(|(((w, g), m), v)| adam_chunk([b1, b2, eps, bc1, bc2, lr], w, g, m, v));
+    }
+}
+
+/// Adam on one chunk with settings `[β1, β2, ε, 1 − β1^t, 1 − β2^t, lr]`.
+#[multiversion(targets = "simd")]
+fn adam_chunk(settings: [f32; 6], w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    // Settings as locals and slices of one length: an indexed loop that vectorises.
+    let [b1, b2, eps, bc1, bc2, lr] = settings;
+    let n = w.len();
+    let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+    for k in 0..n {
+        m[k] = b1 * m[k] + (1.0 - b1) * g[k];
+        v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k];
+        w[k] -= lr * (m[k] / bc1) / ((v[k] / bc2).sqrt() + eps);
     }
 }
 
