@@ -40,7 +40,7 @@ const SPSP_BLOCK: usize = 64;
 const BLOCK_GROUPS: usize = 8;
 
 /// Simulates one sample through the layer, block of output neurons by block (see
-/// [`forward_block`]). With lateral inhibition the block is the whole layer.
+/// `forward_block`). With lateral inhibition the block is the whole layer.
 #[multiversion(targets = "simd")]
 pub fn forward_sample(
     input: &SpikeRaster,

@@ -46,7 +46,7 @@ impl StartedWith {
     }
 
     /// Refuses to resume the run of `checkpoint_dir` with these settings if it was started
-    /// with others (fields of [`MAY_CHANGE`] aside), unless `accept_changes`: then it prints
+    /// with others (fields of `MAY_CHANGE` aside), unless `accept_changes`: then it prints
     /// the differences and records these settings. A run folder without the record (written
     /// by an older version) is not checked.
     pub fn check_resumes(&self, checkpoint_dir: &Path, accept_changes: bool) -> Result<()> {
