@@ -348,6 +348,7 @@ pub fn backward_sample(
 /// `d_j = Σ_i δ_i w_ij ρ_ij` (S10, pre-update weights) written into it. The rows go to
 /// `buffer` (reused from an earlier sample: no fresh pages). Every inner loop runs over the
 /// output neurons, contiguously.
+// The lifetime is named because `multiversion` cannot copy a function with `'_`.
 #[multiversion(targets = "simd")]
 pub fn sample_rows<'a>(
     args: &SampleGrad<'a>,
