@@ -236,3 +236,53 @@ fn a_label_outside_the_output_layer_panics() {
         &device().autodiff(),
     )));
 }
+
+/// The regulariser op: its value is the penalty of every row, and autodiff delivers `g · R`
+/// (the reference formula `gradient_row`, in `f64`, rounded once), also through a scale on
+/// the loss.
+#[test]
+fn weight_penalty_value_and_gradient() {
+    use hm2bp::ops::weight_penalty;
+    use hm2bp::rule::regularizer::WeightRegularizer;
+    let dev = device().autodiff();
+    dev.seed(3);
+    let (rows, cols) = (7, 13);
+    let r = WeightRegularizer {
+        lambda: 0.5,
+        beta: 3.0,
+        limit: 2.0,
+    };
+    let w =
+        Tensor::<2>::random([rows, cols], Distribution::Uniform(-2.5, 2.5), &dev).require_grad();
+    let host = w.clone().inner().into_data().try_to_vec::<f32>().unwrap();
+    let penalty = weight_penalty(w.clone(), &r);
+    let value = penalty.clone().inner().into_scalar::<f32>();
+    let want: f64 = host.chunks(cols).map(|row| r.penalty_row(row)).sum();
+    assert!(
+        (f64::from(value) - want).abs() <= 1e-6 * want.abs(),
+        "{value} vs {want}"
+    );
+    let g = 0.75;
+    let grads = (penalty * g).sum().backward();
+    let got = w
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let want: Vec<f32> = host
+        .chunks(cols)
+        .flat_map(|row| {
+            r.gradient_row(row)
+                .into_iter()
+                .map(|x| (f64::from(g as f32) * x) as f32)
+        })
+        .collect();
+    assert_eq!(got, want);
+    // λ = 0: no penalty (a constant, outside the graph).
+    let off = weight_penalty(w.clone(), &WeightRegularizer::OFF);
+    assert_eq!(off.inner().into_scalar::<f32>(), 0.0);
+    // Without autodiff the value is the same.
+    let plain = weight_penalty(w.inner(), &r).into_scalar::<f32>();
+    assert_eq!(plain, value);
+}

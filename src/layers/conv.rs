@@ -172,7 +172,7 @@ impl SpikingConv2d {
     pub fn regularizer_penalty(&self) -> Tensor<1> {
         let w = self.weight.val();
         let [maps, c, k, _] = w.dims();
-        super::regularizer_penalty(w.reshape([maps, c * k * k]), &self.regularizer)
+        crate::ops::weight_penalty(w.reshape([maps, c * k * k]), &self.regularizer)
     }
 }
 

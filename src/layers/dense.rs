@@ -189,7 +189,7 @@ impl SpikingDense {
     /// The exponential weight-norm penalty `Σ_i λ (N_in L/2) exp(β (S_i − 1))` (S12), whose
     /// gradient is the regulariser `R`; a scalar `[1]` (0 when λ = 0).
     pub fn regularizer_penalty(&self) -> Tensor<1> {
-        super::regularizer_penalty(self.weight.val(), &self.regularizer)
+        crate::ops::weight_penalty(self.weight.val(), &self.regularizer)
     }
 }
 

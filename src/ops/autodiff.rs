@@ -161,4 +161,11 @@ impl<B: Hm2bpBackend, C: CheckpointStrategy> Hm2bpBackend for Autodiff<B, C> {
             }
         }
     }
+
+    fn weight_penalty(
+        weight: FloatTensor<Self>,
+        regularizer: crate::rule::regularizer::WeightRegularizer,
+    ) -> FloatTensor<Self> {
+        super::penalty::autodiff_penalty::<B, C>(weight, regularizer)
+    }
 }

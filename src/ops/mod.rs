@@ -25,11 +25,13 @@
 
 pub mod autodiff;
 pub mod generic;
+mod penalty;
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Int, Tensor, TensorData, read_sync};
 
+use crate::rule::regularizer::WeightRegularizer;
 use crate::rule::sparse::LocalSpec;
 use crate::rule::{self, BatchShape, DenseSpec, LayerSpec, PreparedWeights};
 use crate::spikes::{SpikeRaster, words_per_step};
@@ -102,6 +104,16 @@ pub trait Hm2bpBackend: Backend {
                 (counts, words)
             }
         }
+    }
+
+    /// The weight regulariser's penalty `[1]` (spec S12) of `weight [rows, row_len]` (one row
+    /// per post neuron or output map). On autodiff backends its gradient is `R`
+    /// ([`WeightRegularizer::gradient`]). Computed on the host.
+    fn weight_penalty(
+        weight: FloatTensor<Self>,
+        regularizer: WeightRegularizer,
+    ) -> FloatTensor<Self> {
+        penalty::host_penalty::<Self>(weight, regularizer).0
     }
 
     /// Packs dense 0/1 trains `[B, T, N]` into words `[B, T, ⌈N/32⌉]`.
@@ -322,6 +334,18 @@ pub fn spiking_dense(
     kernels: KernelPath,
 ) -> SpikeTrains {
     spiking_layer(input, weight, labels, LayerSpec::Dense(spec), kernels)
+}
+
+/// The weight regulariser's penalty of `weight [rows, row_len]` (rows: post neurons or output
+/// maps), `[1]`, differentiable on autodiff devices (gradient `R`, spec S12).
+pub fn weight_penalty(weight: Tensor<2>, regularizer: &WeightRegularizer) -> Tensor<1> {
+    if regularizer.lambda == 0.0 {
+        return Tensor::zeros([1], &weight.device());
+    }
+    Tensor::from_dispatch(Dispatch::weight_penalty(
+        weight.into_dispatch(),
+        *regularizer,
+    ))
 }
 
 /// Runs a convolution or pooling layer: `input` trains (maps flattened channel-major), shared

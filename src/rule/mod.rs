@@ -62,6 +62,7 @@ pub fn rasters_from_words(words: &[u32], shape: BatchShape) -> Vec<SpikeRaster> 
     let n = shape.steps * crate::spikes::words_per_step(shape.neurons);
     (0..shape.batch)
         .into_par_iter()
+        .with_max_len(1)
         .map(|b| SpikeRaster::from_words(&words[b * n..(b + 1) * n], shape.steps, shape.neurons))
         .collect()
 }
@@ -106,6 +107,7 @@ fn dense_forward_prepared(
 ) -> Vec<SpikeRaster> {
     inputs
         .par_iter()
+        .with_max_len(1)
         .map(|r| dense::forward_sample(r, weights, spec))
         .collect()
 }
@@ -184,11 +186,13 @@ fn dense_backward_prepared(
             .par_chunks_mut(n_in.max(1))
             .zip(buffers)
             .enumerate()
+            .with_max_len(1)
             .map(|(b, (d, buffer))| sample(b, Some(d), buffer))
             .collect(),
         None => buffers
             .into_par_iter()
             .enumerate()
+            .with_max_len(1)
             .map(|(b, buffer)| sample(b, None, buffer))
             .collect(),
     };

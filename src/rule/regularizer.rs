@@ -4,6 +4,7 @@
 //! It is the gradient of the penalty `P = Σ_i λ (N_in L / 2) exp(β (S_i − 1))`, which is how
 //! training adds it (as an ordinary differentiable term of the loss, see [`crate::loss`]).
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Parameters of the weight regulariser; `lambda = 0` turns it off.
@@ -42,24 +43,81 @@ impl WeightRegularizer {
         limit: 8.0,
     };
 
+    /// `exp(β (S_i − 1))`, `S_i = (1/N_in) Σ_l (w_il/L)²`, of the weights `w_i·` of one post
+    /// neuron (or one conv output map).
+    fn barrier<T: Copy + Into<f64>>(&self, row: &[T]) -> f64 {
+        let inv_limit = 1.0 / self.limit;
+        let s = row
+            .iter()
+            .map(|&w| (w.into() * inv_limit).powi(2))
+            .sum::<f64>()
+            / row.len() as f64;
+        (self.beta * (s - 1.0)).exp()
+    }
+
+    /// `R_ij = λ β (w_ij/L) exp(β (S_i − 1))` from the row's [`barrier`](Self::barrier).
+    fn r(&self, barrier: f64, w: f64) -> f64 {
+        self.lambda * self.beta * barrier * (w * (1.0 / self.limit))
+    }
+
+    /// The penalty `λ (N_in L / 2) exp(β (S_i − 1))` of a row of `n` weights from its barrier.
+    fn row_penalty(&self, barrier: f64, n: usize) -> f64 {
+        self.lambda * n as f64 * self.limit / 2.0 * barrier
+    }
+
     /// `R_i·` for the weights `w_i·` of one post neuron (or one conv output map).
-    pub fn gradient_row(&self, row: &[f64]) -> Vec<f64> {
+    pub fn gradient_row<T: Copy + Into<f64>>(&self, row: &[T]) -> Vec<f64> {
         if self.lambda == 0.0 || row.is_empty() {
             return vec![0.0; row.len()];
         }
-        let s = row.iter().map(|w| (w / self.limit).powi(2)).sum::<f64>() / row.len() as f64;
-        let scale = self.lambda * self.beta * (self.beta * (s - 1.0)).exp();
-        row.iter().map(|w| scale * w / self.limit).collect()
+        let barrier = self.barrier(row);
+        row.iter().map(|&w| self.r(barrier, w.into())).collect()
     }
 
     /// The penalty whose gradient is [`WeightRegularizer::gradient_row`], for one row.
-    pub fn penalty_row(&self, row: &[f64]) -> f64 {
+    pub fn penalty_row<T: Copy + Into<f64>>(&self, row: &[T]) -> f64 {
         if self.lambda == 0.0 || row.is_empty() {
             return 0.0;
         }
-        let n = row.len() as f64;
-        let s = row.iter().map(|w| (w / self.limit).powi(2)).sum::<f64>() / n;
-        self.lambda * n * self.limit / 2.0 * (self.beta * (s - 1.0)).exp()
+        self.row_penalty(self.barrier(row), row.len())
+    }
+
+    /// The barrier `exp(β (S_i − 1))` of every row of a row-major weight matrix (rows of
+    /// `row_len` weights, in parallel, in `f64`): what [`penalty`](Self::penalty) and
+    /// [`gradient`](Self::gradient) are computed from.
+    pub fn barriers(&self, weights: &[f32], row_len: usize) -> Vec<f64> {
+        weights
+            .par_chunks(row_len.max(1))
+            .map(|row| self.barrier(row))
+            .collect()
+    }
+
+    /// The penalty of a whole weight matrix with rows of `row_len` weights, summed over rows
+    /// in order.
+    pub fn penalty(&self, barriers: &[f64], row_len: usize) -> f64 {
+        if self.lambda == 0.0 || row_len == 0 {
+            return 0.0;
+        }
+        barriers.iter().map(|&b| self.row_penalty(b, row_len)).sum()
+    }
+
+    /// `g · R` for a whole row-major weight matrix, rows in parallel, computed in `f64` and
+    /// rounded once to `f32`.
+    pub fn gradient(&self, weights: &[f32], barriers: &[f64], g: f64) -> Vec<f32> {
+        let mut out = vec![0.0f32; weights.len()];
+        if self.lambda == 0.0 || barriers.is_empty() {
+            return out;
+        }
+        let row_len = weights.len() / barriers.len();
+        out.par_chunks_mut(row_len.max(1))
+            .zip(weights.par_chunks(row_len.max(1)))
+            .zip(barriers)
+            .for_each(|((o, row), &b)| {
+                for (o, &w) in o.iter_mut().zip(row) {
+                    *o = (g * self.r(b, f64::from(w))) as f32;
+                }
+            });
+        out
     }
 }
 

@@ -380,12 +380,14 @@ pub fn local_forward_rasters(
         let offset_major = shape.offset_major(weights);
         return inputs
             .par_iter()
+            .with_max_len(1)
             .map(|r| super::conv::forward_sample(r, &shape, &offset_major, &spec.lif))
             .collect();
     }
     let conn = spec.topology.connectivity();
     inputs
         .par_iter()
+        .with_max_len(1)
         .map(|r| forward_sample(r, &conn, weights, &spec.lif))
         .collect()
 }
@@ -454,10 +456,12 @@ pub fn local_backward_rasters(
         Some(d) => d
             .par_chunks_mut(n_in.max(1))
             .enumerate()
+            .with_max_len(1)
             .map(|(b, d)| sample(b, Some(d)))
             .collect(),
         None => (0..inputs.len())
             .into_par_iter()
+            .with_max_len(1)
             .map(|b| sample(b, None))
             .collect(),
     };
