@@ -98,7 +98,7 @@ impl LifStep {
             inv_s: 1.0 / p.tau_s,
             v_fire: p.firing_level(),
             t_ref: p.t_ref.min(i32::MAX as u32) as i32,
-            exact_reciprocal: is_power_of_two(p.tau_m) && is_power_of_two(p.tau_s),
+            exact_reciprocal: exact_reciprocals(p),
             vectors: Vectors::detect(),
         }
     }
@@ -272,6 +272,12 @@ impl LifPopulation {
         ep.truncate(self.neurons);
         ep
     }
+}
+
+/// Whether `/ τm` and `/ τs` may be taken as `* (1/τm)`, `* (1/τs)`: both time constants
+/// are powers of two, where the two are identical for every `f32`.
+pub fn exact_reciprocals(p: &LifParams) -> bool {
+    is_power_of_two(p.tau_m) && is_power_of_two(p.tau_s)
 }
 
 /// Whether `x` is an exact power of two (so `y / x == y * (1 / x)` for every `y`).

@@ -12,10 +12,7 @@ use burn::backend::{Autodiff, Backend, TensorMetadata};
 
 use std::sync::Arc;
 
-use super::{
-    ForwardRasters, Hm2bpBackend, KernelPath, event_driven, generic, host_backward, host_forward,
-    host_labels, host_rasters,
-};
+use super::{ForwardRasters, Hm2bpBackend, KernelPath, event_driven, host_backward, host_forward};
 use crate::rule::{DenseSpec, LayerSpec};
 
 /// What the forward pass keeps of the spike trains for the backward.
@@ -28,6 +25,7 @@ enum Saved<B: Backend> {
         input: IntTensor<B>,
         output: IntTensor<B>,
         spec: DenseSpec,
+        kernels: KernelPath,
     },
 }
 
@@ -71,24 +69,20 @@ impl<B: Hm2bpBackend> Backward<B, 2> for SpikingLayerBackward {
             Saved::Words {
                 input,
                 output,
-                spec: d,
-            } => {
-                let n_out = st.weight.shape()[0];
-                let labels = d
-                    .output
-                    .is_some()
-                    .then(|| host_labels::<B>(st.labels, n_out));
-                generic::dense_backward::<B>(
-                    generic::unpack::<B>(input, st.n_in),
-                    host_rasters::<B>(output, n_out),
-                    st.weight,
-                    d_post,
-                    labels.as_deref(),
-                    &d,
-                    weight_parent.is_some(),
-                    input_parent.is_some(),
-                )
-            }
+                spec,
+                kernels,
+            } => B::dense_backward(
+                input,
+                output,
+                st.weight,
+                d_post,
+                st.labels,
+                spec,
+                kernels,
+                st.n_in,
+                weight_parent.is_some(),
+                input_parent.is_some(),
+            ),
         };
         if let (Some(node), Some(grad_w)) = (weight_parent, grad_w) {
             grads.register::<B>(node.id, grad_w);
@@ -131,6 +125,7 @@ impl<B: Hm2bpBackend, C: CheckpointStrategy> Hm2bpBackend for Autodiff<B, C> {
                             input: words,
                             output: ow.clone(),
                             spec: d,
+                            kernels,
                         };
                         (c, ow, saved)
                     }

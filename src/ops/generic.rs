@@ -16,6 +16,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, TensorMetadata, get_device_settings};
 use burn::tensor::{FloatDType, Scalar, Shape, Slice, TensorData};
 
+use super::{host_labels, host_rasters};
 use crate::rule::DenseSpec;
 use crate::rule::output::{insert_label_spikes, lateral_factor};
 use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
@@ -169,16 +170,21 @@ pub(crate) fn dense_forward<B: Backend>(
 }
 
 /// What the backward needs from the output spike trains, computed on the host.
-struct PostTerms {
+pub(crate) struct PostTerms {
     /// Post kernels `K_i(t)` after label-spike insertion, `[B][n_out][T]`.
-    kernels: Vec<f32>,
+    pub(crate) kernels: Vec<f32>,
     /// Post counts after insertion, `[B][n_out]`.
-    counts: Vec<f32>,
+    pub(crate) counts: Vec<f32>,
     /// Lateral factors γ (1 for hidden layers), `[B][n_out]`.
-    gamma: Vec<f32>,
+    pub(crate) gamma: Vec<f32>,
 }
 
-fn post_terms(output: &[SpikeRaster], labels: Option<&[usize]>, spec: &DenseSpec) -> PostTerms {
+/// The post terms of the output rasters (`labels`: the classes, for an output layer).
+pub(crate) fn post_terms(
+    output: &[SpikeRaster],
+    labels: Option<&[usize]>,
+    spec: &DenseSpec,
+) -> PostTerms {
     let b = output.len();
     let (steps, n_out) = output.first().map_or((0, 0), |r| (r.steps(), r.neurons()));
     let tables = KernelTables::new(steps, &spec.lif);
@@ -206,11 +212,42 @@ fn post_terms(output: &[SpikeRaster], labels: Option<&[usize]>, spec: &DenseSpec
     terms
 }
 
+/// [`dense_backward`] from the layer's bit-packed input and output trains (see
+/// [`super::Hm2bpBackend::dense_backward`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_from_words<B: Backend>(
+    input: IntTensor<B>,
+    output: IntTensor<B>,
+    weight: FloatTensor<B>,
+    d_post: FloatTensor<B>,
+    labels: IntTensor<B>,
+    spec: &DenseSpec,
+    n_in: usize,
+    need_grad: bool,
+    need_d_pre: bool,
+) -> (Option<FloatTensor<B>>, Option<FloatTensor<B>>) {
+    let n_out = weight.shape()[0];
+    let labels = spec
+        .output
+        .is_some()
+        .then(|| host_labels::<B>(labels, n_out));
+    dense_backward::<B>(
+        unpack::<B>(input, n_in),
+        host_rasters::<B>(output, n_out),
+        weight,
+        d_post,
+        labels.as_deref(),
+        spec,
+        need_grad,
+        need_d_pre,
+    )
+}
+
 /// The HM2-BP backward of a dense layer from its input `[B, T, n_in]`, output `[B, T, n_out]`,
 /// `weight [n_out, n_in]` and `d_post [B, n_out]`: the weight gradient summed over the batch
 /// (when `need_grad`) and `∂E/∂o_pre [B, n_in]` (when `need_d_pre`).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn dense_backward<B: Backend>(
+fn dense_backward<B: Backend>(
     input: FloatTensor<B>,
     output: Vec<SpikeRaster>,
     weight: FloatTensor<B>,

@@ -12,18 +12,25 @@
 //!
 //! ## Kernels: two paths
 //!
-//! - **Event-driven** (the CPU backends `flex` and `ndarray`, by default): the op bodies run
+//! - **Event-driven** (by default): on the CPU backends `flex` and `ndarray` the op bodies run
 //!   the event-driven, multi-threaded kernels of [`crate::rule`] on the host, per sample on
-//!   all cores; on autodiff devices the forward keeps the per-sample spike rasters (event
-//!   lists) for the backward.
-//! - **Generic** ([`generic`], every other backend, or [`KernelPath::Generic`] on a layer):
-//!   dense layers built from the backend's own tensor operations (GEMMs, element-wise steps),
-//!   so they run on the device. Convolution and pooling layers always use the host kernels.
+//!   all cores, and on autodiff devices the forward keeps the per-sample spike rasters (event
+//!   lists) for the backward. On the CubeCL backends (`wgpu`, `cuda`) dense layers run device
+//!   kernels instead (`cube`): the LIF scan over all steps in one launch, and the backward's
+//!   S-PSP rows, weight gradient and backpropagated error in four more
+//!   ([`Hm2bpBackend::dense_backward`]).
+//! - **Generic** ([`generic`], or [`KernelPath::Generic`] on a layer): dense layers built from
+//!   the backend's own tensor operations (GEMMs, element-wise steps), so they run on the
+//!   device of any backend; the reference the device kernels are tested against.
+//!
+//! Convolution and pooling layers use the host kernels on every backend.
 
 // burn-ndarray is deprecated in Burn 0.22 but remains a supported backend of this crate.
 #![cfg_attr(feature = "ndarray", allow(deprecated))]
 
 pub mod autodiff;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod cube;
 pub mod generic;
 mod penalty;
 
@@ -104,6 +111,30 @@ pub trait Hm2bpBackend: Backend {
                 (counts, words)
             }
         }
+    }
+
+    /// The HM2-BP backward of a dense layer whose forward ran on the device
+    /// ([`KernelPath::Generic`], or a backend without host kernels): from the input and
+    /// output words, `weight [n_out, n_in]`, `d_post [B, n_out]` and `labels [B]` (read only
+    /// for an output layer), the weight gradient when `need_grad` and `∂E/∂o_pre [B, n_in]`
+    /// when `need_d_pre`. By default the [`generic`] tensor-operation backward.
+    #[allow(clippy::too_many_arguments)]
+    fn dense_backward(
+        input: IntTensor<Self>,
+        output: IntTensor<Self>,
+        weight: FloatTensor<Self>,
+        d_post: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+        spec: DenseSpec,
+        kernels: KernelPath,
+        n_in: usize,
+        need_grad: bool,
+        need_d_pre: bool,
+    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
+        let _ = kernels;
+        generic::backward_from_words::<Self>(
+            input, output, weight, d_post, labels, &spec, n_in, need_grad, need_d_pre,
+        )
     }
 
     /// The weight regulariser's penalty `[1]` (spec S12) of `weight [rows, row_len]` (one row
@@ -282,8 +313,6 @@ impl Hm2bpBackend for burn::backend::NdArray {
 impl Hm2bpBackend for burn::backend::Flex {
     const EVENT_DRIVEN: bool = true;
 }
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-impl Hm2bpBackend for burn::backend::Cube {}
 
 fn dims3<T: TensorMetadata>(t: &T) -> [usize; 3] {
     let s = t.shape();

@@ -1,0 +1,356 @@
+//! The spiking layers on CubeCL devices (wgpu, CUDA): [`Hm2bpBackend`] for
+//! [`burn::backend::Cube`] with device kernels for the dense layer's forward pass ([`lif`]:
+//! three launches) and HM2-BP backward ([`spsp`]: four launches), so that a training step
+//! launches the same number of kernels at any `T`. The backward's post kernels `K`, label-spike
+//! insertion and lateral factors are computed on the host from the output trains (`B·T·n_out`
+//! values, uploaded once per layer).
+//!
+//! [`KernelPath::EventDriven`] (the default) selects these kernels; [`KernelPath::Generic`]
+//! the tensor-operation path of [`super::generic`] (`tests/wgpu.rs` checks both against the
+//! host kernels). Conv and pooling layers run on the host, as on every backend without CPU
+//! tensors.
+
+mod lif;
+mod spsp;
+
+use burn::backend::Cube;
+use burn::backend::TensorMetadata;
+use burn::backend::ops::{FloatTensorOps, IntTensorOps};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::tensor::{DType, Shape, TensorData};
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::{CubeDim, calculate_cube_count_elemwise};
+
+use super::{Hm2bpBackend, KernelPath, generic, host_forward, host_labels, host_rasters};
+use crate::neuron::LifParams;
+use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
+use crate::rule::{DenseSpec, LayerSpec};
+use crate::spikes::words_per_step;
+
+impl Hm2bpBackend for Cube {
+    fn spiking_layer(
+        counts: FloatTensor<Self>,
+        words: IntTensor<Self>,
+        weight: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+        spec: LayerSpec,
+        kernels: KernelPath,
+    ) -> (FloatTensor<Self>, IntTensor<Self>) {
+        let _ = labels;
+        let n_in = counts.shape()[1];
+        match spec {
+            LayerSpec::Dense(d)
+                if kernels == KernelPath::EventDriven && device_kernels_fit(&words, &weight) =>
+            {
+                dense_forward(words, weight, n_in, &d)
+            }
+            LayerSpec::Dense(d) => {
+                let input = generic::unpack::<Self>(words, n_in);
+                let out = generic::dense_forward::<Self>(input, weight, &d);
+                (
+                    generic::counts::<Self>(out.clone()),
+                    generic::pack::<Self>(out),
+                )
+            }
+            LayerSpec::Local(_) => {
+                let (counts, words, _) = host_forward::<Self>(words, n_in, weight, spec);
+                (counts, words)
+            }
+        }
+    }
+
+    fn dense_backward(
+        input: IntTensor<Self>,
+        output: IntTensor<Self>,
+        weight: FloatTensor<Self>,
+        d_post: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+        spec: DenseSpec,
+        kernels: KernelPath,
+        n_in: usize,
+        need_grad: bool,
+        need_d_pre: bool,
+    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
+        if kernels == KernelPath::EventDriven
+            && device_kernels_fit(&input, &weight)
+            && d_post.dtype == DType::F32
+        {
+            let labels = spec
+                .output
+                .is_some()
+                .then(|| host_labels::<Self>(labels, weight.shape()[0]));
+            dense_backward(
+                input,
+                output,
+                weight,
+                d_post,
+                labels.as_deref(),
+                &spec,
+                n_in,
+                need_grad,
+                need_d_pre,
+            )
+        } else {
+            generic::backward_from_words::<Self>(
+                input, output, weight, d_post, labels, &spec, n_in, need_grad, need_d_pre,
+            )
+        }
+    }
+}
+
+/// Whether the kernels take these tensors: 32-bit words and `f32` weights (other dtypes go
+/// the generic way).
+fn device_kernels_fit(words: &CubeTensor, weight: &CubeTensor) -> bool {
+    matches!(words.dtype, DType::I32 | DType::U32) && weight.dtype == DType::F32
+}
+
+/// The dense layer's forward pass on the device: input `words [B, T, ⌈n_in/32⌉]`,
+/// `weight [n_out, n_in]` → (counts `[B, n_out]`, words `[B, T, ⌈n_out/32⌉]`), in three
+/// launches (weight transpose, LIF scan over all steps, packing) at any `T`.
+fn dense_forward(
+    words: CubeTensor,
+    weight: CubeTensor,
+    n_in: usize,
+    spec: &DenseSpec,
+) -> (CubeTensor, CubeTensor) {
+    let [b, t, w_in] = dims3(&words);
+    assert_eq!(
+        w_in,
+        words_per_step(n_in),
+        "hm2bp: spike words [{b}, {t}, {w_in}] do not hold {n_in} neurons"
+    );
+    let n_out = weight.shape()[0];
+    let client = words.client.clone();
+    let device = words.device.clone();
+    let words_dtype = words.dtype;
+    let words = into_contiguous(words);
+    let weight_t = into_contiguous(Cube::float_transpose(weight));
+    let empty = |shape: [usize; 2], dtype| {
+        empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::new(shape), dtype)
+    };
+    let spikes = empty([b * t, n_out], DType::U32);
+    let counts = empty([b, n_out], DType::F32);
+    let c = Consts::new(&spec.lif);
+    match spec
+        .output
+        .map(|o| o.lateral_strength)
+        .filter(|&s| s != 0.0)
+    {
+        None => {
+            let units = b * n_out;
+            let dim = CubeDim::new(&client, units);
+            lif::lif_dense_kernel::launch(
+                &client,
+                calculate_cube_count_elemwise(&client, units, dim),
+                dim,
+                words.into_tensor_arg(),
+                weight_t.into_tensor_arg(),
+                spikes.clone().into_tensor_arg(),
+                counts.clone().into_tensor_arg(),
+                b as u32,
+                t as u32,
+                n_in as u32,
+                n_out as u32,
+                c.inv_m,
+                c.inv_s,
+                c.tau_m,
+                c.tau_s,
+                c.v_fire,
+                c.t_ref,
+                c.reciprocal,
+            );
+        }
+        Some(lateral) => {
+            let state_v = empty([b, n_out], DType::F32);
+            let state_ep = empty([b, n_out], DType::F32);
+            let state_r = empty([b, n_out], DType::U32);
+            let dim = CubeDim::new(&client, b);
+            lif::lif_lateral_kernel::launch(
+                &client,
+                calculate_cube_count_elemwise(&client, b, dim),
+                dim,
+                words.into_tensor_arg(),
+                weight_t.into_tensor_arg(),
+                spikes.clone().into_tensor_arg(),
+                counts.clone().into_tensor_arg(),
+                state_v.into_tensor_arg(),
+                state_ep.into_tensor_arg(),
+                state_r.into_tensor_arg(),
+                b as u32,
+                t as u32,
+                n_in as u32,
+                n_out as u32,
+                lateral,
+                c.inv_m,
+                c.inv_s,
+                c.tau_m,
+                c.tau_s,
+                c.v_fire,
+                c.t_ref,
+                c.reciprocal,
+            );
+        }
+    }
+    let w_out = words_per_step(n_out);
+    let packed = empty([b * t, w_out], words_dtype);
+    let units = b * t * w_out;
+    let dim = CubeDim::new(&client, units);
+    lif::pack_kernel::launch(
+        &client,
+        calculate_cube_count_elemwise(&client, units, dim),
+        dim,
+        spikes.into_tensor_arg(),
+        packed.clone().into_tensor_arg(),
+        (b * t) as u32,
+        n_out as u32,
+    );
+    let packed = Cube::int_reshape(packed, Shape::new([b, t, w_out]));
+    (counts, packed)
+}
+
+/// The dense layer's HM2-BP backward on the device (see [`spsp`]): input words
+/// `[B, T, ⌈n_in/32⌉]`, output words, `weight [n_out, n_in]`, `d_post [B, n_out]`, the classes
+/// of an output layer → (weight gradient `[n_out, n_in]`, `∂E/∂o_pre [B, n_in]`), each only
+/// when asked for.
+#[allow(clippy::too_many_arguments)]
+fn dense_backward(
+    input: CubeTensor,
+    output: CubeTensor,
+    weight: CubeTensor,
+    d_post: CubeTensor,
+    labels: Option<&[usize]>,
+    spec: &DenseSpec,
+    n_in: usize,
+    need_grad: bool,
+    need_d_pre: bool,
+) -> (Option<CubeTensor>, Option<CubeTensor>) {
+    let [b, t, _] = dims3(&input);
+    let n_out = weight.shape()[0];
+    let client = input.client.clone();
+    let device = input.device.clone();
+    let terms = generic::post_terms(&host_rasters::<Cube>(output, n_out), labels, spec);
+    let upload =
+        |v: Vec<f32>, shape: Vec<usize>| Cube::float_from_data(TensorData::new(v, shape), &device);
+    let kernels = upload(terms.kernels, vec![b, n_out, t]);
+    let o_post = upload(terms.counts, vec![b, n_out]);
+    let gamma = upload(terms.gamma, vec![b, n_out]);
+    let words = into_contiguous(input);
+    let d_post = into_contiguous(d_post);
+    let weight_t = into_contiguous(Cube::float_transpose(weight));
+    let empty = |shape: Vec<usize>| {
+        empty_device_contiguous_dtype(
+            client.clone(),
+            device.clone(),
+            Shape::from(shape),
+            DType::F32,
+        )
+    };
+    let launch_dim = |units: usize| {
+        let dim = CubeDim::new(&client, units);
+        (calculate_cube_count_elemwise(&client, units, dim), dim)
+    };
+
+    let o_pre = empty(vec![b, n_in]);
+    let (count, dim) = launch_dim(b * n_in);
+    spsp::pre_counts_kernel::launch(
+        &client,
+        count,
+        dim,
+        words.clone().into_tensor_arg(),
+        o_pre.clone().into_tensor_arg(),
+        t as u32,
+        n_in as u32,
+    );
+    let e = empty(vec![b, n_in, n_out]);
+    let delta = empty(vec![b, n_out]);
+    let coef = empty(vec![b, n_out]);
+    let (count, dim) = launch_dim(b * n_out);
+    spsp::spsp_kernel::launch(
+        &client,
+        count,
+        dim,
+        words.into_tensor_arg(),
+        kernels.into_tensor_arg(),
+        o_post.clone().into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        d_post.into_tensor_arg(),
+        weight_t.clone().into_tensor_arg(),
+        o_pre.clone().into_tensor_arg(),
+        e.clone().into_tensor_arg(),
+        delta.clone().into_tensor_arg(),
+        coef.clone().into_tensor_arg(),
+        t as u32,
+        n_in as u32,
+        n_out as u32,
+        spec.lif.threshold,
+        SILENT_POST_SPSP,
+        SILENT_POST_SIDE_RATIO,
+    );
+    let grad = need_grad.then(|| {
+        let grad_t = empty(vec![n_in, n_out]);
+        let (count, dim) = launch_dim(n_in * n_out);
+        spsp::weight_grad_kernel::launch(
+            &client,
+            count,
+            dim,
+            e.clone().into_tensor_arg(),
+            coef.into_tensor_arg(),
+            grad_t.clone().into_tensor_arg(),
+            b as u32,
+            n_out as u32,
+        );
+        into_contiguous(Cube::float_transpose(grad_t))
+    });
+    let d_pre = need_d_pre.then(|| {
+        let d_pre = empty(vec![b, n_in]);
+        let (count, dim) = launch_dim(b * n_in);
+        spsp::pre_error_kernel::launch(
+            &client,
+            count,
+            dim,
+            e.into_tensor_arg(),
+            delta.into_tensor_arg(),
+            o_post.into_tensor_arg(),
+            o_pre.into_tensor_arg(),
+            weight_t.into_tensor_arg(),
+            d_pre.clone().into_tensor_arg(),
+            n_in as u32,
+            n_out as u32,
+            u32::from(spec.effect_ratio),
+        );
+        d_pre
+    });
+    (grad, d_pre)
+}
+
+/// The LIF constants as the kernels take them (see [`crate::neuron::LifStep`]).
+struct Consts {
+    inv_m: f32,
+    inv_s: f32,
+    tau_m: f32,
+    tau_s: f32,
+    v_fire: f32,
+    t_ref: u32,
+    reciprocal: u32,
+}
+
+impl Consts {
+    fn new(p: &LifParams) -> Self {
+        Self {
+            inv_m: 1.0 / p.tau_m,
+            inv_s: 1.0 / p.tau_s,
+            tau_m: p.tau_m,
+            tau_s: p.tau_s,
+            v_fire: p.firing_level(),
+            t_ref: p.t_ref,
+            reciprocal: u32::from(crate::neuron::exact_reciprocals(p)),
+        }
+    }
+}
+
+fn dims3(t: &CubeTensor) -> [usize; 3] {
+    let s = t.shape();
+    [s[0], s[1], s[2]]
+}
