@@ -13,6 +13,10 @@ use hm2bp::SpikeTrains;
 use hm2bp::layers::{SpikingDense, SpikingDenseConfig};
 use hm2bp::ops::KernelPath;
 
+/// Held while seeding the host device and drawing from it: the tests run in parallel and
+/// share its generator.
+static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn gpu() -> Device {
     Device::wgpu(DeviceKind::DefaultDevice).autodiff()
 }
@@ -72,6 +76,7 @@ fn assert_close(what: &str, a: &[f32], e: &[f32]) {
 
 /// Input trains `[B, T, n_in]` of rate `rate`, seeded, on the host.
 fn random_input(shape: [usize; 3], rate: f64, seed: u64) -> TensorData {
+    let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let dev = Device::flex();
     dev.seed(seed);
     Tensor::<3>::random(shape, Distribution::Uniform(0.0, 1.0), &dev)
@@ -81,6 +86,7 @@ fn random_input(shape: [usize; 3], rate: f64, seed: u64) -> TensorData {
 }
 
 fn random(shape: [usize; 2], lo: f64, hi: f64, seed: u64) -> TensorData {
+    let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let dev = Device::flex();
     dev.seed(seed);
     Tensor::<2>::random(shape, Distribution::Uniform(lo, hi), &dev).into_data()
@@ -198,9 +204,12 @@ fn conv_pool_dense_network_matches_the_host() {
         regularizer: WeightRegularizer::OFF,
         label_spike_level: 12,
     };
-    let host = cpu();
-    host.seed(3);
-    let net = SpikingNet::new(&def, &rule, &host).unwrap();
+    let net = {
+        let _seeded = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+        let host = cpu();
+        host.seed(3);
+        SpikingNet::new(&def, &rule, &host).unwrap()
+    };
     let input = random_input([2, 60, 784], 0.15, 11);
     let targets = CountTargets {
         desired: 12.0,

@@ -109,6 +109,18 @@ pub(crate) fn unpack<B: Backend>(words: IntTensor<B>, neurons: usize) -> FloatTe
     }
 }
 
+/// The forward op of a dense layer on the generic path: words of `n_in` neurons →
+/// (counts, words) of the output.
+pub(crate) fn forward_words<B: Backend>(
+    words: IntTensor<B>,
+    n_in: usize,
+    weight: FloatTensor<B>,
+    spec: &DenseSpec,
+) -> (FloatTensor<B>, IntTensor<B>) {
+    let out = dense_forward::<B>(unpack::<B>(words, n_in), weight, spec);
+    (counts::<B>(out.clone()), pack::<B>(out))
+}
+
 /// Simulates `input [B, T, n_in]` through a dense layer with `weight [n_out, n_in]`.
 pub(crate) fn dense_forward<B: Backend>(
     input: FloatTensor<B>,

@@ -99,12 +99,7 @@ pub trait Hm2bpBackend: Backend {
         let n_in = counts.shape()[1];
         match spec {
             LayerSpec::Dense(d) if !event_driven::<Self>(&spec, kernels) => {
-                let input = generic::unpack::<Self>(words, n_in);
-                let out = generic::dense_forward::<Self>(input, weight, &d);
-                (
-                    generic::counts::<Self>(out.clone()),
-                    generic::pack::<Self>(out),
-                )
+                generic::forward_words::<Self>(words, n_in, weight, &d)
             }
             _ => {
                 let (counts, words, _) = host_forward::<Self>(words, n_in, weight, spec);

@@ -46,14 +46,7 @@ impl Hm2bpBackend for Cube {
             {
                 dense_forward(words, weight, n_in, &d)
             }
-            LayerSpec::Dense(d) => {
-                let input = generic::unpack::<Self>(words, n_in);
-                let out = generic::dense_forward::<Self>(input, weight, &d);
-                (
-                    generic::counts::<Self>(out.clone()),
-                    generic::pack::<Self>(out),
-                )
-            }
+            LayerSpec::Dense(d) => generic::forward_words::<Self>(words, n_in, weight, &d),
             LayerSpec::Local(_) => {
                 let (counts, words, _) = host_forward::<Self>(words, n_in, weight, spec);
                 (counts, words)
