@@ -6,6 +6,9 @@
 //! `τm`, `τs` are powers of two (then `/ τ` is the exact `× (1/τ)`; otherwise the device's
 //! division, which WGSL allows to be 2.5 ULP off, is used).
 
+// Kernel bodies are written in the forms the #[cube] expansion was tested with.
+#![allow(clippy::manual_div_ceil, clippy::assign_op_pattern)]
+
 use cubecl::prelude::*;
 
 /// A layer's LIF constants, as the kernels take them.

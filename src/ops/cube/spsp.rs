@@ -12,6 +12,9 @@
 //! come from the host ([`crate::ops::generic`]'s post terms). `e` is kept `[B, n_in, n_out]`
 //! (post neuron fastest), so that neighbouring threads touch neighbouring memory.
 
+// Kernel bodies are written in the forms the #[cube] expansion was tested with.
+#![allow(clippy::manual_div_ceil, clippy::assign_op_pattern)]
+
 use cubecl::prelude::*;
 
 /// Thread per (sample, input neuron): `o_pre [B, n_in]`, the spikes of each input train
