@@ -45,3 +45,17 @@ pub fn device(name: Option<&str>) -> Result<(Device, String), String> {
         )),
     }
 }
+
+/// Where networks are initialised for `device`: the first CPU backend in this build (a seed then
+/// gives the same initial weights on every backend; device generators draw different streams),
+/// else `device` itself. Build there after seeding it, then `fork` the module to `device`.
+pub fn init_device(device: &Device) -> Device {
+    match available().first() {
+        #[cfg(feature = "flex")]
+        Some(&"flex") => Device::flex(),
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
+        Some(&"ndarray") => Device::ndarray(),
+        _ => device.clone(),
+    }
+}

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use burn::data::dataloader::batcher::Batcher;
+use burn::module::Module;
 use burn::optim::GradientsParams;
 
 use crate::datasets::{
@@ -108,6 +109,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         if a.baseline.is_some() { "---|---|" } else { "" }
     );
     let ad = device.clone().autodiff();
+    let init = crate::backend::init_device(&device).autodiff();
     for name in &a.models {
         let def = NetworkDef::load(name, &a.models_dir)?;
         let mut generic_rate = std::collections::HashMap::new();
@@ -120,11 +122,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     Some(bin) => Some(baseline_rate(bin, &a, name, bs, path)?),
                     None => None,
                 };
-                ad.seed(1);
+                init.seed(1);
                 let model = SpikingClassifier::new(
-                    Network::Hm2bp(SpikingNet::new(&def, &rule, &ad)?.with_kernels(path)),
+                    Network::Hm2bp(SpikingNet::new(&def, &rule, &init)?.with_kernels(path)),
                     CountLoss::Mse(CountTargets::default()),
-                );
+                )
+                .fork(&ad);
                 let timing =
                     time_steps(model, &dataset, &batcher, bs, a.samples.div_ceil(bs), &ad)?;
                 let rate = timing.samples as f64 / (timing.encode + timing.step);

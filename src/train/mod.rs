@@ -258,7 +258,10 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
     let device = opts.device.clone();
     device.seed(exp.seed);
     let ad = device.clone().autodiff();
-    let (mut model, def) = build_classifier(exp, &opts.models_dir, &ad, opts.kernels)?;
+    let init = crate::backend::init_device(&device);
+    init.seed(exp.seed);
+    let (model, def) = build_classifier(exp, &opts.models_dir, &init.autodiff(), opts.kernels)?;
+    let mut model = model.fork(&ad);
     if def.input_size() != train_set.input_size() {
         bail!(
             "model '{}' expects {} inputs, dataset {} has {} input channels per sample",

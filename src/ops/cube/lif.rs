@@ -85,14 +85,36 @@ fn input_current(
 ) -> f32 {
     let mut current = 0.0f32;
     for w in 0..w_in {
-        let mut word = words[base + w];
-        while word != 0u32 {
-            let j = w * 32 + u32::trailing_zeros(word) as usize;
-            current += weight_t[j * n_out + i];
-            word &= word - 1u32;
+        let word = words[base + w];
+        if word != 0u32 {
+            current = add_set_bits(current, word, w * 32, weight_t, n_out, i);
         }
     }
     current
+}
+
+/// `acc + Σ table[(first + k) · stride + i]` over the set bits `k` of `word`, added in
+/// ascending `k`.
+/// Unrolled: no data-dependent loop, so a kernel's loop iterations per thread grow with
+/// words, not spikes (lavapipe, the CI's Vulkan driver, ends any loop nest after 65,535
+/// iterations per invocation).
+#[cube]
+pub fn add_set_bits(
+    acc: f32,
+    word: u32,
+    first: usize,
+    table: &Tensor<f32>,
+    stride: usize,
+    i: usize,
+) -> f32 {
+    let mut sum = acc;
+    #[unroll]
+    for k in 0..32u32 {
+        if (word >> k) & 1u32 == 1u32 {
+            sum += table[(first + k as usize) * stride + i];
+        }
+    }
+    sum
 }
 
 /// One thread per (sample, output neuron) of a layer without lateral inhibition: simulates
@@ -150,10 +172,14 @@ pub fn lif_dense_kernel(
     counts[ABSOLUTE_POS] = count;
 }
 
-/// One thread per sample of an output layer with lateral inhibition (every neuron receives
-/// `−strength · (spikes of the other neurons at t − 1)`, added after the input as the host
-/// kernel adds it): simulates all neurons step by step, their state in `state_v`, `state_ep`,
-/// `state_r` (`[B, n_out]` scratch), writing `spikes` and `counts` as [`lif_dense_kernel`].
+/// Most neurons of an output layer with lateral inhibition on the device kernels (one cube
+/// per sample, one unit per neuron; also WebGPU's default limit of units per cube).
+pub const MAX_LATERAL: usize = 256;
+
+/// One cube per sample, one unit per neuron (`n_out ≤ MAX_LATERAL` units) of an output layer
+/// with lateral inhibition: every neuron receives `−lateral ·` (spikes of the other neurons
+/// at `t − 1`), which the units share through a double-buffered slot of shared memory, one
+/// barrier per step.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn lif_lateral_kernel(
@@ -161,10 +187,6 @@ pub fn lif_lateral_kernel(
     weight_t: &Tensor<f32>,
     spikes: &mut Tensor<u32>,
     counts: &mut Tensor<f32>,
-    state_v: &mut Tensor<f32>,
-    state_ep: &mut Tensor<f32>,
-    state_r: &mut Tensor<u32>,
-    batch: u32,
     steps: u32,
     n_in: u32,
     n_out: u32,
@@ -188,45 +210,39 @@ pub fn lif_lateral_kernel(
     };
     let n_out = n_out as usize;
     let steps = steps as usize;
-    let b = ABSOLUTE_POS;
-    if b >= batch as usize {
-        terminate!();
-    }
+    let b = CUBE_POS;
+    let i = UNIT_POS as usize;
     let w_in = (n_in as usize + 31) / 32;
-    for i in 0..n_out {
-        state_v[b * n_out + i] = 0.0;
-        state_ep[b * n_out + i] = 0.0;
-        state_r[b * n_out + i] = 0u32;
-        counts[b * n_out + i] = 0.0;
-        spikes[b * steps * n_out + i] = 0u32;
-    }
-    let mut total = 0u32;
+    // Slot `t % 2`: which neurons fired at step `t`.
+    let mut fired_at = Shared::<[u32]>::new_slice(2 * MAX_LATERAL);
+    fired_at[i] = 0u32;
+    spikes[b * steps * n_out + i] = 0u32;
+    let mut state = LifState {
+        v: 0.0,
+        ep: 0.0,
+        refractory: 0u32,
+    };
+    let mut count = 0.0f32;
+    sync_cube();
     for t in 1..steps {
-        let prev = (b * steps + t - 1) * n_out;
-        let mut fired_now = 0u32;
-        for i in 0..n_out {
-            let mut current =
-                input_current(words, (b * steps + t - 1) * w_in, w_in, weight_t, n_out, i);
-            if total > 0u32 {
-                let others = f32::cast_from(total) - f32::cast_from(spikes[prev + i]);
-                current += -(lateral * others);
-            }
-            let at = b * n_out + i;
-            let mut state = LifState {
-                v: state_v[at],
-                ep: state_ep[at],
-                refractory: state_r[at],
-            };
-            let fired = lif_update(&mut state, current, &consts);
-            state_v[at] = state.v;
-            state_ep[at] = state.ep;
-            state_r[at] = state.refractory;
-            counts[at] = counts[at] + f32::cast_from(fired);
-            spikes[(b * steps + t) * n_out + i] = fired;
-            fired_now += fired;
+        let prev = ((t - 1) % 2) * MAX_LATERAL;
+        let mut total = 0u32;
+        for k in 0..n_out {
+            total += fired_at[prev + k];
         }
-        total = fired_now;
+        let mut current =
+            input_current(words, (b * steps + t - 1) * w_in, w_in, weight_t, n_out, i);
+        if total > 0u32 {
+            let others = f32::cast_from(total) - f32::cast_from(fired_at[prev + i]);
+            current += -(lateral * others);
+        }
+        let fired = lif_update(&mut state, current, &consts);
+        count += f32::cast_from(fired);
+        spikes[(b * steps + t) * n_out + i] = fired;
+        fired_at[(t % 2) * MAX_LATERAL + i] = fired;
+        sync_cube();
     }
+    counts[b * n_out + i] = count;
 }
 
 /// One thread per (sample, step, word): packs 32 neurons of the 0/1 trains

@@ -21,7 +21,7 @@ use burn::tensor::{DType, Shape, TensorData};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
-use cubecl::{CubeDim, calculate_cube_count_elemwise};
+use cubecl::{CubeCount, CubeDim, calculate_cube_count_elemwise};
 
 use super::{Hm2bpBackend, KernelPath, generic, host_forward, host_labels, host_rasters};
 use crate::neuron::LifParams;
@@ -42,7 +42,9 @@ impl Hm2bpBackend for Cube {
         let n_in = counts.shape()[1];
         match spec {
             LayerSpec::Dense(d)
-                if kernels == KernelPath::EventDriven && device_kernels_fit(&words, &weight) =>
+                if kernels == KernelPath::EventDriven
+                    && device_kernels_fit(&words, &weight)
+                    && lateral_fits(&weight, &d) =>
             {
                 dense_forward(words, weight, n_in, &d)
             }
@@ -97,6 +99,13 @@ impl Hm2bpBackend for Cube {
 /// the generic way).
 fn device_kernels_fit(words: &CubeTensor, weight: &CubeTensor) -> bool {
     matches!(words.dtype, DType::I32 | DType::U32) && weight.dtype == DType::F32
+}
+
+/// Whether the forward kernels simulate this layer: with lateral inhibition at most
+/// [`lif::MAX_LATERAL`] neurons (one cube per sample); larger ones go the generic way.
+fn lateral_fits(weight: &CubeTensor, spec: &DenseSpec) -> bool {
+    let lateral = spec.output.is_some_and(|o| o.lateral_strength != 0.0);
+    !lateral || weight.shape()[0] <= lif::MAX_LATERAL
 }
 
 /// The dense layer's forward pass on the device: input `words [B, T, ⌈n_in/32⌉]`,
@@ -156,22 +165,14 @@ fn dense_forward(
             );
         }
         Some(lateral) => {
-            let state_v = empty([b, n_out], DType::F32);
-            let state_ep = empty([b, n_out], DType::F32);
-            let state_r = empty([b, n_out], DType::U32);
-            let dim = CubeDim::new(&client, b);
             lif::lif_lateral_kernel::launch(
                 &client,
-                calculate_cube_count_elemwise(&client, b, dim),
-                dim,
+                CubeCount::Static(b as u32, 1, 1),
+                CubeDim::new_1d(n_out as u32),
                 words.into_tensor_arg(),
                 weight_t.into_tensor_arg(),
                 spikes.clone().into_tensor_arg(),
                 counts.clone().into_tensor_arg(),
-                state_v.into_tensor_arg(),
-                state_ep.into_tensor_arg(),
-                state_r.into_tensor_arg(),
-                b as u32,
                 t as u32,
                 n_in as u32,
                 n_out as u32,

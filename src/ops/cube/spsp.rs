@@ -80,11 +80,16 @@ pub fn spsp_kernel(
             if k != 0.0 {
                 let base = (b * steps + t) * w_in;
                 for w in 0..w_in {
-                    let mut word = words[base + w];
-                    while word != 0u32 {
-                        let at = column + (w * 32 + u32::trailing_zeros(word) as usize) * n_out;
-                        e[at] = e[at] + k;
-                        word &= word - 1u32;
+                    let word = words[base + w];
+                    if word != 0u32 {
+                        // Unrolled over the word's bits, as `lif::add_set_bits`.
+                        #[unroll]
+                        for bit in 0..32u32 {
+                            if (word >> bit) & 1u32 == 1u32 {
+                                let at = column + (w * 32 + bit as usize) * n_out;
+                                e[at] = e[at] + k;
+                            }
+                        }
                     }
                 }
             }
