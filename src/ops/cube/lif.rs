@@ -1,6 +1,7 @@
-//! The forward simulation of a spiking dense layer as CubeCL kernels: all `T` steps of a
-//! layer in one launch, event-driven like the host kernels (each set bit of the input words
-//! adds one weight column), with the LIF update of [`crate::neuron::LifStep::update`] in the
+//! The forward simulation of a spiking dense layer as CubeCL kernels: the active inputs of
+//! every step, every step's input currents (event-driven like the host kernels: one weight per
+//! active input, in the host's order), then all `T` steps of the LIF scan in one launch, with
+//! the LIF update of [`crate::neuron::LifStep::update`] in the
 //! same `f32` operations and order, so that the spike trains equal the host path's bit for bit
 //! wherever the device rounds `f32` `+ − ×` as IEEE 754 does (every Vulkan / CUDA device) and
 //! `τm`, `τs` are powers of two (then `/ τ` is the exact `× (1/τ)`; otherwise the device's
@@ -12,7 +13,7 @@
 use cubecl::prelude::*;
 
 /// A layer's LIF constants, as the kernels take them.
-#[derive(CubeType, Clone, Copy)]
+#[derive(CubeType, CubeLaunch, Clone, Copy)]
 pub struct LifConsts {
     /// `1/τm`, `1/τs` (used when `reciprocal` is 1).
     pub inv_m: f32,
@@ -71,91 +72,85 @@ pub fn lif_update(state: &mut LifState, current: f32, c: &LifConsts) -> u32 {
     fired
 }
 
-/// `Σ_j w[j, i]` over the input neurons `j` that spiked at the step whose words start at
-/// `words[base..base + w_in]`, in ascending `j` from `0` (the host kernels' order);
-/// `weight_t` is `[n_in, n_out]`.
-#[cube]
-fn input_current(
+/// One thread per (sample, step) row of `words [B·T, ⌈n_in/32⌉]`: the indices of the inputs
+/// that spiked, ascending, into `active [B·T, n_in]` (the first `lens[row]` entries). The
+/// loops run over words, with the bits of a word unrolled: no loop grows with the spikes
+/// (lavapipe, the CI's Vulkan driver, ends any loop nest after 65,535 iterations per
+/// invocation).
+#[cube(launch)]
+pub fn active_inputs_kernel(
     words: &Tensor<u32>,
-    base: usize,
-    w_in: usize,
-    weight_t: &Tensor<f32>,
-    n_out: usize,
-    i: usize,
-) -> f32 {
-    let mut current = 0.0f32;
+    active: &mut Tensor<u32>,
+    lens: &mut Tensor<u32>,
+    n_in: u32,
+) {
+    let n_in = n_in as usize;
+    if ABSOLUTE_POS >= lens.len() {
+        terminate!();
+    }
+    let w_in = (n_in + 31) / 32;
+    let base = ABSOLUTE_POS * n_in;
+    let mut len = 0usize;
     for w in 0..w_in {
-        let word = words[base + w];
+        let word = words[ABSOLUTE_POS * w_in + w];
         if word != 0u32 {
-            current = add_set_bits(current, word, w * 32, weight_t, n_out, i);
+            #[unroll]
+            for k in 0..32u32 {
+                if (word >> k) & 1u32 == 1u32 {
+                    active[base + len] = w as u32 * 32u32 + k;
+                    len += 1;
+                }
+            }
         }
     }
-    current
+    lens[ABSOLUTE_POS] = len as u32;
 }
 
-/// `acc + Σ table[(first + k) · stride + i]` over the set bits `k` of `word`, added in
-/// ascending `k`.
-/// Unrolled: no data-dependent loop, so a kernel's loop iterations per thread grow with
-/// words, not spikes (lavapipe, the CI's Vulkan driver, ends any loop nest after 65,535
-/// iterations per invocation).
-#[cube]
-pub fn add_set_bits(
-    acc: f32,
-    word: u32,
-    first: usize,
-    table: &Tensor<f32>,
-    stride: usize,
-    i: usize,
-) -> f32 {
-    let mut sum = acc;
-    #[unroll]
-    for k in 0..32u32 {
-        if (word >> k) & 1u32 == 1u32 {
-            sum += table[(first + k as usize) * stride + i];
-        }
+/// One thread per (sample, step, neuron): `currents [B·T, n_out]`, the weights
+/// `weight_t [n_in, n_out]` of the row's active inputs summed in ascending input order from
+/// `0` (the host kernels' order, so the sums are the host's bit for bit).
+#[cube(launch)]
+pub fn currents_kernel(
+    active: &Tensor<u32>,
+    lens: &Tensor<u32>,
+    weight_t: &Tensor<f32>,
+    currents: &mut Tensor<f32>,
+    n_in: u32,
+    n_out: u32,
+) {
+    let n_out = n_out as usize;
+    if ABSOLUTE_POS >= currents.len() {
+        terminate!();
     }
-    sum
+    let row = ABSOLUTE_POS / n_out;
+    let i = ABSOLUTE_POS % n_out;
+    let base = row * n_in as usize;
+    let mut current = 0.0f32;
+    for k in 0..lens[row] as usize {
+        current += weight_t[active[base + k] as usize * n_out + i];
+    }
+    currents[ABSOLUTE_POS] = current;
 }
 
 /// One thread per (sample, output neuron) of a layer without lateral inhibition: simulates
-/// all steps, writing the 0/1 train `spikes [B, T, n_out]` and the count `counts [B, n_out]`.
-/// `words [B, T, ⌈n_in/32⌉]` are the input trains, `weight_t [n_in, n_out]` the weights.
+/// all steps (step `t` receives the current of step `t − 1`, `currents [B·T, n_out]`), writing
+/// the 0/1 train `spikes [B, T, n_out]` and the count `counts [B, n_out]`.
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
 pub fn lif_dense_kernel(
-    words: &Tensor<u32>,
-    weight_t: &Tensor<f32>,
+    currents: &Tensor<f32>,
     spikes: &mut Tensor<u32>,
     counts: &mut Tensor<f32>,
-    batch: u32,
     steps: u32,
-    n_in: u32,
     n_out: u32,
-    inv_m: f32,
-    inv_s: f32,
-    tau_m: f32,
-    tau_s: f32,
-    v_fire: f32,
-    t_ref: u32,
-    reciprocal: u32,
+    consts: LifConsts,
 ) {
-    let consts = LifConsts {
-        inv_m,
-        inv_s,
-        tau_m,
-        tau_s,
-        v_fire,
-        t_ref,
-        reciprocal,
-    };
     let n_out = n_out as usize;
     let steps = steps as usize;
-    if ABSOLUTE_POS >= batch as usize * n_out {
+    if ABSOLUTE_POS >= counts.len() {
         terminate!();
     }
     let b = ABSOLUTE_POS / n_out;
     let i = ABSOLUTE_POS % n_out;
-    let w_in = (n_in as usize + 31) / 32;
     let mut state = LifState {
         v: 0.0,
         ep: 0.0,
@@ -164,7 +159,7 @@ pub fn lif_dense_kernel(
     let mut count = 0.0f32;
     spikes[b * steps * n_out + i] = 0u32;
     for t in 1..steps {
-        let current = input_current(words, (b * steps + t - 1) * w_in, w_in, weight_t, n_out, i);
+        let current = currents[(b * steps + t - 1) * n_out + i];
         let fired = lif_update(&mut state, current, &consts);
         count += f32::cast_from(fired);
         spikes[(b * steps + t) * n_out + i] = fired;
@@ -178,41 +173,22 @@ pub const MAX_LATERAL: usize = 256;
 
 /// One cube per sample, one unit per neuron (`n_out ≤ MAX_LATERAL` units) of an output layer
 /// with lateral inhibition: every neuron receives `−lateral ·` (spikes of the other neurons
-/// at `t − 1`), which the units share through a double-buffered slot of shared memory, one
-/// barrier per step.
+/// at `t − 1`) on top of its input current, shared through a double-buffered slot of shared
+/// memory, one barrier per step.
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
 pub fn lif_lateral_kernel(
-    words: &Tensor<u32>,
-    weight_t: &Tensor<f32>,
+    currents: &Tensor<f32>,
     spikes: &mut Tensor<u32>,
     counts: &mut Tensor<f32>,
     steps: u32,
-    n_in: u32,
     n_out: u32,
     lateral: f32,
-    inv_m: f32,
-    inv_s: f32,
-    tau_m: f32,
-    tau_s: f32,
-    v_fire: f32,
-    t_ref: u32,
-    reciprocal: u32,
+    consts: LifConsts,
 ) {
-    let consts = LifConsts {
-        inv_m,
-        inv_s,
-        tau_m,
-        tau_s,
-        v_fire,
-        t_ref,
-        reciprocal,
-    };
     let n_out = n_out as usize;
     let steps = steps as usize;
     let b = CUBE_POS;
     let i = UNIT_POS as usize;
-    let w_in = (n_in as usize + 31) / 32;
     // Slot `t % 2`: which neurons fired at step `t`.
     let mut fired_at = Shared::<[u32]>::new_slice(2 * MAX_LATERAL);
     fired_at[i] = 0u32;
@@ -230,8 +206,7 @@ pub fn lif_lateral_kernel(
         for k in 0..n_out {
             total += fired_at[prev + k];
         }
-        let mut current =
-            input_current(words, (b * steps + t - 1) * w_in, w_in, weight_t, n_out, i);
+        let mut current = currents[(b * steps + t - 1) * n_out + i];
         if total > 0u32 {
             let others = f32::cast_from(total) - f32::cast_from(fired_at[prev + i]);
             current += -(lateral * others);

@@ -1,9 +1,10 @@
 //! The spiking layers on CubeCL devices (wgpu, CUDA): [`Hm2bpBackend`] for
 //! [`burn::backend::Cube`] with device kernels for the dense layer's forward pass ([`lif`]:
-//! three launches) and HM2-BP backward ([`spsp`]: four launches), so that a training step
-//! launches the same number of kernels at any `T`. The backward's post kernels `K`, label-spike
-//! insertion and lateral factors are computed on the host from the output trains (`B·T·n_out`
-//! values, uploaded once per layer).
+//! active inputs, input currents of all steps, LIF scan over all steps, packing) and HM2-BP
+//! backward ([`spsp`]: spike times, S-PSP rows, side effect, weight gradient, backpropagated
+//! error), so that a training step launches the same number of kernels at any `T`. The
+//! backward's post kernels `K`, label-spike insertion and lateral factors are computed on the
+//! host from the output trains (`B·T·n_out` values, uploaded once per layer).
 //!
 //! [`KernelPath::EventDriven`] (the default) selects these kernels; [`KernelPath::Generic`]
 //! the tensor-operation path of [`super::generic`] (`tests/wgpu.rs` checks both against the
@@ -109,8 +110,9 @@ fn lateral_fits(weight: &CubeTensor, spec: &DenseSpec) -> bool {
 }
 
 /// The dense layer's forward pass on the device: input `words [B, T, ⌈n_in/32⌉]`,
-/// `weight [n_out, n_in]` → (counts `[B, n_out]`, words `[B, T, ⌈n_out/32⌉]`), in three
-/// launches (weight transpose, LIF scan over all steps, packing) at any `T`.
+/// `weight [n_out, n_in]` → (counts `[B, n_out]`, words `[B, T, ⌈n_out/32⌉]`), in five
+/// launches at any `T` (weight transpose, active inputs, input currents of all steps, LIF scan
+/// over all steps, packing).
 fn dense_forward(
     words: CubeTensor,
     weight: CubeTensor,
@@ -132,60 +134,71 @@ fn dense_forward(
     let empty = |shape: [usize; 2], dtype| {
         empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::new(shape), dtype)
     };
+    let launch_dim = |units: usize| {
+        let dim = CubeDim::new(&client, units);
+        (calculate_cube_count_elemwise(&client, units, dim), dim)
+    };
+    // The active inputs of every step, then every step's input currents.
+    let active = empty([b * t, n_in], DType::U32);
+    let lens = empty([b * t, 1], DType::U32);
+    let (count, dim) = launch_dim(b * t);
+    lif::active_inputs_kernel::launch(
+        &client,
+        count,
+        dim,
+        words.into_tensor_arg(),
+        active.clone().into_tensor_arg(),
+        lens.clone().into_tensor_arg(),
+        n_in as u32,
+    );
+    let currents = empty([b * t, n_out], DType::F32);
+    let (count, dim) = launch_dim(b * t * n_out);
+    lif::currents_kernel::launch(
+        &client,
+        count,
+        dim,
+        active.into_tensor_arg(),
+        lens.into_tensor_arg(),
+        weight_t.into_tensor_arg(),
+        currents.clone().into_tensor_arg(),
+        n_in as u32,
+        n_out as u32,
+    );
+    // The LIF scan over all steps.
     let spikes = empty([b * t, n_out], DType::U32);
     let counts = empty([b, n_out], DType::F32);
-    let c = Consts::new(&spec.lif);
+    let consts = lif_consts(&spec.lif);
     match spec
         .output
         .map(|o| o.lateral_strength)
         .filter(|&s| s != 0.0)
     {
         None => {
-            let units = b * n_out;
-            let dim = CubeDim::new(&client, units);
+            let (count, dim) = launch_dim(b * n_out);
             lif::lif_dense_kernel::launch(
                 &client,
-                calculate_cube_count_elemwise(&client, units, dim),
+                count,
                 dim,
-                words.into_tensor_arg(),
-                weight_t.into_tensor_arg(),
-                spikes.clone().into_tensor_arg(),
-                counts.clone().into_tensor_arg(),
-                b as u32,
-                t as u32,
-                n_in as u32,
-                n_out as u32,
-                c.inv_m,
-                c.inv_s,
-                c.tau_m,
-                c.tau_s,
-                c.v_fire,
-                c.t_ref,
-                c.reciprocal,
-            );
-        }
-        Some(lateral) => {
-            lif::lif_lateral_kernel::launch(
-                &client,
-                CubeCount::Static(b as u32, 1, 1),
-                CubeDim::new_1d(n_out as u32),
-                words.into_tensor_arg(),
-                weight_t.into_tensor_arg(),
+                currents.into_tensor_arg(),
                 spikes.clone().into_tensor_arg(),
                 counts.clone().into_tensor_arg(),
                 t as u32,
-                n_in as u32,
                 n_out as u32,
-                lateral,
-                c.inv_m,
-                c.inv_s,
-                c.tau_m,
-                c.tau_s,
-                c.v_fire,
-                c.t_ref,
-                c.reciprocal,
+                consts,
             );
         }
+        Some(lateral) => lif::lif_lateral_kernel::launch(
+            &client,
+            CubeCount::Static(b as u32, 1, 1),
+            CubeDim::new_1d(n_out as u32),
+            currents.into_tensor_arg(),
+            spikes.clone().into_tensor_arg(),
+            counts.clone().into_tensor_arg(),
+            t as u32,
+            n_out as u32,
+            lateral,
+            consts,
+        ),
     }
     let w_out = words_per_step(n_out);
     let packed = empty([b * t, w_out], words_dtype);
@@ -227,63 +240,76 @@ fn dense_backward(
     let terms = generic::post_terms(&host_rasters::<Cube>(output, n_out), labels, spec);
     let upload =
         |v: Vec<f32>, shape: Vec<usize>| Cube::float_from_data(TensorData::new(v, shape), &device);
-    let kernels = upload(terms.kernels, vec![b, n_out, t]);
+    // Post kernels [B, n_out, T] from the host, post neuron fastest on the device.
+    let kernels = into_contiguous(Cube::float_swap_dims(
+        upload(terms.kernels, vec![b, n_out, t]),
+        1,
+        2,
+    ));
     let o_post = upload(terms.counts, vec![b, n_out]);
     let gamma = upload(terms.gamma, vec![b, n_out]);
     let words = into_contiguous(input);
     let d_post = into_contiguous(d_post);
     let weight_t = into_contiguous(Cube::float_transpose(weight));
-    let empty = |shape: Vec<usize>| {
-        empty_device_contiguous_dtype(
-            client.clone(),
-            device.clone(),
-            Shape::from(shape),
-            DType::F32,
-        )
+    let empty = |shape: Vec<usize>, dtype| {
+        empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::from(shape), dtype)
     };
     let launch_dim = |units: usize| {
         let dim = CubeDim::new(&client, units);
         (calculate_cube_count_elemwise(&client, units, dim), dim)
     };
 
-    let o_pre = empty(vec![b, n_in]);
+    let times = empty(vec![b * n_in, t], DType::U32);
+    let o_pre = empty(vec![b, n_in], DType::F32);
     let (count, dim) = launch_dim(b * n_in);
-    spsp::pre_counts_kernel::launch(
-        &client,
-        count,
-        dim,
-        words.clone().into_tensor_arg(),
-        o_pre.clone().into_tensor_arg(),
-        t as u32,
-        n_in as u32,
-    );
-    let e = empty(vec![b, n_in, n_out]);
-    let delta = empty(vec![b, n_out]);
-    let coef = empty(vec![b, n_out]);
-    let (count, dim) = launch_dim(b * n_out);
-    spsp::spsp_kernel::launch(
+    spsp::spike_times_kernel::launch(
         &client,
         count,
         dim,
         words.into_tensor_arg(),
+        times.clone().into_tensor_arg(),
+        o_pre.clone().into_tensor_arg(),
+        t as u32,
+        n_in as u32,
+    );
+    let e = empty(vec![b, n_in, n_out], DType::F32);
+    let (count, dim) = launch_dim(b * n_in * n_out);
+    spsp::spsp_rows_kernel::launch(
+        &client,
+        count,
+        dim,
+        times.into_tensor_arg(),
+        o_pre.clone().into_tensor_arg(),
         kernels.into_tensor_arg(),
         o_post.clone().into_tensor_arg(),
-        gamma.into_tensor_arg(),
-        d_post.into_tensor_arg(),
-        weight_t.clone().into_tensor_arg(),
-        o_pre.clone().into_tensor_arg(),
         e.clone().into_tensor_arg(),
-        delta.clone().into_tensor_arg(),
-        coef.clone().into_tensor_arg(),
         t as u32,
         n_in as u32,
         n_out as u32,
-        spec.lif.threshold,
         SILENT_POST_SPSP,
+    );
+    let delta = empty(vec![b, n_out], DType::F32);
+    let coef = empty(vec![b, n_out], DType::F32);
+    let (count, dim) = launch_dim(b * n_out);
+    spsp::side_effect_kernel::launch(
+        &client,
+        count,
+        dim,
+        e.clone().into_tensor_arg(),
+        weight_t.clone().into_tensor_arg(),
+        o_pre.clone().into_tensor_arg(),
+        o_post.clone().into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        d_post.into_tensor_arg(),
+        delta.clone().into_tensor_arg(),
+        coef.clone().into_tensor_arg(),
+        n_in as u32,
+        n_out as u32,
+        spec.lif.threshold,
         SILENT_POST_SIDE_RATIO,
     );
     let grad = need_grad.then(|| {
-        let grad_t = empty(vec![n_in, n_out]);
+        let grad_t = empty(vec![n_in, n_out], DType::F32);
         let (count, dim) = launch_dim(n_in * n_out);
         spsp::weight_grad_kernel::launch(
             &client,
@@ -298,7 +324,7 @@ fn dense_backward(
         into_contiguous(Cube::float_transpose(grad_t))
     });
     let d_pre = need_d_pre.then(|| {
-        let d_pre = empty(vec![b, n_in]);
+        let d_pre = empty(vec![b, n_in], DType::F32);
         let (count, dim) = launch_dim(b * n_in);
         spsp::pre_error_kernel::launch(
             &client,
@@ -319,29 +345,17 @@ fn dense_backward(
     (grad, d_pre)
 }
 
-/// The LIF constants as the kernels take them (see [`crate::neuron::LifStep`]).
-struct Consts {
-    inv_m: f32,
-    inv_s: f32,
-    tau_m: f32,
-    tau_s: f32,
-    v_fire: f32,
-    t_ref: u32,
-    reciprocal: u32,
-}
-
-impl Consts {
-    fn new(p: &LifParams) -> Self {
-        Self {
-            inv_m: 1.0 / p.tau_m,
-            inv_s: 1.0 / p.tau_s,
-            tau_m: p.tau_m,
-            tau_s: p.tau_s,
-            v_fire: p.firing_level(),
-            t_ref: p.t_ref,
-            reciprocal: u32::from(crate::neuron::exact_reciprocals(p)),
-        }
-    }
+/// A layer's LIF constants as the kernels take them (see [`crate::neuron::LifStep`]).
+fn lif_consts(p: &LifParams) -> lif::LifConstsLaunch {
+    lif::LifConstsLaunch::new(
+        1.0 / p.tau_m,
+        1.0 / p.tau_s,
+        p.tau_m,
+        p.tau_s,
+        p.firing_level(),
+        p.t_ref,
+        u32::from(crate::neuron::exact_reciprocals(p)),
+    )
 }
 
 fn dims3(t: &CubeTensor) -> [usize; 3] {

@@ -1,12 +1,17 @@
 //! The HM2-BP backward of a spiking dense layer as CubeCL kernels, in the order and `f32`
 //! operations of the host kernels ([`crate::rule::dense`], terms of [`crate::rule::terms`]):
 //!
-//! 1. [`pre_counts_kernel`]: input spike counts `o_j`.
-//! 2. [`spsp_kernel`]: per (sample, post neuron), the S-PSP row `e_{i|j} = Σ_{t ∈ spikes(j)}
-//!    K_i(t)` event by event in ascending `t` (with 0.1 for silent post neurons), the side
-//!    effect and the weight coefficient `δ_i (1 + s_i) γ_i`.
-//! 3. [`weight_grad_kernel`]: `∂E/∂w_ij = Σ_b coef_bi e_bij`.
-//! 4. [`pre_error_kernel`]: `∂E/∂o_j = Σ_i δ_i w_ij ρ_ij`.
+//! 1. [`spike_times_kernel`]: each input's spike steps and count `o_j`.
+//! 2. [`spsp_rows_kernel`]: per (sample, input, post neuron), the S-PSP
+//!    `e_{i|j} = Σ_{t ∈ spikes(j)} K_i(t)` event by event in ascending `t` (0.1 for silent post
+//!    neurons).
+//! 3. [`side_effect_kernel`]: the side effect and the weight coefficient `δ_i (1 + s_i) γ_i`.
+//! 4. [`weight_grad_kernel`]: `∂E/∂w_ij = Σ_b coef_bi e_bij`.
+//! 5. [`pre_error_kernel`]: `∂E/∂o_j = Σ_i δ_i w_ij ρ_ij`.
+//!
+//! Every loop runs over steps, inputs or neurons, never over spikes within a step, so no
+//! thread loops more than `max(T, n_in, n_out)` times (lavapipe, the CI's Vulkan driver, ends
+//! a loop nest after 65,535 iterations per invocation).
 //!
 //! The post kernels `K`, post counts (after label-spike insertion) and lateral factors `γ`
 //! come from the host ([`crate::ops::generic`]'s post terms). `e` is kept `[B, n_in, n_out]`
@@ -17,10 +22,17 @@
 
 use cubecl::prelude::*;
 
-/// Thread per (sample, input neuron): `o_pre [B, n_in]`, the spikes of each input train
+/// Thread per (sample, input neuron `j`): the steps at which `j` spiked, ascending,
+/// `times [B·n_in, T]` (the first `o_pre` entries), and its count `o_pre [B, n_in]`, from
 /// `words [B, T, ⌈n_in/32⌉]`.
 #[cube(launch)]
-pub fn pre_counts_kernel(words: &Tensor<u32>, o_pre: &mut Tensor<f32>, steps: u32, n_in: u32) {
+pub fn spike_times_kernel(
+    words: &Tensor<u32>,
+    times: &mut Tensor<u32>,
+    o_pre: &mut Tensor<f32>,
+    steps: u32,
+    n_in: u32,
+) {
     let n_in = n_in as usize;
     let steps = steps as usize;
     if ABSOLUTE_POS >= o_pre.len() {
@@ -29,89 +41,91 @@ pub fn pre_counts_kernel(words: &Tensor<u32>, o_pre: &mut Tensor<f32>, steps: u3
     let b = ABSOLUTE_POS / n_in;
     let j = ABSOLUTE_POS % n_in;
     let w_in = n_in.div_ceil(32);
-    let mut count = 0u32;
+    let mut count = 0usize;
     for t in 0..steps {
-        count += (words[(b * steps + t) * w_in + j / 32] >> ((j % 32) as u32)) & 1u32;
+        if (words[(b * steps + t) * w_in + j / 32] >> ((j % 32) as u32)) & 1u32 == 1u32 {
+            times[ABSOLUTE_POS * steps + count] = t as u32;
+            count += 1;
+        }
     }
-    o_pre[ABSOLUTE_POS] = f32::cast_from(count);
+    o_pre[ABSOLUTE_POS] = f32::cast_from(count as u32);
 }
 
-/// Thread per (sample `b`, post neuron `i`): writes `e [B, n_in, n_out]` column `i` from the
-/// post kernels `kernels [B, n_out, T]` and input words, then `delta [B, n_out]` (`d/ν`) and
-/// `coef [B, n_out]` (`δ (1 + s) γ`) from `o_post`, `gamma`, `d_post` (`[B, n_out]`),
-/// `weight_t [n_in, n_out]` and `o_pre [B, n_in]`.
+/// Thread per (sample `b`, input `j`, post neuron `i`), post fastest: the S-PSP
+/// `e [B, n_in, n_out]`, `e_{i|j} = Σ_{t ∈ spikes(j)} K_i(t)` summed in ascending `t` from the
+/// post kernels `kernels [B, T, n_out]` when `i` fired (`o_post [B, n_out]`); `silent_spsp`
+/// for a silent `i` where `j` fired; else 0.
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
-pub fn spsp_kernel(
-    words: &Tensor<u32>,
+pub fn spsp_rows_kernel(
+    times: &Tensor<u32>,
+    o_pre: &Tensor<f32>,
     kernels: &Tensor<f32>,
     o_post: &Tensor<f32>,
-    gamma: &Tensor<f32>,
-    d_post: &Tensor<f32>,
-    weight_t: &Tensor<f32>,
-    o_pre: &Tensor<f32>,
     e: &mut Tensor<f32>,
-    delta: &mut Tensor<f32>,
-    coef: &mut Tensor<f32>,
     steps: u32,
     n_in: u32,
     n_out: u32,
-    nu: f32,
     silent_spsp: f32,
+) {
+    let n_out = n_out as usize;
+    let steps = steps as usize;
+    if ABSOLUTE_POS >= e.len() {
+        terminate!();
+    }
+    let i = ABSOLUTE_POS % n_out;
+    let pre = ABSOLUTE_POS / n_out;
+    let b = pre / n_in as usize;
+    let fired = u32::cast_from(o_pre[pre]) as usize;
+    let mut sum = 0.0f32;
+    if o_post[b * n_out + i] > 0.0 {
+        for k in 0..fired {
+            let t = times[pre * steps + k] as usize;
+            sum += kernels[(b * steps + t) * n_out + i];
+        }
+    } else if fired > 0 {
+        sum = silent_spsp;
+    }
+    e[ABSOLUTE_POS] = sum;
+}
+
+/// Thread per (sample `b`, post neuron `i`): the side effect `s_i` (S9, S11) from
+/// `Σ_l w_il e_il` over the inputs that fired (`e [B, n_in, n_out]`, `weight_t [n_in, n_out]`,
+/// `o_pre [B, n_in]`), then `delta [B, n_out]` (`d/ν`) and the weight coefficient
+/// `coef [B, n_out]` (`δ (1 + s) γ`) from `o_post`, `gamma`, `d_post` (`[B, n_out]`).
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn side_effect_kernel(
+    e: &Tensor<f32>,
+    weight_t: &Tensor<f32>,
+    o_pre: &Tensor<f32>,
+    o_post: &Tensor<f32>,
+    gamma: &Tensor<f32>,
+    d_post: &Tensor<f32>,
+    delta: &mut Tensor<f32>,
+    coef: &mut Tensor<f32>,
+    n_in: u32,
+    n_out: u32,
+    nu: f32,
     silent_side_ratio: f32,
 ) {
     let n_in = n_in as usize;
     let n_out = n_out as usize;
-    let steps = steps as usize;
     if ABSOLUTE_POS >= o_post.len() {
         terminate!();
     }
     let b = ABSOLUTE_POS / n_out;
     let i = ABSOLUTE_POS % n_out;
-    let w_in = n_in.div_ceil(32);
-    let column = b * n_in * n_out + i;
-    for j in 0..n_in {
-        e[column + j * n_out] = 0.0;
-    }
-    let post_fired = o_post[ABSOLUTE_POS] > 0.0;
-    if post_fired {
-        for t in 0..steps {
-            let k = kernels[ABSOLUTE_POS * steps + t];
-            if k != 0.0 {
-                let base = (b * steps + t) * w_in;
-                for w in 0..w_in {
-                    let word = words[base + w];
-                    if word != 0u32 {
-                        // Unrolled over the word's bits, as `lif::add_set_bits`.
-                        #[unroll]
-                        for bit in 0..32u32 {
-                            if (word >> bit) & 1u32 == 1u32 {
-                                let at = column + (w * 32 + bit as usize) * n_out;
-                                e[at] = e[at] + k;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    // Side effect s_i (S9, S11) from Σ_l w_il e_il over the inputs that fired.
     let mut we = 0.0f32;
     let mut w_sum = 0.0f32;
     for j in 0..n_in {
         let w = weight_t[j * n_out + i];
         w_sum += w;
         if o_pre[b * n_in + j] > 0.0 {
-            if post_fired {
-                we += w * e[column + j * n_out];
-            } else {
-                e[column + j * n_out] = silent_spsp;
-                we += w * silent_spsp;
-            }
+            we += w * e[(b * n_in + j) * n_out + i];
         }
     }
     let o = o_post[ABSOLUTE_POS];
-    let side = select(post_fired, we / (o * nu), silent_side_ratio * w_sum / nu);
+    let side = select(o > 0.0, we / (o * nu), silent_side_ratio * w_sum / nu);
     let d = d_post[ABSOLUTE_POS] / nu;
     delta[ABSOLUTE_POS] = d;
     coef[ABSOLUTE_POS] = d * (1.0 + side) * gamma[ABSOLUTE_POS];
