@@ -22,6 +22,7 @@ use burn::tensor::{DType, Shape, TensorData};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
+use cubecl::client::Client;
 use cubecl::{CubeCount, CubeDim, calculate_cube_count_elemwise};
 
 use super::{Hm2bpBackend, KernelPath, generic, host_forward, host_labels, host_rasters};
@@ -134,14 +135,10 @@ fn dense_forward(
     let empty = |shape: [usize; 2], dtype| {
         empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::new(shape), dtype)
     };
-    let launch_dim = |units: usize| {
-        let dim = CubeDim::new(&client, units);
-        (calculate_cube_count_elemwise(&client, units, dim), dim)
-    };
     // The active inputs of every step, then every step's input currents.
     let active = empty([b * t, n_in], DType::U32);
     let lens = empty([b * t, 1], DType::U32);
-    let (count, dim) = launch_dim(b * t);
+    let (count, dim) = elementwise(&client, b * t);
     lif::active_inputs_kernel::launch(
         &client,
         count,
@@ -152,7 +149,7 @@ fn dense_forward(
         n_in as u32,
     );
     let currents = empty([b * t, n_out], DType::F32);
-    let (count, dim) = launch_dim(b * t * n_out);
+    let (count, dim) = elementwise(&client, b * t * n_out);
     lif::currents_kernel::launch(
         &client,
         count,
@@ -174,7 +171,7 @@ fn dense_forward(
         .filter(|&s| s != 0.0)
     {
         None => {
-            let (count, dim) = launch_dim(b * n_out);
+            let (count, dim) = elementwise(&client, b * n_out);
             lif::lif_dense_kernel::launch(
                 &client,
                 count,
@@ -202,11 +199,10 @@ fn dense_forward(
     }
     let w_out = words_per_step(n_out);
     let packed = empty([b * t, w_out], words_dtype);
-    let units = b * t * w_out;
-    let dim = CubeDim::new(&client, units);
+    let (count, dim) = elementwise(&client, b * t * w_out);
     lif::pack_kernel::launch(
         &client,
-        calculate_cube_count_elemwise(&client, units, dim),
+        count,
         dim,
         spikes.into_tensor_arg(),
         packed.clone().into_tensor_arg(),
@@ -254,14 +250,10 @@ fn dense_backward(
     let empty = |shape: Vec<usize>, dtype| {
         empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::from(shape), dtype)
     };
-    let launch_dim = |units: usize| {
-        let dim = CubeDim::new(&client, units);
-        (calculate_cube_count_elemwise(&client, units, dim), dim)
-    };
 
     let times = empty(vec![b * n_in, t], DType::U32);
     let o_pre = empty(vec![b, n_in], DType::F32);
-    let (count, dim) = launch_dim(b * n_in);
+    let (count, dim) = elementwise(&client, b * n_in);
     spsp::spike_times_kernel::launch(
         &client,
         count,
@@ -273,7 +265,7 @@ fn dense_backward(
         n_in as u32,
     );
     let e = empty(vec![b, n_in, n_out], DType::F32);
-    let (count, dim) = launch_dim(b * n_in * n_out);
+    let (count, dim) = elementwise(&client, b * n_in * n_out);
     spsp::spsp_rows_kernel::launch(
         &client,
         count,
@@ -290,7 +282,7 @@ fn dense_backward(
     );
     let delta = empty(vec![b, n_out], DType::F32);
     let coef = empty(vec![b, n_out], DType::F32);
-    let (count, dim) = launch_dim(b * n_out);
+    let (count, dim) = elementwise(&client, b * n_out);
     spsp::side_effect_kernel::launch(
         &client,
         count,
@@ -310,7 +302,7 @@ fn dense_backward(
     );
     let grad = need_grad.then(|| {
         let grad_t = empty(vec![n_in, n_out], DType::F32);
-        let (count, dim) = launch_dim(n_in * n_out);
+        let (count, dim) = elementwise(&client, n_in * n_out);
         spsp::weight_grad_kernel::launch(
             &client,
             count,
@@ -325,7 +317,7 @@ fn dense_backward(
     });
     let d_pre = need_d_pre.then(|| {
         let d_pre = empty(vec![b, n_in], DType::F32);
-        let (count, dim) = launch_dim(b * n_in);
+        let (count, dim) = elementwise(&client, b * n_in);
         spsp::pre_error_kernel::launch(
             &client,
             count,
@@ -343,6 +335,12 @@ fn dense_backward(
         d_pre
     });
     (grad, d_pre)
+}
+
+/// Cube count and dimension of a launch with one unit per element of `units`.
+fn elementwise(client: &Client, units: usize) -> (CubeCount, CubeDim) {
+    let dim = CubeDim::new(client, units);
+    (calculate_cube_count_elemwise(client, units, dim), dim)
 }
 
 /// A layer's LIF constants as the kernels take them (see [`crate::neuron::LifStep`]).
