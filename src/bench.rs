@@ -49,6 +49,11 @@ pub struct BenchArgs {
     /// Samples per timed run.
     #[arg(long, default_value_t = 256)]
     pub samples: usize,
+    /// Untimed batches before each timed run (first-touch page faults, thread start-up and,
+    /// on wgpu, kernel compilation are not steady-state training). Passed on to `--baseline`,
+    /// which must know the option (use 0 against binaries from before 2026-12-03).
+    #[arg(long, default_value_t = 1)]
+    pub warmup_batches: usize,
     /// Backend (default: the first CPU backend compiled in).
     #[arg(long, env = "HM2BP_BACKEND")]
     pub backend: Option<String>,
@@ -93,8 +98,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     let threads = rayon::current_num_threads();
     println!(
-        "bench: T = {}, backend {backend}, {threads} threads, {} samples per configuration",
-        a.steps, a.samples
+        "bench: T = {}, backend {backend}, {threads} threads, {} samples per configuration after {} untimed batches",
+        a.steps, a.samples, a.warmup_batches
     );
     let baseline = match &a.baseline {
         Some(b) => format!(" {} samples/s | × vs baseline |", b.display()),
@@ -128,8 +133,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     CountLoss::Mse(CountTargets::default()),
                 )
                 .fork(&ad);
-                let timing =
-                    time_steps(model, &dataset, &batcher, bs, a.samples.div_ceil(bs), &ad)?;
+                let batches = Batches {
+                    size: bs,
+                    warmup: a.warmup_batches,
+                    timed: a.samples.div_ceil(bs),
+                };
+                let timing = time_steps(model, &dataset, &batcher, batches, &ad)?;
                 let rate = timing.samples as f64 / (timing.encode + timing.step);
                 if path == KernelPath::Generic {
                     generic_rate.insert(bs, rate);
@@ -174,6 +183,7 @@ fn baseline_rate(
         .args(["--kernels", path.name()])
         .args(["--samples", &a.samples.to_string()])
         .args(["--steps", &a.steps.to_string()])
+        .args(["--warmup-batches", &a.warmup_batches.to_string()])
         .arg("--data-dir")
         .arg(&a.data_dir)
         .arg("--models-dir")
@@ -210,22 +220,29 @@ struct Timing {
     step: f64,
 }
 
+/// Batches of a timed run: `warmup` untimed ones, then `timed` ones, of `size` samples.
+struct Batches {
+    size: usize,
+    warmup: usize,
+    timed: usize,
+}
+
 fn time_steps(
     mut model: SpikingClassifier,
     dataset: &SampleDataset,
     batcher: &SpikeBatcher,
-    bs: usize,
-    batches: usize,
+    batches: Batches,
     device: &burn::prelude::Device,
 ) -> Result<Timing> {
     let mut optim = crate::train::adam::FusedAdam::module_optimizer();
+    let bs = batches.size;
     let mut timing = Timing {
-        samples: batches * bs,
+        samples: batches.timed * bs,
         encode: 0.0,
         step: 0.0,
     };
     let mut index = 0usize;
-    for _ in 0..batches {
+    for k in 0..batches.warmup + batches.timed {
         let t0 = Instant::now();
         let items: Vec<_> = (0..bs)
             .map(|k| burn::data::dataset::Dataset::get(dataset, (index + k) % dataset_len(dataset)))
@@ -237,8 +254,10 @@ fn time_steps(
         let (_, loss) = model.run(batch);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(1e-3, model, grads);
-        timing.encode += (t1 - t0).as_secs_f64();
-        timing.step += t1.elapsed().as_secs_f64();
+        if k >= batches.warmup {
+            timing.encode += (t1 - t0).as_secs_f64();
+            timing.step += t1.elapsed().as_secs_f64();
+        }
     }
     Ok(timing)
 }

@@ -708,3 +708,49 @@ fn nir_commands_name_the_feature() {
         assert_clean_error(&experiment(args, root()), "--features nir");
     }
 }
+
+/// `experiment bench` on the tiny MLP (both kernel paths, one warm-up batch) prints a timing
+/// row per path with a positive rate and the event-driven path's ratio to the generic one.
+#[test]
+fn bench_times_both_kernel_paths() {
+    let Some(data) = shared_root_with("mnist") else {
+        return;
+    };
+    let args = [
+        "bench",
+        "--models",
+        "tiny-784-40-10",
+        "--batch-sizes",
+        "2",
+        "--samples",
+        "4",
+        "--steps",
+        "50",
+        "--warmup-batches",
+        "1",
+        "--data-dir",
+        &data,
+    ];
+    let out = experiment(&args, root());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("after 1 untimed batches"), "{text}");
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.starts_with("| tiny-784-40-10 |"))
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for row in &rows {
+        assert!(row[6].parse::<f64>().unwrap() > 0.0, "samples/s in {row:?}");
+    }
+    let event_driven = rows.iter().find(|r| r[2] == "event-driven").unwrap();
+    assert!(
+        event_driven[8].parse::<f64>().is_ok(),
+        "× vs generic: {event_driven:?}"
+    );
+}
