@@ -66,11 +66,16 @@ fn run(
 }
 
 fn assert_close(what: &str, a: &[f32], e: &[f32]) {
+    assert_close_within(what, a, e, 1e-4);
+}
+
+/// `a` equals `e` to `tolerance` of `e`'s largest magnitude (at least 1).
+fn assert_close_within(what: &str, a: &[f32], e: &[f32], tolerance: f32) {
     assert_eq!(a.len(), e.len(), "{what}: lengths");
     let scale = e.iter().fold(1.0f32, |m, v| m.max(v.abs()));
     for (i, (x, y)) in a.iter().zip(e).enumerate() {
         assert!(
-            (x - y).abs() <= 1e-4 * scale,
+            (x - y).abs() <= tolerance * scale,
             "{what}[{i}]: wgpu {x} vs flex {y} (scale {scale})"
         );
     }
@@ -96,10 +101,12 @@ fn random(shape: [usize; 2], lo: f64, hi: f64, seed: u64) -> TensorData {
 
 /// Hidden, output and output-with-lateral-inhibition layers, random `f32` weights: the device
 /// kernels sum each neuron's input in the host kernels' order and step the LIF neuron with
-/// the same operations, so the spike trains are equal bit for bit. The backward kernels
-/// follow the host's order too except for the batch sum of the weight gradient and the
-/// lateral factor (`f64` on the host); gradients are compared to `1e-4` of their largest
-/// magnitude.
+/// the same operations, so the spike trains are equal bit for bit. The backward's post
+/// kernels and lateral factors are `f32` with the device's `exp` there (`f64` tables on the
+/// host) and its batch sums run in another order: gradients are compared to `1e-4` of their
+/// largest magnitude, except with lateral inhibition, where `γ = 1/(1 − w0²·gain)` near a
+/// gain of 1 (this strongly driven case: gradients ×200 those without) multiplies the `f32`
+/// rounding of the gain: `1e-3` there.
 #[test]
 fn device_kernels_match_the_host_path() {
     let (b, t, n_in) = (3, 160, 70);
@@ -149,8 +156,9 @@ fn device_kernels_match_the_host_path() {
         );
         assert_eq!(device.spikes, host.spikes, "spike trains (n_out {n_out})");
         assert_eq!(device.counts, host.counts, "counts (n_out {n_out})");
-        assert_close("weight gradient", &device.grad_w, &host.grad_w);
-        assert_close("input gradient", &device.grad_x, &host.grad_x);
+        let tolerance = if lateral == 0.0 { 1e-4 } else { 1e-3 };
+        assert_close_within("weight gradient", &device.grad_w, &host.grad_w, tolerance);
+        assert_close_within("input gradient", &device.grad_x, &host.grad_x, tolerance);
     }
 }
 

@@ -1,10 +1,10 @@
 //! The spiking layers on CubeCL devices (wgpu, CUDA): [`Hm2bpBackend`] for
 //! [`burn::backend::Cube`] with device kernels for the dense layer's forward pass ([`lif`]:
 //! active inputs, input currents of all steps, LIF scan over all steps, packing) and HM2-BP
-//! backward ([`spsp`]: spike times, S-PSP rows, side effect, weight gradient, backpropagated
-//! error), so that a training step launches the same number of kernels at any `T`. The
-//! backward's post kernels `K`, label-spike insertion and lateral factors are computed on the
-//! host from the output trains (`B·T·n_out` values, uploaded once per layer).
+//! backward ([`post`]: output spike times, label-spike insertion, post kernels `K`, lateral
+//! factors; [`spsp`]: input spike times, S-PSP entries, side effect, weight gradient,
+//! backpropagated error), so that a training step launches the same number of kernels at any
+//! `T` and the trains never leave the device (only an output layer's classes are uploaded).
 //!
 //! [`KernelPath::EventDriven`] (the default) selects these kernels; [`KernelPath::Generic`]
 //! the tensor-operation path of [`super::generic`] (`tests/wgpu.rs` checks both against the
@@ -12,6 +12,7 @@
 //! tensors.
 
 mod lif;
+mod post;
 mod spsp;
 
 use burn::backend::Cube;
@@ -25,7 +26,7 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::client::Client;
 use cubecl::{CubeCount, CubeDim, calculate_cube_count_elemwise};
 
-use super::{Hm2bpBackend, KernelPath, generic, host_forward, host_labels, host_rasters};
+use super::{Hm2bpBackend, KernelPath, generic, host_forward, host_labels};
 use crate::neuron::LifParams;
 use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::rule::{DenseSpec, LayerSpec};
@@ -233,23 +234,13 @@ fn dense_backward(
     let n_out = weight.shape()[0];
     let client = input.client.clone();
     let device = input.device.clone();
-    let terms = generic::post_terms(&host_rasters::<Cube>(output, n_out), labels, spec);
-    let upload =
-        |v: Vec<f32>, shape: Vec<usize>| Cube::float_from_data(TensorData::new(v, shape), &device);
-    // Post kernels [B, n_out, T] from the host, post neuron fastest on the device.
-    let kernels = into_contiguous(Cube::float_swap_dims(
-        upload(terms.kernels, vec![b, n_out, t]),
-        1,
-        2,
-    ));
-    let o_post = upload(terms.counts, vec![b, n_out]);
-    let gamma = upload(terms.gamma, vec![b, n_out]);
     let words = into_contiguous(input);
     let d_post = into_contiguous(d_post);
     let weight_t = into_contiguous(Cube::float_transpose(weight));
     let empty = |shape: Vec<usize>, dtype| {
         empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::from(shape), dtype)
     };
+    let (kernels, o_post, gamma) = post_terms(into_contiguous(output), labels, spec, b, t, n_out);
 
     let times = empty(vec![b * n_in, t], DType::U32);
     let o_pre = empty(vec![b, n_in], DType::F32);
@@ -335,6 +326,107 @@ fn dense_backward(
         d_pre
     });
     (grad, d_pre)
+}
+
+/// The post-side terms of the backward (see [`post`]) from the output `words [B, T, ⌈n_out/32⌉]`
+/// and, for an output layer, the classes: (post kernels `[B, T, n_out]`, post counts after
+/// label-spike insertion `[B, n_out]`, lateral factors `[B, n_out]`).
+fn post_terms(
+    words: CubeTensor,
+    labels: Option<&[usize]>,
+    spec: &DenseSpec,
+    b: usize,
+    t: usize,
+    n_out: usize,
+) -> (CubeTensor, CubeTensor, CubeTensor) {
+    let client = words.client.clone();
+    let device = words.device.clone();
+    let empty = |shape: Vec<usize>, dtype| {
+        empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::from(shape), dtype)
+    };
+    let times = empty(vec![b * n_out, t], DType::U32);
+    let raw = empty(vec![b, n_out], DType::F32);
+    let (count, dim) = elementwise(&client, b * n_out);
+    spsp::spike_times_kernel::launch(
+        &client,
+        count,
+        dim,
+        words.into_tensor_arg(),
+        times.clone().into_tensor_arg(),
+        raw.clone().into_tensor_arg(),
+        t as u32,
+        n_out as u32,
+    );
+    let labels = spec.output.zip(labels).map(|(rule, labels)| {
+        let classes: Vec<u32> = labels.iter().map(|&c| c as u32).collect();
+        let labels = Cube::int_from_data(TensorData::new(classes, [b]), &device);
+        (rule, labels)
+    });
+    // Counts before (`raw`) and after label-spike insertion.
+    let (raw, counts) = match &labels {
+        Some((rule, labels)) => {
+            let counts = empty(vec![b, n_out], DType::F32);
+            let (count, dim) = elementwise(&client, b);
+            post::label_spikes_kernel::launch(
+                &client,
+                count,
+                dim,
+                labels.clone().into_tensor_arg(),
+                raw.clone().into_tensor_arg(),
+                times.clone().into_tensor_arg(),
+                counts.clone().into_tensor_arg(),
+                t as u32,
+                n_out as u32,
+                rule.label_spike_level,
+            );
+            (raw, counts)
+        }
+        None => (raw.clone(), raw),
+    };
+    let kernels = empty(vec![b, t, n_out], DType::F32);
+    let (count, dim) = elementwise(&client, b * t * n_out);
+    post::post_kernels_kernel::launch(
+        &client,
+        count,
+        dim,
+        times.clone().into_tensor_arg(),
+        counts.clone().into_tensor_arg(),
+        kernels.clone().into_tensor_arg(),
+        t as u32,
+        n_out as u32,
+        post::PspConstsLaunch::new(
+            spec.lif.tau_m,
+            spec.lif.tau_s,
+            spec.lif.t_ref,
+            crate::spsp::window_steps(&spec.lif),
+        ),
+    );
+    let gamma = match labels {
+        Some((rule, labels)) if rule.lateral_strength != 0.0 => {
+            let gamma = empty(vec![b, n_out], DType::F32);
+            let (count, dim) = elementwise(&client, b * n_out);
+            post::lateral_factor_kernel::launch(
+                &client,
+                count,
+                dim,
+                times.into_tensor_arg(),
+                raw.into_tensor_arg(),
+                kernels.clone().into_tensor_arg(),
+                labels.into_tensor_arg(),
+                gamma.clone().into_tensor_arg(),
+                t as u32,
+                n_out as u32,
+                rule.lateral_strength,
+                spec.lif.threshold,
+            );
+            gamma
+        }
+        _ => Cube::float_from_data(
+            TensorData::new(vec![1.0f32; b * n_out], [b, n_out]),
+            &device,
+        ),
+    };
+    (kernels, counts, gamma)
 }
 
 /// Cube count and dimension of a launch with one unit per element of `units`.
