@@ -129,13 +129,11 @@ fn dense_forward(
     );
     let n_out = weight.shape()[0];
     let client = words.client.clone();
-    let device = words.device.clone();
     let words_dtype = words.dtype;
     let words = into_contiguous(words);
     let weight_t = into_contiguous(Cube::float_transpose(weight));
-    let empty = |shape: [usize; 2], dtype| {
-        empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::new(shape), dtype)
-    };
+    let like = words.clone();
+    let empty = |shape: [usize; 2], dtype| empty_like(&like, shape.to_vec(), dtype);
     // The active inputs of every step, then every step's input currents.
     let active = empty([b * t, n_in], DType::U32);
     let lens = empty([b * t, 1], DType::U32);
@@ -233,28 +231,14 @@ fn dense_backward(
     let [b, t, _] = dims3(&input);
     let n_out = weight.shape()[0];
     let client = input.client.clone();
-    let device = input.device.clone();
     let words = into_contiguous(input);
     let d_post = into_contiguous(d_post);
     let weight_t = into_contiguous(Cube::float_transpose(weight));
-    let empty = |shape: Vec<usize>, dtype| {
-        empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::from(shape), dtype)
-    };
+    let like = words.clone();
+    let empty = |shape: Vec<usize>, dtype| empty_like(&like, shape, dtype);
     let (kernels, o_post, gamma) = post_terms(into_contiguous(output), labels, spec, b, t, n_out);
 
-    let times = empty(vec![b * n_in, t], DType::U32);
-    let o_pre = empty(vec![b, n_in], DType::F32);
-    let (count, dim) = elementwise(&client, b * n_in);
-    spsp::spike_times_kernel::launch(
-        &client,
-        count,
-        dim,
-        words.into_tensor_arg(),
-        times.clone().into_tensor_arg(),
-        o_pre.clone().into_tensor_arg(),
-        t as u32,
-        n_in as u32,
-    );
+    let (times, o_pre) = spike_times(words, n_in);
     let e = empty(vec![b, n_in, n_out], DType::F32);
     let (count, dim) = elementwise(&client, b * n_in * n_out);
     spsp::spsp_rows_kernel::launch(
@@ -341,22 +325,9 @@ fn post_terms(
 ) -> (CubeTensor, CubeTensor, CubeTensor) {
     let client = words.client.clone();
     let device = words.device.clone();
-    let empty = |shape: Vec<usize>, dtype| {
-        empty_device_contiguous_dtype(client.clone(), device.clone(), Shape::from(shape), dtype)
-    };
-    let times = empty(vec![b * n_out, t], DType::U32);
-    let raw = empty(vec![b, n_out], DType::F32);
-    let (count, dim) = elementwise(&client, b * n_out);
-    spsp::spike_times_kernel::launch(
-        &client,
-        count,
-        dim,
-        words.into_tensor_arg(),
-        times.clone().into_tensor_arg(),
-        raw.clone().into_tensor_arg(),
-        t as u32,
-        n_out as u32,
-    );
+    let like = words.clone();
+    let empty = |shape: Vec<usize>, dtype| empty_like(&like, shape, dtype);
+    let (times, raw) = spike_times(words, n_out);
     let labels = spec.output.zip(labels).map(|(rule, labels)| {
         let classes: Vec<u32> = labels.iter().map(|&c| c as u32).collect();
         let labels = Cube::int_from_data(TensorData::new(classes, [b]), &device);
@@ -427,6 +398,37 @@ fn post_terms(
         ),
     };
     (kernels, counts, gamma)
+}
+
+/// Each neuron's spike steps, ascending, `[B·n, T]` (the first `counts` entries), and its count
+/// `[B, n]`, from the trains `words [B, T, ⌈n/32⌉]` of `n` neurons.
+fn spike_times(words: CubeTensor, n: usize) -> (CubeTensor, CubeTensor) {
+    let [b, t, _] = dims3(&words);
+    let client = words.client.clone();
+    let times = empty_like(&words, vec![b * n, t], DType::U32);
+    let counts = empty_like(&words, vec![b, n], DType::F32);
+    let (count, dim) = elementwise(&client, b * n);
+    spsp::spike_times_kernel::launch(
+        &client,
+        count,
+        dim,
+        words.into_tensor_arg(),
+        times.clone().into_tensor_arg(),
+        counts.clone().into_tensor_arg(),
+        t as u32,
+        n as u32,
+    );
+    (times, counts)
+}
+
+/// An uninitialised contiguous tensor on `like`'s device.
+fn empty_like(like: &CubeTensor, shape: Vec<usize>, dtype: DType) -> CubeTensor {
+    empty_device_contiguous_dtype(
+        like.client.clone(),
+        like.device.clone(),
+        Shape::from(shape),
+        dtype,
+    )
 }
 
 /// Cube count and dimension of a launch with one unit per element of `units`.
