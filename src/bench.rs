@@ -5,6 +5,7 @@
 //! another `experiment` binary (e.g. the previous release) timed on the same configuration
 //! right before it.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -54,9 +55,11 @@ pub struct BenchArgs {
     /// which must know the option (use 0 against binaries from before 2026-12-03).
     #[arg(long, default_value_t = 1)]
     pub warmup_batches: usize,
-    /// Backend (default: the first CPU backend compiled in).
-    #[arg(long, env = "HM2BP_BACKEND")]
-    pub backend: Option<String>,
+    /// Backends to time, in order (default: the first CPU backend compiled in); the tables of
+    /// the later ones show each configuration's ratio to the first one's, measured in the same
+    /// run (`--backends flex,wgpu`).
+    #[arg(long, alias = "backend", env = "HM2BP_BACKEND", value_delimiter = ',')]
+    pub backends: Vec<String>,
     /// Samples of a full epoch, for the extrapolation.
     #[arg(long, default_value_t = 60000)]
     pub epoch_samples: usize,
@@ -83,14 +86,43 @@ pub fn peak_memory_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Runs the benchmark and prints a table.
+/// Runs the benchmark and prints a table per backend.
 pub fn run(a: BenchArgs) -> Result<()> {
-    let (device, backend) =
-        crate::backend::device(a.backend.as_deref()).map_err(|m| anyhow::anyhow!(m))?;
     let set = load_image_set(ImageDatasetKind::Mnist, &a.data_dir, Split::Train)?;
     let dataset = SampleDataset::new(Samples::Images(set));
     let encoder = RateEncoder::new(a.steps, 1, EncodingMode::FixedPerSample);
     let batcher = SpikeBatcher::new(encoder);
+    let backends: Vec<Option<&str>> = if a.backends.is_empty() {
+        vec![None]
+    } else {
+        a.backends.iter().map(|b| Some(b.as_str())).collect()
+    };
+    let mut first: Option<(String, Rates)> = None;
+    for name in backends {
+        let (device, backend) = crate::backend::device(name).map_err(|m| anyhow::anyhow!(m))?;
+        let rates = bench_backend(&a, &device, &backend, &dataset, &batcher, first.as_ref())?;
+        let short = name.unwrap_or_else(|| backend.split(' ').next().unwrap_or("default"));
+        first.get_or_insert((short.to_string(), rates));
+    }
+    if let Some(mib) = peak_memory_mib() {
+        println!("peak resident memory: {mib:.0} MiB");
+    }
+    Ok(())
+}
+
+/// Samples/s per (model, kernel path, batch size).
+type Rates = HashMap<(String, KernelPath, usize), f64>;
+
+/// Times every configuration on `device` and prints its table, with each row's ratio to the
+/// same configuration on the `first` backend of the run when there is one.
+fn bench_backend(
+    a: &BenchArgs,
+    device: &burn::prelude::Device,
+    backend: &str,
+    dataset: &SampleDataset,
+    batcher: &SpikeBatcher,
+    first: Option<&(String, Rates)>,
+) -> Result<Rates> {
     let rule = RuleOptions {
         effect_ratio: true,
         regularizer: WeightRegularizer::CODE_FAITHFUL,
@@ -101,30 +133,33 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "bench: T = {}, backend {backend}, {threads} threads, {} samples per configuration after {} untimed batches",
         a.steps, a.samples, a.warmup_batches
     );
-    let baseline = match &a.baseline {
-        Some(b) => format!(" {} samples/s | × vs baseline |", b.display()),
-        None => String::new(),
-    };
+    let mut extra = String::new();
+    if let Some(bin) = &a.baseline {
+        extra += &format!(" {} samples/s | × vs baseline |", bin.display());
+    }
+    if let Some((name, _)) = first {
+        extra += &format!(" × vs {name} |");
+    }
     println!(
-        "| model | kernels | batch | encode s | step s | samples/s | s / {}-sample epoch | × vs generic |{baseline}",
+        "| model | kernels | batch | encode s | step s | samples/s | s / {}-sample epoch | × vs generic |{extra}",
         a.epoch_samples
     );
     println!(
         "|---|---|---|---|---|---|---|---|{}",
-        if a.baseline.is_some() { "---|---|" } else { "" }
+        "---|".repeat(extra.matches('|').count())
     );
     let ad = device.clone().autodiff();
-    let init = crate::backend::init_device(&device).autodiff();
+    let init = crate::backend::init_device(device).autodiff();
+    let mut rates = Rates::new();
     for name in &a.models {
         let def = NetworkDef::load(name, &a.models_dir)?;
-        let mut generic_rate = std::collections::HashMap::new();
         // The generic path first, so that the event-driven rows can show their ratio to it.
         let mut paths = a.kernels.clone();
         paths.sort_by_key(|p| *p != KernelPath::Generic);
         for &path in &paths {
             for &bs in &a.batch_sizes {
                 let base = match &a.baseline {
-                    Some(bin) => Some(baseline_rate(bin, &a, name, bs, path)?),
+                    Some(bin) => Some(baseline_rate(bin, a, name, bs, path)?),
                     None => None,
                 };
                 init.seed(1);
@@ -138,21 +173,27 @@ pub fn run(a: BenchArgs) -> Result<()> {
                     warmup: a.warmup_batches,
                     timed: a.samples.div_ceil(bs),
                 };
-                let timing = time_steps(model, &dataset, &batcher, batches, &ad)?;
+                let timing = time_steps(model, dataset, batcher, batches, &ad)?;
                 let rate = timing.samples as f64 / (timing.encode + timing.step);
-                if path == KernelPath::Generic {
-                    generic_rate.insert(bs, rate);
-                }
-                let vs_generic = match (path, generic_rate.get(&bs)) {
+                rates.insert((name.clone(), path, bs), rate);
+                let vs_generic = match (path, rates.get(&(name.clone(), KernelPath::Generic, bs))) {
                     (KernelPath::EventDriven, Some(g)) => format!("{:.2}", rate / g),
                     _ => "–".into(),
                 };
-                let vs_base = match base {
+                let mut extra = match base {
                     Some(b) => format!(" {b:.0} | {:.2} |", rate / b),
                     None => String::new(),
                 };
+                if let Some((_, first)) = first {
+                    extra += &match first.get(&(name.clone(), path, bs)) {
+                        Some(f) => format!(" {:.4} |", rate / f),
+                        None => " – |".into(),
+                    };
+                }
+                // Whole samples/s, but two significant digits for slow devices.
+                let prec = if rate < 10.0 { 1 } else { 0 };
                 println!(
-                    "| {name} | {} | {bs} | {:.2} | {:.2} | {rate:.0} | {:.0} | {vs_generic} |{vs_base}",
+                    "| {name} | {} | {bs} | {:.2} | {:.2} | {rate:.prec$} | {:.0} | {vs_generic} |{extra}",
                     path.name(),
                     timing.encode,
                     timing.step,
@@ -161,10 +202,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             }
         }
     }
-    if let Some(mib) = peak_memory_mib() {
-        println!("peak resident memory: {mib:.0} MiB");
-    }
-    Ok(())
+    Ok(rates)
 }
 
 /// Samples per second of `bin bench` on one configuration: the `samples/s` column of the first

@@ -45,7 +45,9 @@ use crate::spikes::{SpikeRaster, words_per_step};
 use crate::trains::SpikeTrains;
 
 /// Which implementation runs a spiking dense layer (see the module documentation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum KernelPath {
