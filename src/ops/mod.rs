@@ -16,9 +16,10 @@
 //!   the event-driven, multi-threaded kernels of [`crate::rule`] on the host, per sample on
 //!   all cores, and on autodiff devices the forward keeps the per-sample spike rasters (event
 //!   lists) for the backward. On the CubeCL backends (`wgpu`, `cuda`) dense layers run device
-//!   kernels instead (`cube`): the LIF scan over all steps in one launch, and the backward's
-//!   S-PSP rows, weight gradient and backpropagated error in four more
-//!   ([`Hm2bpBackend::dense_backward`]).
+//!   kernels instead (`cube`): every step's input currents and the LIF scan over all steps,
+//!   and the whole backward (post kernels, label spikes, lateral factors, S-PSP entries,
+//!   weight gradient, backpropagated error; [`Hm2bpBackend::dense_backward`]), each a fixed
+//!   number of launches at any `T`.
 //! - **Generic** ([`generic`], or [`KernelPath::Generic`] on a layer): dense layers built from
 //!   the backend's own tensor operations (GEMMs, element-wise steps), so they run on the
 //!   device of any backend; the reference the device kernels are tested against.
