@@ -36,32 +36,36 @@ struct Run {
     grad_x: Vec<f32>,
 }
 
-/// Runs `layer` (weights `w`) on `dev` over `input [B, T, n_in]` with the loss
+/// A dense layer (weights `w`), an input `[B, T, n_in]`, its labels and the loss
 /// `Σ coef · counts`.
-fn run(
-    dev: &Device,
-    config: &SpikingDenseConfig,
-    w: &TensorData,
-    kernels: KernelPath,
-    input: &TensorData,
-    labels: &[i32],
-    coef: &TensorData,
-) -> Run {
-    let layer: SpikingDense = config
-        .init_with(Tensor::from_data(w.clone(), dev))
-        .with_kernels(kernels);
-    let input = Tensor::<3>::from_data(input.clone(), dev).require_grad();
-    let labels = Tensor::<1, Int>::from_ints(labels, dev);
-    let out = layer.forward(SpikeTrains::from_dense(input.clone()), Some(labels));
-    let counts = out.counts();
-    let loss = (counts.clone() * Tensor::<2>::from_data(coef.clone(), dev)).sum();
-    let grads = loss.backward();
-    let vec = |d: TensorData| d.convert::<f32>().try_to_vec::<f32>().unwrap();
-    Run {
-        spikes: vec(out.to_dense().inner().into_data()),
-        counts: vec(counts.inner().into_data()),
-        grad_w: vec(layer.weight.grad(&grads).unwrap().into_data()),
-        grad_x: vec(input.grad(&grads).unwrap().into_data()),
+struct Case<'a> {
+    config: SpikingDenseConfig,
+    w: TensorData,
+    input: TensorData,
+    labels: &'a [i32],
+    coef: TensorData,
+}
+
+impl Case<'_> {
+    /// The forward and backward on `dev` with `kernels`.
+    fn run(&self, dev: &Device, kernels: KernelPath) -> Run {
+        let layer: SpikingDense = self
+            .config
+            .init_with(Tensor::from_data(self.w.clone(), dev))
+            .with_kernels(kernels);
+        let input = Tensor::<3>::from_data(self.input.clone(), dev).require_grad();
+        let labels = Tensor::<1, Int>::from_ints(self.labels, dev);
+        let out = layer.forward(SpikeTrains::from_dense(input.clone()), Some(labels));
+        let counts = out.counts();
+        let loss = (counts.clone() * Tensor::<2>::from_data(self.coef.clone(), dev)).sum();
+        let grads = loss.backward();
+        let vec = |d: TensorData| d.convert::<f32>().try_to_vec::<f32>().unwrap();
+        Run {
+            spikes: vec(out.to_dense().inner().into_data()),
+            counts: vec(counts.inner().into_data()),
+            grad_w: vec(layer.weight.grad(&grads).unwrap().into_data()),
+            grad_x: vec(input.grad(&grads).unwrap().into_data()),
+        }
     }
 }
 
@@ -129,25 +133,15 @@ fn device_kernels_match_the_host_path() {
                 .collect(),
             [n_out, n_in],
         );
-        let coef = random([b, n_out], -1.0, 1.0, 3);
-        let host = run(
-            &cpu(),
-            &config,
-            &w,
-            KernelPath::EventDriven,
-            &input,
-            &labels,
-            &coef,
-        );
-        let device = run(
-            &gpu(),
-            &config,
-            &w,
-            KernelPath::EventDriven,
-            &input,
-            &labels,
-            &coef,
-        );
+        let case = Case {
+            config,
+            w,
+            input: input.clone(),
+            labels: &labels,
+            coef: random([b, n_out], -1.0, 1.0, 3),
+        };
+        let host = case.run(&cpu(), KernelPath::EventDriven);
+        let device = case.run(&gpu(), KernelPath::EventDriven);
         let firing = host.counts.iter().filter(|&&c| c > 0.0).count();
         assert!(
             firing > n_out && host.counts.contains(&0.0),
@@ -172,26 +166,15 @@ fn generic_path_runs_on_the_device() {
         .map(|k| ((k * 7919 % 33) as f32) / 16.0 - 1.0)
         .collect();
     let w = TensorData::new(w, [n_out, n_in]);
-    let coef = random([b, n_out], -1.0, 1.0, 4);
-    let config = SpikingDenseConfig::new(n_in, n_out, 1.5);
-    let host = run(
-        &cpu(),
-        &config,
-        &w,
-        KernelPath::EventDriven,
-        &input,
-        &[0, 1],
-        &coef,
-    );
-    let generic = run(
-        &gpu(),
-        &config,
-        &w,
-        KernelPath::Generic,
-        &input,
-        &[0, 1],
-        &coef,
-    );
+    let case = Case {
+        config: SpikingDenseConfig::new(n_in, n_out, 1.5),
+        w,
+        input,
+        labels: &[0, 1],
+        coef: random([b, n_out], -1.0, 1.0, 4),
+    };
+    let host = case.run(&cpu(), KernelPath::EventDriven);
+    let generic = case.run(&gpu(), KernelPath::Generic);
     assert_eq!(generic.spikes, host.spikes);
     assert_close("weight gradient", &generic.grad_w, &host.grad_w);
     assert_close("input gradient", &generic.grad_x, &host.grad_x);
