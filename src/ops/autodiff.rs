@@ -12,19 +12,19 @@ use burn::backend::{Autodiff, Backend, TensorMetadata};
 
 use std::sync::Arc;
 
-use super::{ForwardRasters, Hm2bpBackend, KernelPath, event_driven, host_backward, host_forward};
-use crate::rule::{DenseSpec, LayerSpec};
+use super::{ForwardRasters, Hm2bpBackend, KernelPath, host_backward, host_forward, host_kernels};
+use crate::rule::LayerSpec;
 
 /// What the forward pass keeps of the spike trains for the backward.
 #[derive(Debug, Clone)]
 enum Saved<B: Backend> {
     /// Per-sample event lists (event-driven host kernels).
     Rasters(Arc<ForwardRasters>),
-    /// The bit-packed input and output trains (generic path, on the device).
+    /// The bit-packed input and output trains (device kernels or generic path, on the
+    /// device).
     Words {
         input: IntTensor<B>,
         output: IntTensor<B>,
-        spec: DenseSpec,
         kernels: KernelPath,
     },
 }
@@ -69,20 +69,31 @@ impl<B: Hm2bpBackend> Backward<B, 2> for SpikingLayerBackward {
             Saved::Words {
                 input,
                 output,
-                spec,
                 kernels,
-            } => B::dense_backward(
-                input,
-                output,
-                st.weight,
-                d_post,
-                st.labels,
-                spec,
-                kernels,
-                st.n_in,
-                weight_parent.is_some(),
-                input_parent.is_some(),
-            ),
+            } => match st.spec {
+                LayerSpec::Dense(spec) => B::dense_backward(
+                    input,
+                    output,
+                    st.weight,
+                    d_post,
+                    st.labels,
+                    spec,
+                    kernels,
+                    st.n_in,
+                    weight_parent.is_some(),
+                    input_parent.is_some(),
+                ),
+                LayerSpec::Local(spec) => B::local_backward(
+                    input,
+                    output,
+                    st.weight,
+                    d_post,
+                    spec,
+                    st.n_in,
+                    weight_parent.is_some(),
+                    input_parent.is_some(),
+                ),
+            },
         };
         if let (Some(node), Some(grad_w)) = (weight_parent, grad_w) {
             grads.register::<B>(node.id, grad_w);
@@ -112,7 +123,7 @@ impl<B: Hm2bpBackend, C: CheckpointStrategy> Hm2bpBackend for Autodiff<B, C> {
                 let n_in = counts.shape()[1];
                 let w = weight.into_primitive();
                 let (out_counts, out_words, saved) = match spec {
-                    LayerSpec::Dense(d) if !event_driven::<B>(&spec, kernels) => {
+                    _ if !host_kernels::<B>(&spec, kernels) => {
                         let (c, ow) = B::spiking_layer(
                             counts,
                             words.clone(),
@@ -124,7 +135,6 @@ impl<B: Hm2bpBackend, C: CheckpointStrategy> Hm2bpBackend for Autodiff<B, C> {
                         let saved = Saved::Words {
                             input: words,
                             output: ow.clone(),
-                            spec: d,
                             kernels,
                         };
                         (c, ow, saved)

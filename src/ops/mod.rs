@@ -24,7 +24,9 @@
 //!   the backend's own tensor operations (GEMMs, element-wise steps), so they run on the
 //!   device of any backend; the reference the device kernels are tested against.
 //!
-//! Convolution and pooling layers use the host kernels on every backend.
+//! Convolution and pooling layers run the host kernels on the CPU backends and device kernels
+//! over the pairs of their connectivity on the CubeCL backends
+//! ([`Hm2bpBackend::LOCAL_ON_DEVICE`], [`Hm2bpBackend::local_backward`]).
 
 // burn-ndarray is deprecated in Burn 0.22 but remains a supported backend of this crate.
 #![cfg_attr(feature = "ndarray", allow(deprecated))]
@@ -69,9 +71,13 @@ impl KernelPath {
     }
 }
 
-/// Whether backend `B` runs the layer of `spec` with the event-driven host kernels.
-fn event_driven<B: Hm2bpBackend>(spec: &LayerSpec, kernels: KernelPath) -> bool {
-    matches!(spec, LayerSpec::Local(_)) || (B::EVENT_DRIVEN && kernels == KernelPath::EventDriven)
+/// Whether backend `B` runs the layer of `spec` with the event-driven host kernels (else on
+/// its device: device kernels or the generic tensor operations).
+fn host_kernels<B: Hm2bpBackend>(spec: &LayerSpec, kernels: KernelPath) -> bool {
+    match spec {
+        LayerSpec::Local(_) => !B::LOCAL_ON_DEVICE,
+        LayerSpec::Dense(_) => B::EVENT_DRIVEN && kernels == KernelPath::EventDriven,
+    }
 }
 
 /// Backends that can run spiking layers with HM2-BP gradients.
@@ -84,6 +90,10 @@ fn event_driven<B: Hm2bpBackend>(spec: &LayerSpec, kernels: KernelPath) -> bool 
 pub trait Hm2bpBackend: Backend {
     /// Whether the backend has the event-driven host kernels (its tensors live in host memory).
     const EVENT_DRIVEN: bool = false;
+
+    /// Whether convolution and pooling layers run on the backend's device (device kernels;
+    /// [`Hm2bpBackend::local_backward`]) rather than on the host kernels.
+    const LOCAL_ON_DEVICE: bool = false;
 
     /// Simulates a batch through a layer of LIF neurons: input counts `[B, n_in]` (only their
     /// shape and autodiff node are used) and bit-packed trains `words [B, T, ⌈n_in/32⌉]`,
@@ -101,7 +111,7 @@ pub trait Hm2bpBackend: Backend {
         let _ = labels;
         let n_in = counts.shape()[1];
         match spec {
-            LayerSpec::Dense(d) if !event_driven::<Self>(&spec, kernels) => {
+            LayerSpec::Dense(d) if !host_kernels::<Self>(&spec, kernels) => {
                 generic::forward_words::<Self>(words, n_in, weight, &d)
             }
             _ => {
@@ -132,6 +142,27 @@ pub trait Hm2bpBackend: Backend {
         let _ = kernels;
         generic::backward_from_words::<Self>(
             input, output, weight, d_post, labels, &spec, n_in, need_grad, need_d_pre,
+        )
+    }
+
+    /// The HM2-BP backward of a convolution or pooling layer whose forward ran on the device
+    /// ([`Hm2bpBackend::LOCAL_ON_DEVICE`]): from the input and output words, the shared
+    /// `weight [n_weights]` and `d_post [B, n_out]`, the weight gradient when `need_grad` and
+    /// `∂E/∂o_pre [B, n_in]` when `need_d_pre`. By default the host kernels, on trains read
+    /// back from the words.
+    #[allow(clippy::too_many_arguments)]
+    fn local_backward(
+        input: IntTensor<Self>,
+        output: IntTensor<Self>,
+        weight: FloatTensor<Self>,
+        d_post: FloatTensor<Self>,
+        spec: LocalSpec,
+        n_in: usize,
+        need_grad: bool,
+        need_d_pre: bool,
+    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
+        host_local_backward::<Self>(
+            input, output, weight, d_post, spec, n_in, need_grad, need_d_pre,
         )
     }
 
@@ -267,6 +298,42 @@ pub(crate) fn host_backward<B: Backend>(
         need_grad,
         need_d_pre,
     );
+    let gw = gw.map(|v| B::float_from_data(TensorData::new(v, w_shape), &device));
+    let gx = gx.map(|v| B::float_from_data(TensorData::new(v, [b, n_in]), &device));
+    (gw, gx)
+}
+
+/// The HM2-BP backward of a convolution or pooling layer on the host kernels, from its input
+/// and output words (read back from the device) — see [`Hm2bpBackend::local_backward`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn host_local_backward<B: Backend>(
+    input: IntTensor<B>,
+    output: IntTensor<B>,
+    weight: FloatTensor<B>,
+    d_post: FloatTensor<B>,
+    spec: LocalSpec,
+    n_in: usize,
+    need_grad: bool,
+    need_d_pre: bool,
+) -> (Option<FloatTensor<B>>, Option<FloatTensor<B>>) {
+    let device = weight.device();
+    let w_shape = weight.shape();
+    let n_out = spec.topology.n_out();
+    let layer = LayerSpec::Local(spec);
+    let inputs = host_rasters::<B>(input, n_in);
+    let outputs = host_rasters::<B>(output, n_out);
+    let weights = layer.prepare(f32s(&host_f32(B::float_into_data(weight))), n_in, n_out);
+    let d = host_f32(B::float_into_data(d_post));
+    let (gw, gx) = layer.backward_rasters(
+        &inputs,
+        &outputs,
+        &weights,
+        f32s(&d),
+        None,
+        need_grad,
+        need_d_pre,
+    );
+    let b = inputs.len();
     let gw = gw.map(|v| B::float_from_data(TensorData::new(v, w_shape), &device));
     let gx = gx.map(|v| B::float_from_data(TensorData::new(v, [b, n_in]), &device));
     (gw, gx)

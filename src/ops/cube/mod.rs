@@ -3,15 +3,18 @@
 //! active inputs, input currents of all steps, LIF scan over all steps, packing) and HM2-BP
 //! backward ([`post`]: output spike times, label-spike insertion, post kernels `K`, lateral
 //! factors; [`spsp`]: input spike times, S-PSP entries, side effect, weight gradient,
-//! backpropagated error), so that a training step launches the same number of kernels at any
-//! `T` and the trains never leave the device (only an output layer's classes are uploaded).
+//! backpropagated error), and for convolution and pooling layers ([`local`]: the same steps
+//! over the pairs of their connectivity), so that a training step launches the same number of
+//! kernels at any `T` and the trains never leave the device (only an output layer's classes
+//! and a local layer's index tables are uploaded).
 //!
-//! [`KernelPath::EventDriven`] (the default) selects these kernels; [`KernelPath::Generic`]
-//! the tensor-operation path of [`super::generic`] (`tests/wgpu.rs` checks both against the
-//! host kernels). Conv and pooling layers run on the host, as on every backend without CPU
-//! tensors.
+//! [`KernelPath::EventDriven`] (the default) selects these kernels for dense layers;
+//! [`KernelPath::Generic`] the tensor-operation path of [`super::generic`] (`tests/wgpu.rs`
+//! checks both against the host kernels). Convolution and pooling layers always run the
+//! device kernels (weights of another dtype than `f32`: the host kernels).
 
 mod lif;
+mod local;
 mod post;
 mod spsp;
 
@@ -19,20 +22,26 @@ use burn::backend::Cube;
 use burn::backend::TensorMetadata;
 use burn::backend::ops::{FloatTensorOps, IntTensorOps};
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::tensor::{DType, Shape, TensorData};
+use std::ops::Range;
+
+use burn::tensor::{DType, Shape, Slice, TensorData};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::client::Client;
 use cubecl::{CubeCount, CubeDim, calculate_cube_count_elemwise};
 
-use super::{Hm2bpBackend, KernelPath, generic, host_forward, host_labels};
+use super::{Hm2bpBackend, KernelPath, generic, host_forward, host_labels, host_local_backward};
 use crate::neuron::LifParams;
+use crate::rule::output::OutputRule;
+use crate::rule::sparse::LocalSpec;
 use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::rule::{DenseSpec, LayerSpec};
 use crate::spikes::words_per_step;
 
 impl Hm2bpBackend for Cube {
+    const LOCAL_ON_DEVICE: bool = true;
+
     fn spiking_layer(
         counts: FloatTensor<Self>,
         words: IntTensor<Self>,
@@ -52,6 +61,11 @@ impl Hm2bpBackend for Cube {
                 dense_forward(words, weight, n_in, &d)
             }
             LayerSpec::Dense(d) => generic::forward_words::<Self>(words, n_in, weight, &d),
+            LayerSpec::Local(l)
+                if device_kernels_fit(&words, &weight) && local::fits(&words, &l) =>
+            {
+                local::forward(words, weight, &l)
+            }
             LayerSpec::Local(_) => {
                 let (counts, words, _) = host_forward::<Self>(words, n_in, weight, spec);
                 (counts, words)
@@ -96,6 +110,28 @@ impl Hm2bpBackend for Cube {
             )
         }
     }
+
+    fn local_backward(
+        input: IntTensor<Self>,
+        output: IntTensor<Self>,
+        weight: FloatTensor<Self>,
+        d_post: FloatTensor<Self>,
+        spec: LocalSpec,
+        n_in: usize,
+        need_grad: bool,
+        need_d_pre: bool,
+    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
+        if device_kernels_fit(&input, &weight)
+            && d_post.dtype == DType::F32
+            && local::fits(&input, &spec)
+        {
+            local::backward(input, output, weight, d_post, &spec, need_grad, need_d_pre)
+        } else {
+            host_local_backward::<Self>(
+                input, output, weight, d_post, spec, n_in, need_grad, need_d_pre,
+            )
+        }
+    }
 }
 
 /// Whether the kernels take these tensors: 32-bit words and `f32` weights (other dtypes go
@@ -121,6 +157,20 @@ fn dense_forward(
     n_in: usize,
     spec: &DenseSpec,
 ) -> (CubeTensor, CubeTensor) {
+    let [_, t, _] = dims3(&words);
+    let per_sample = 4 * t * n_in.max(weight.shape()[0]);
+    forward_by_chunks(words, per_sample, |w| {
+        dense_forward_chunk(w, weight.clone(), n_in, spec)
+    })
+}
+
+/// [`dense_forward`] of a batch whose buffers fit the device.
+fn dense_forward_chunk(
+    words: CubeTensor,
+    weight: CubeTensor,
+    n_in: usize,
+    spec: &DenseSpec,
+) -> (CubeTensor, CubeTensor) {
     let [b, t, w_in] = dims3(&words);
     assert_eq!(
         w_in,
@@ -129,7 +179,6 @@ fn dense_forward(
     );
     let n_out = weight.shape()[0];
     let client = words.client.clone();
-    let words_dtype = words.dtype;
     let words = into_contiguous(words);
     let weight_t = into_contiguous(Cube::float_transpose(weight));
     let like = words.clone();
@@ -160,15 +209,31 @@ fn dense_forward(
         n_in as u32,
         n_out as u32,
     );
-    // The LIF scan over all steps.
-    let spikes = empty([b * t, n_out], DType::U32);
-    let counts = empty([b, n_out], DType::F32);
-    let consts = lif_consts(&spec.lif);
-    match spec
+    let lateral = spec
         .output
         .map(|o| o.lateral_strength)
-        .filter(|&s| s != 0.0)
-    {
+        .filter(|&s| s != 0.0);
+    lif_scan(currents, &like, b, t, n_out, &spec.lif, lateral)
+}
+
+/// The LIF scan over all steps of `currents [B·T, n_out]` (step `t` receives row `t − 1`),
+/// with lateral inhibition of `lateral` when given (at most [`lif::MAX_LATERAL`] neurons),
+/// then packing: (counts `[B, n_out]`, words `[B, T, ⌈n_out/32⌉]` of `like`'s dtype).
+fn lif_scan(
+    currents: CubeTensor,
+    like: &CubeTensor,
+    b: usize,
+    t: usize,
+    n_out: usize,
+    lif: &LifParams,
+    lateral: Option<f32>,
+) -> (CubeTensor, CubeTensor) {
+    let client = like.client.clone();
+    let empty = |shape: [usize; 2], dtype| empty_like(like, shape.to_vec(), dtype);
+    let spikes = empty([b * t, n_out], DType::U32);
+    let counts = empty([b, n_out], DType::F32);
+    let consts = lif_consts(lif);
+    match lateral {
         None => {
             let (count, dim) = elementwise(&client, b * n_out);
             lif::lif_dense_kernel::launch(
@@ -196,8 +261,15 @@ fn dense_forward(
             consts,
         ),
     }
+    (counts, pack(spikes, like, b, t, n_out))
+}
+
+/// Packs the 0/1 trains `spikes [B·T, n_out]` into words `[B, T, ⌈n_out/32⌉]` of `like`'s
+/// dtype.
+fn pack(spikes: CubeTensor, like: &CubeTensor, b: usize, t: usize, n_out: usize) -> CubeTensor {
+    let client = like.client.clone();
     let w_out = words_per_step(n_out);
-    let packed = empty([b * t, w_out], words_dtype);
+    let packed = empty_like(like, vec![b * t, w_out], like.dtype);
     let (count, dim) = elementwise(&client, b * t * w_out);
     lif::pack_kernel::launch(
         &client,
@@ -208,8 +280,7 @@ fn dense_forward(
         (b * t) as u32,
         n_out as u32,
     );
-    let packed = Cube::int_reshape(packed, Shape::new([b, t, w_out]));
-    (counts, packed)
+    Cube::int_reshape(packed, Shape::new([b, t, w_out]))
 }
 
 /// The dense layer's HM2-BP backward on the device (see [`spsp`]): input words
@@ -230,13 +301,60 @@ fn dense_backward(
 ) -> (Option<CubeTensor>, Option<CubeTensor>) {
     let [b, t, _] = dims3(&input);
     let n_out = weight.shape()[0];
+    let per_sample = 4 * (n_in * n_out).max(t * n_in.max(n_out));
+    let mut grad: Option<CubeTensor> = None;
+    let mut d_pre = Vec::new();
+    for r in batch_chunks(&input, b, per_sample) {
+        let (g, d) = dense_backward_chunk(
+            batch_slice(&input, &r),
+            batch_slice(&output, &r),
+            weight.clone(),
+            batch_slice(&d_post, &r),
+            labels.map(|l| &l[r.clone()]),
+            spec,
+            n_in,
+            need_grad,
+            need_d_pre,
+        );
+        grad = match (grad, g) {
+            (Some(sum), Some(g)) => Some(Cube::float_add(sum, g)),
+            (sum, g) => sum.or(g),
+        };
+        d_pre.extend(d);
+    }
+    (grad, (!d_pre.is_empty()).then(|| batch_cat(d_pre)))
+}
+
+/// [`dense_backward`] of a batch whose buffers fit the device.
+#[allow(clippy::too_many_arguments)]
+fn dense_backward_chunk(
+    input: CubeTensor,
+    output: CubeTensor,
+    weight: CubeTensor,
+    d_post: CubeTensor,
+    labels: Option<&[usize]>,
+    spec: &DenseSpec,
+    n_in: usize,
+    need_grad: bool,
+    need_d_pre: bool,
+) -> (Option<CubeTensor>, Option<CubeTensor>) {
+    let [b, t, _] = dims3(&input);
+    let n_out = weight.shape()[0];
     let client = input.client.clone();
     let words = into_contiguous(input);
     let d_post = into_contiguous(d_post);
     let weight_t = into_contiguous(Cube::float_transpose(weight));
     let like = words.clone();
     let empty = |shape: Vec<usize>, dtype| empty_like(&like, shape, dtype);
-    let (kernels, o_post, gamma) = post_terms(into_contiguous(output), labels, spec, b, t, n_out);
+    let (kernels, o_post, gamma) = post_terms(
+        into_contiguous(output),
+        labels,
+        &spec.lif,
+        spec.output,
+        b,
+        t,
+        n_out,
+    );
 
     let (times, o_pre) = spike_times(words, n_in);
     let e = empty(vec![b, n_in, n_out], DType::F32);
@@ -318,7 +436,8 @@ fn dense_backward(
 fn post_terms(
     words: CubeTensor,
     labels: Option<&[usize]>,
-    spec: &DenseSpec,
+    lif: &LifParams,
+    output: Option<OutputRule>,
     b: usize,
     t: usize,
     n_out: usize,
@@ -328,7 +447,7 @@ fn post_terms(
     let like = words.clone();
     let empty = |shape: Vec<usize>, dtype| empty_like(&like, shape, dtype);
     let (times, raw) = spike_times(words, n_out);
-    let labels = spec.output.zip(labels).map(|(rule, labels)| {
+    let labels = output.zip(labels).map(|(rule, labels)| {
         let classes: Vec<u32> = labels.iter().map(|&c| c as u32).collect();
         let labels = Cube::int_from_data(TensorData::new(classes, [b]), &device);
         (rule, labels)
@@ -366,10 +485,10 @@ fn post_terms(
         t as u32,
         n_out as u32,
         post::PspConstsLaunch::new(
-            spec.lif.tau_m,
-            spec.lif.tau_s,
-            spec.lif.t_ref,
-            crate::spsp::window_steps(&spec.lif),
+            lif.tau_m,
+            lif.tau_s,
+            lif.t_ref,
+            crate::spsp::window_steps(lif),
         ),
     );
     let gamma = match labels {
@@ -388,7 +507,7 @@ fn post_terms(
                 t as u32,
                 n_out as u32,
                 rule.lateral_strength,
-                spec.lif.threshold,
+                lif.threshold,
             );
             gamma
         }
@@ -419,6 +538,62 @@ fn spike_times(words: CubeTensor, n: usize) -> (CubeTensor, CubeTensor) {
         n as u32,
     );
     (times, counts)
+}
+
+/// The sample ranges a batch of `b` is processed in, so that a buffer of `per_sample` bytes
+/// per sample fits the device's largest allocation (wgpu: its storage-buffer binding limit);
+/// one range when the whole batch fits.
+fn batch_chunks(like: &CubeTensor, b: usize, per_sample: usize) -> Vec<Range<usize>> {
+    let n = (largest_allocation(like) / per_sample.max(1)).clamp(1, b.max(1));
+    (0..b).step_by(n).map(|s| s..(s + n).min(b)).collect()
+}
+
+/// The largest buffer `like`'s device allocates, in bytes.
+fn largest_allocation(like: &CubeTensor) -> usize {
+    like.client.properties().memory.max_page_size as usize
+}
+
+/// Samples `r` (first dimension) of `t`, contiguous; `t` itself when `r` is all of it.
+fn batch_slice(t: &CubeTensor, r: &Range<usize>) -> CubeTensor {
+    let shape = t.shape();
+    if r.start == 0 && r.end == shape[0] {
+        return t.clone();
+    }
+    let slices: Vec<Slice> = (0..shape.num_dims())
+        .map(|d| Slice::from(if d == 0 { r.clone() } else { 0..shape[d] }))
+        .collect();
+    into_contiguous(if t.dtype.is_float() {
+        Cube::float_slice(t.clone(), &slices)
+    } else {
+        Cube::int_slice(t.clone(), &slices)
+    })
+}
+
+/// `parts` concatenated along the first dimension.
+fn batch_cat(mut parts: Vec<CubeTensor>) -> CubeTensor {
+    if parts.len() == 1 {
+        return parts.remove(0);
+    }
+    if parts[0].dtype.is_float() {
+        Cube::float_cat(parts, 0)
+    } else {
+        Cube::int_cat(parts, 0)
+    }
+}
+
+/// A forward pass `f` over input words `[B, T, ·]` run chunk by chunk (see [`batch_chunks`]),
+/// its (counts, words) concatenated.
+fn forward_by_chunks(
+    words: CubeTensor,
+    per_sample: usize,
+    f: impl Fn(CubeTensor) -> (CubeTensor, CubeTensor),
+) -> (CubeTensor, CubeTensor) {
+    let b = words.shape()[0];
+    let (counts, trains): (Vec<_>, Vec<_>) = batch_chunks(&words, b, per_sample)
+        .iter()
+        .map(|r| f(batch_slice(&words, r)))
+        .unzip();
+    (batch_cat(counts), batch_cat(trains))
 }
 
 /// An uninitialised contiguous tensor on `like`'s device.

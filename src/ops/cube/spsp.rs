@@ -75,17 +75,54 @@ pub fn spsp_rows_kernel(
     let i = ABSOLUTE_POS % n_out;
     let pre = ABSOLUTE_POS / n_out;
     let b = pre / n_in as usize;
-    let fired = u32::cast_from(o_pre[pre]) as usize;
+    let post_fired = o_post[b * n_out + i] > 0.0;
+    e[ABSOLUTE_POS] = spsp_entry(
+        times,
+        kernels,
+        o_pre[pre],
+        pre * steps,
+        b * steps,
+        i,
+        post_fired,
+        n_out,
+        silent_spsp,
+    );
+}
+
+/// The S-PSP `e_{i|j}` of one pair (S2–S3, §3.5.2): `K_i(t)` (`kernels [B, T, n_out]`, rows
+/// from `row0`) summed over the `o_pre` spike steps of `j` (`times` from `times0`) in
+/// ascending `t` when `i` fired; `silent_spsp` for a silent `i` where `j` fired; else 0.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub fn spsp_entry(
+    times: &Tensor<u32>,
+    kernels: &Tensor<f32>,
+    o_pre: f32,
+    times0: usize,
+    row0: usize,
+    i: usize,
+    post_fired: bool,
+    n_out: usize,
+    silent_spsp: f32,
+) -> f32 {
+    let fired = u32::cast_from(o_pre) as usize;
     let mut sum = 0.0f32;
-    if o_post[b * n_out + i] > 0.0 {
+    if post_fired {
         for k in 0..fired {
-            let t = times[pre * steps + k] as usize;
-            sum += kernels[(b * steps + t) * n_out + i];
+            let t = times[times0 + k] as usize;
+            sum += kernels[(row0 + t) * n_out + i];
         }
     } else if fired > 0 {
         sum = silent_spsp;
     }
-    e[ABSOLUTE_POS] = sum;
+    sum
+}
+
+/// The side effect `s_i` (S9, S11) from `we = Σ_l w_il e_il` (firing `i`, `o > 0`) or
+/// `w_sum = Σ_l w_il` (silent `i`): the device statement of [`crate::rule::terms::side_effect`].
+#[cube]
+pub fn side_effect(o: f32, we: f32, w_sum: f32, nu: f32, silent_side_ratio: f32) -> f32 {
+    select(o > 0.0, we / (o * nu), silent_side_ratio * w_sum / nu)
 }
 
 /// Thread per (sample `b`, post neuron `i`): the side effect `s_i` (S9, S11) from
@@ -125,7 +162,7 @@ pub fn side_effect_kernel(
         }
     }
     let o = o_post[ABSOLUTE_POS];
-    let side = select(o > 0.0, we / (o * nu), silent_side_ratio * w_sum / nu);
+    let side = side_effect(o, we, w_sum, nu, silent_side_ratio);
     let d = d_post[ABSOLUTE_POS] / nu;
     delta[ABSOLUTE_POS] = d;
     coef[ABSOLUTE_POS] = d * (1.0 + side) * gamma[ABSOLUTE_POS];

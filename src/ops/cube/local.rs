@@ -1,0 +1,535 @@
+//! Convolution and pooling layers (locally connected, shared weights) as CubeCL kernels, over
+//! the index tables of their [`Connectivity`] ([`PairTables`]: one slot per connected
+//! (output, input) pair, in fanin order), in the order and `f32` operations of the host
+//! kernels of [`crate::rule::sparse`]:
+//!
+//! - Forward: [`local_currents_kernel`] (per sample, step and output neuron, the weights of
+//!   the inputs that spiked, in ascending input order), then the LIF scan and packing of the
+//!   dense layers ([`super::lif`]). The trains equal the host's bit for bit.
+//! - Backward: the post kernels `K` ([`super::post`]), then [`local_spsp_kernel`] (S-PSP per
+//!   sample and slot), [`local_coef_kernel`] (side effect and weight coefficient per output
+//!   neuron), [`local_weight_grad_kernel`] and [`batch_sum_kernel`] (each shared weight's
+//!   gradient over its slots, then over the batch) and [`local_pre_error_kernel`] (per input,
+//!   over its fanout). As for dense layers, the gradients agree with the host's to `f32`
+//!   rounding (device `exp` in `K`; the convolution's host backward sums `∂E/∂o_pre` position by
+//!   position).
+//!
+//! No loop runs over spikes within a step; the longest loops are over a weight's slots
+//! (output positions), the steps, or a neuron's fanin / fanout.
+
+// Kernel bodies are written in the forms the #[cube] expansion was tested with.
+#![allow(clippy::manual_div_ceil, clippy::assign_op_pattern)]
+
+use burn::backend::Cube;
+use burn::backend::ops::IntTensorOps;
+use burn::tensor::{DType, TensorData};
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::prelude::*;
+
+use super::spsp::{side_effect, spsp_entry};
+use super::{
+    batch_cat, batch_chunks, batch_slice, dims3, elementwise, empty_like, forward_by_chunks,
+    largest_allocation, lif_scan, post_terms, spike_times,
+};
+use crate::rule::sparse::{ErrorScale, LocalSpec, PairTables};
+use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
+use crate::spikes::words_per_step;
+
+/// Thread per (sample, step, output neuron `i`): `currents [B·T, n_out]`, the weights of
+/// `i`'s inputs that spiked at that step (`words [B·T, ⌈n_in/32⌉]`), summed in ascending
+/// input order from `0` (the host's order). The inputs are read run by run (see
+/// [`PairTables`]): one or two words per run, skipped when no input of the run spiked. (One
+/// thread per step rather than a loop over steps: with the loop, a convolution's thread runs
+/// past the 65,535 loop iterations after which lavapipe, the CI's Vulkan driver, ends it.)
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn local_currents_kernel(
+    words: &Tensor<u32>,
+    run_start: &Tensor<u32>,
+    run_input: &Tensor<u32>,
+    run_weight: &Tensor<u32>,
+    run_len: &Tensor<u32>,
+    run_stride: &Tensor<u32>,
+    weights: &Tensor<f32>,
+    currents: &mut Tensor<f32>,
+    n_in: u32,
+    n_out: u32,
+) {
+    let n_out = n_out as usize;
+    if ABSOLUTE_POS >= currents.len() {
+        terminate!();
+    }
+    let row = ABSOLUTE_POS / n_out;
+    let i = ABSOLUTE_POS % n_out;
+    let base = row * ((n_in as usize + 31) / 32);
+    let mut current = 0.0f32;
+    for r in run_start[i] as usize..run_start[i + 1] as usize {
+        let j0 = run_input[r];
+        let len = run_len[r];
+        let shift = j0 % 32u32;
+        let w0 = base + (j0 / 32u32) as usize;
+        let mut bits = words[w0] >> shift;
+        if shift + len > 32u32 {
+            bits = bits | (words[w0 + 1] << (32u32 - shift));
+        }
+        if len < 32u32 {
+            bits = bits & ((1u32 << len) - 1u32);
+        }
+        if bits != 0u32 {
+            let k0 = run_weight[r];
+            let stride = run_stride[r];
+            for m in 0..len {
+                if (bits >> m) & 1u32 == 1u32 {
+                    current += weights[(k0 + m * stride) as usize];
+                }
+            }
+        }
+    }
+    currents[ABSOLUTE_POS] = current;
+}
+
+/// Thread per (sample `b`, slot `s` = pair (`i`, `j`)): `e [B, pairs]`,
+/// `e_{i|j} = Σ_{t ∈ spikes(j)} K_i(t)` in ascending `t` (`times [B·n_in, T]`,
+/// `kernels [B, T, n_out]`) when `i` fired; `silent_spsp` for a silent `i` where `j` fired;
+/// else 0.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn local_spsp_kernel(
+    times: &Tensor<u32>,
+    o_pre: &Tensor<f32>,
+    kernels: &Tensor<f32>,
+    o_post: &Tensor<f32>,
+    fanin_pre: &Tensor<u32>,
+    fanin_post: &Tensor<u32>,
+    e: &mut Tensor<f32>,
+    steps: u32,
+    n_in: u32,
+    n_out: u32,
+    silent_spsp: f32,
+) {
+    let steps = steps as usize;
+    let n_out = n_out as usize;
+    let pairs = fanin_pre.len();
+    if ABSOLUTE_POS >= e.len() {
+        terminate!();
+    }
+    let b = ABSOLUTE_POS / pairs;
+    let s = ABSOLUTE_POS % pairs;
+    let i = fanin_post[s] as usize;
+    let pre = b * n_in as usize + fanin_pre[s] as usize;
+    let post_fired = o_post[b * n_out + i] > 0.0;
+    e[ABSOLUTE_POS] = spsp_entry(
+        times,
+        kernels,
+        o_pre[pre],
+        pre * steps,
+        b * steps,
+        i,
+        post_fired,
+        n_out,
+        silent_spsp,
+    );
+}
+
+/// Thread per (sample `b`, output neuron `i`): the side effect `s_i` (S9, S11) from
+/// `Σ w e` over `i`'s slots (firing `i`) or `Σ w` (silent `i`), then `delta [B, n_out]`
+/// (`d / divisor`: `ν` for a convolution, `size²` for pooling) and the weight coefficient
+/// `coef [B, n_out]` (`δ (1 + s)`).
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn local_coef_kernel(
+    e: &Tensor<f32>,
+    weights: &Tensor<f32>,
+    fanin_start: &Tensor<u32>,
+    fanin_weight: &Tensor<u32>,
+    o_post: &Tensor<f32>,
+    d_post: &Tensor<f32>,
+    delta: &mut Tensor<f32>,
+    coef: &mut Tensor<f32>,
+    n_out: u32,
+    nu: f32,
+    divisor: f32,
+    silent_side_ratio: f32,
+) {
+    let n_out = n_out as usize;
+    if ABSOLUTE_POS >= o_post.len() {
+        terminate!();
+    }
+    let pairs = fanin_weight.len();
+    let b = ABSOLUTE_POS / n_out;
+    let i = ABSOLUTE_POS % n_out;
+    let o = o_post[ABSOLUTE_POS];
+    let mut we = 0.0f32;
+    let mut w_sum = 0.0f32;
+    for s in fanin_start[i] as usize..fanin_start[i + 1] as usize {
+        let w = weights[fanin_weight[s] as usize];
+        if o > 0.0 {
+            we += w * e[b * pairs + s];
+        } else {
+            w_sum += w;
+        }
+    }
+    let side = side_effect(o, we, w_sum, nu, silent_side_ratio);
+    let d = d_post[ABSOLUTE_POS] / divisor;
+    delta[ABSOLUTE_POS] = d;
+    coef[ABSOLUTE_POS] = d * (1.0 + side) * 1.0;
+}
+
+/// Thread per (sample `b`, shared weight `k`): `partial [B, n_weights]`,
+/// `Σ coef_{b,i(s)} e_{b,s}` over `k`'s slots in ascending order.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn local_weight_grad_kernel(
+    e: &Tensor<f32>,
+    coef: &Tensor<f32>,
+    fanin_post: &Tensor<u32>,
+    weight_start: &Tensor<u32>,
+    weight_slot: &Tensor<u32>,
+    partial: &mut Tensor<f32>,
+    n_out: u32,
+    n_weights: u32,
+) {
+    let n_weights = n_weights as usize;
+    if ABSOLUTE_POS >= partial.len() {
+        terminate!();
+    }
+    let pairs = fanin_post.len();
+    let b = ABSOLUTE_POS / n_weights;
+    let k = ABSOLUTE_POS % n_weights;
+    let mut g = 0.0f32;
+    for x in weight_start[k] as usize..weight_start[k + 1] as usize {
+        let s = weight_slot[x] as usize;
+        g += coef[b * n_out as usize + fanin_post[s] as usize] * e[b * pairs + s];
+    }
+    partial[ABSOLUTE_POS] = g;
+}
+
+/// Thread per column `k` of `partial [B, n]`: `sum [n]`, its entries summed in ascending `b`
+/// from `0` (the host's batch order).
+#[cube(launch)]
+pub fn batch_sum_kernel(partial: &Tensor<f32>, sum: &mut Tensor<f32>, batch: u32) {
+    let n = sum.len();
+    if ABSOLUTE_POS >= n {
+        terminate!();
+    }
+    let mut g = 0.0f32;
+    for b in 0..batch as usize {
+        g += partial[b * n + ABSOLUTE_POS];
+    }
+    sum[ABSOLUTE_POS] = g;
+}
+
+/// Thread per (sample `b`, input neuron `j`): `d_pre [B, n_in]`, `Σ_i δ_i w ρ_ij` over `j`'s
+/// fanout in ascending `i` (S10), `ρ_ij = e_{i|j}/o_j` when both neurons fired, else 1 (S8).
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn local_pre_error_kernel(
+    e: &Tensor<f32>,
+    delta: &Tensor<f32>,
+    o_post: &Tensor<f32>,
+    o_pre: &Tensor<f32>,
+    weights: &Tensor<f32>,
+    fanout_start: &Tensor<u32>,
+    fanout_post: &Tensor<u32>,
+    fanout_weight: &Tensor<u32>,
+    fanout_slot: &Tensor<u32>,
+    d_pre: &mut Tensor<f32>,
+    n_in: u32,
+    n_out: u32,
+    pairs: u32,
+) {
+    let n_in = n_in as usize;
+    let n_out = n_out as usize;
+    if ABSOLUTE_POS >= d_pre.len() {
+        terminate!();
+    }
+    let b = ABSOLUTE_POS / n_in;
+    let j = ABSOLUTE_POS % n_in;
+    let o = o_pre[ABSOLUTE_POS];
+    let inv_o = 1.0 / f32::max(o, 1.0);
+    let mut sum = 0.0f32;
+    for x in fanout_start[j] as usize..fanout_start[j + 1] as usize {
+        let i = fanout_post[x] as usize;
+        let d = delta[b * n_out + i];
+        if d != 0.0 {
+            let dw = d * weights[fanout_weight[x] as usize];
+            if o > 0.0 && o_post[b * n_out + i] > 0.0 {
+                sum += dw * (e[b * pairs as usize + fanout_slot[x] as usize] * inv_o);
+            } else {
+                sum += dw;
+            }
+        }
+    }
+    d_pre[ABSOLUTE_POS] = sum;
+}
+
+/// The tables of a layer's pairs on the device.
+struct DeviceTables {
+    pairs: usize,
+    fanin_start: CubeTensor,
+    fanin_pre: CubeTensor,
+    fanin_post: CubeTensor,
+    fanin_weight: CubeTensor,
+    fanout_start: CubeTensor,
+    fanout_post: CubeTensor,
+    fanout_weight: CubeTensor,
+    fanout_slot: CubeTensor,
+    weight_start: CubeTensor,
+    weight_slot: CubeTensor,
+}
+
+impl DeviceTables {
+    /// Uploads `t` to `like`'s device.
+    fn upload(t: &PairTables, like: &CubeTensor) -> Self {
+        let up = |v: &[u32]| upload(v, like);
+        Self {
+            pairs: t.fanin_pre.len(),
+            fanin_start: up(&t.fanin_start),
+            fanin_pre: up(&t.fanin_pre),
+            fanin_post: up(&t.fanin_post),
+            fanin_weight: up(&t.fanin_weight),
+            fanout_start: up(&t.fanout_start),
+            fanout_post: up(&t.fanout_post),
+            fanout_weight: up(&t.fanout_weight),
+            fanout_slot: up(&t.fanout_slot),
+            weight_start: up(&t.weight_start),
+            weight_slot: up(&t.weight_slot),
+        }
+    }
+}
+
+/// Bytes per sample of the largest buffer of the layer's kernels at `T = steps` (post kernels
+/// or currents `[T, max(n_in, n_out)]`, S-PSP per pair).
+fn per_sample_bytes(spec: &LocalSpec, steps: usize) -> usize {
+    let conn = spec.topology.connectivity();
+    4 * conn
+        .pair_tables()
+        .fanin_pre
+        .len()
+        .max(steps * conn.n_in.max(conn.n_out))
+}
+
+/// Whether one sample of the layer fits the device of `words [B, T, ·]` (larger layers run
+/// on the host kernels).
+pub(super) fn fits(words: &CubeTensor, spec: &LocalSpec) -> bool {
+    per_sample_bytes(spec, dims3(words)[1]) <= largest_allocation(words)
+}
+
+/// The layer's forward pass on the device: input `words [B, T, ⌈n_in/32⌉]`, shared
+/// `weight [n_weights]` → (counts `[B, n_out]`, words `[B, T, ⌈n_out/32⌉]`).
+pub(super) fn forward(
+    words: CubeTensor,
+    weight: CubeTensor,
+    spec: &LocalSpec,
+) -> (CubeTensor, CubeTensor) {
+    let per_sample = per_sample_bytes(spec, dims3(&words)[1]);
+    forward_by_chunks(words, per_sample, |w| {
+        forward_chunk(w, weight.clone(), spec)
+    })
+}
+
+/// [`forward`] of a batch whose buffers fit the device.
+fn forward_chunk(
+    words: CubeTensor,
+    weight: CubeTensor,
+    spec: &LocalSpec,
+) -> (CubeTensor, CubeTensor) {
+    let [b, t, w_in] = dims3(&words);
+    let conn = spec.topology.connectivity();
+    let (n_in, n_out) = (conn.n_in, conn.n_out);
+    assert_eq!(
+        w_in,
+        words_per_step(n_in),
+        "hm2bp: spike words [{b}, {t}, {w_in}] do not hold {n_in} neurons"
+    );
+    let client = words.client.clone();
+    let words = into_contiguous(words);
+    let tables = conn.pair_tables();
+    let up = |v: &[u32]| upload(v, &words);
+    let currents = empty_like(&words, vec![b * t, n_out], DType::F32);
+    let (count, dim) = elementwise(&client, b * t * n_out);
+    local_currents_kernel::launch(
+        &client,
+        count,
+        dim,
+        words.clone().into_tensor_arg(),
+        up(&tables.run_start).into_tensor_arg(),
+        up(&tables.run_input).into_tensor_arg(),
+        up(&tables.run_weight).into_tensor_arg(),
+        up(&tables.run_len).into_tensor_arg(),
+        up(&tables.run_stride).into_tensor_arg(),
+        into_contiguous(weight).into_tensor_arg(),
+        currents.clone().into_tensor_arg(),
+        n_in as u32,
+        n_out as u32,
+    );
+    lif_scan(currents, &words, b, t, n_out, &spec.lif, None)
+}
+
+/// The layer's HM2-BP backward on the device: input and output words, shared
+/// `weight [n_weights]`, `d_post [B, n_out]` → (weight gradient `[n_weights]`,
+/// `∂E/∂o_pre [B, n_in]`), each only when asked for.
+pub(super) fn backward(
+    input: CubeTensor,
+    output: CubeTensor,
+    weight: CubeTensor,
+    d_post: CubeTensor,
+    spec: &LocalSpec,
+    need_grad: bool,
+    need_d_pre: bool,
+) -> (Option<CubeTensor>, Option<CubeTensor>) {
+    let [b, t, _] = dims3(&input);
+    let conn = spec.topology.connectivity();
+    let per_sample = per_sample_bytes(spec, t);
+    let tab = DeviceTables::upload(conn.pair_tables(), &input);
+    let weight = into_contiguous(weight);
+    let (mut partials, mut d_pre) = (Vec::new(), Vec::new());
+    for r in batch_chunks(&input, b, per_sample) {
+        let (p, d) = backward_chunk(
+            batch_slice(&input, &r),
+            batch_slice(&output, &r),
+            &weight,
+            batch_slice(&d_post, &r),
+            spec,
+            &tab,
+            need_grad,
+            need_d_pre,
+        );
+        partials.extend(p);
+        d_pre.extend(d);
+    }
+    // Each weight's per-sample sums, then over the whole batch in sample order.
+    let grad = (!partials.is_empty()).then(|| {
+        let partial = batch_cat(partials);
+        let client = partial.client.clone();
+        let grad = empty_like(&partial, vec![conn.n_weights], DType::F32);
+        let (count, dim) = elementwise(&client, conn.n_weights);
+        batch_sum_kernel::launch(
+            &client,
+            count,
+            dim,
+            partial.into_tensor_arg(),
+            grad.clone().into_tensor_arg(),
+            b as u32,
+        );
+        grad
+    });
+    (grad, (!d_pre.is_empty()).then(|| batch_cat(d_pre)))
+}
+
+/// [`backward`] of a batch whose buffers fit the device: (per-sample weight gradients
+/// `[B, n_weights]`, `∂E/∂o_pre [B, n_in]`), each only when asked for.
+#[allow(clippy::too_many_arguments)]
+fn backward_chunk(
+    input: CubeTensor,
+    output: CubeTensor,
+    weight: &CubeTensor,
+    d_post: CubeTensor,
+    spec: &LocalSpec,
+    tab: &DeviceTables,
+    need_grad: bool,
+    need_d_pre: bool,
+) -> (Option<CubeTensor>, Option<CubeTensor>) {
+    let [b, t, _] = dims3(&input);
+    let conn = spec.topology.connectivity();
+    let (n_in, n_out, n_weights) = (conn.n_in, conn.n_out, conn.n_weights);
+    let client = input.client.clone();
+    let words = into_contiguous(input);
+    let d_post = into_contiguous(d_post);
+    let like = words.clone();
+    let empty = |shape: Vec<usize>, dtype| empty_like(&like, shape, dtype);
+    let (kernels, o_post, _) =
+        post_terms(into_contiguous(output), None, &spec.lif, None, b, t, n_out);
+    let (times, o_pre) = spike_times(words, n_in);
+
+    let e = empty(vec![b, tab.pairs], DType::F32);
+    let (count, dim) = elementwise(&client, b * tab.pairs);
+    local_spsp_kernel::launch(
+        &client,
+        count,
+        dim,
+        times.into_tensor_arg(),
+        o_pre.clone().into_tensor_arg(),
+        kernels.into_tensor_arg(),
+        o_post.clone().into_tensor_arg(),
+        tab.fanin_pre.clone().into_tensor_arg(),
+        tab.fanin_post.clone().into_tensor_arg(),
+        e.clone().into_tensor_arg(),
+        t as u32,
+        n_in as u32,
+        n_out as u32,
+        SILENT_POST_SPSP,
+    );
+    let divisor = match spec.topology.error_scale() {
+        ErrorScale::Threshold => spec.lif.threshold,
+        ErrorScale::PoolArea(size) => (size * size) as f32,
+    };
+    let delta = empty(vec![b, n_out], DType::F32);
+    let coef = empty(vec![b, n_out], DType::F32);
+    let (count, dim) = elementwise(&client, b * n_out);
+    local_coef_kernel::launch(
+        &client,
+        count,
+        dim,
+        e.clone().into_tensor_arg(),
+        weight.clone().into_tensor_arg(),
+        tab.fanin_start.clone().into_tensor_arg(),
+        tab.fanin_weight.clone().into_tensor_arg(),
+        o_post.clone().into_tensor_arg(),
+        d_post.into_tensor_arg(),
+        delta.clone().into_tensor_arg(),
+        coef.clone().into_tensor_arg(),
+        n_out as u32,
+        spec.lif.threshold,
+        divisor,
+        SILENT_POST_SIDE_RATIO,
+    );
+    let grad = need_grad.then(|| {
+        let partial = empty(vec![b, n_weights], DType::F32);
+        let (count, dim) = elementwise(&client, b * n_weights);
+        local_weight_grad_kernel::launch(
+            &client,
+            count,
+            dim,
+            e.clone().into_tensor_arg(),
+            coef.into_tensor_arg(),
+            tab.fanin_post.clone().into_tensor_arg(),
+            tab.weight_start.clone().into_tensor_arg(),
+            tab.weight_slot.clone().into_tensor_arg(),
+            partial.clone().into_tensor_arg(),
+            n_out as u32,
+            n_weights as u32,
+        );
+        partial
+    });
+    let d_pre = need_d_pre.then(|| {
+        let d_pre = empty(vec![b, n_in], DType::F32);
+        let (count, dim) = elementwise(&client, b * n_in);
+        local_pre_error_kernel::launch(
+            &client,
+            count,
+            dim,
+            e.into_tensor_arg(),
+            delta.into_tensor_arg(),
+            o_post.into_tensor_arg(),
+            o_pre.into_tensor_arg(),
+            weight.clone().into_tensor_arg(),
+            tab.fanout_start.clone().into_tensor_arg(),
+            tab.fanout_post.clone().into_tensor_arg(),
+            tab.fanout_weight.clone().into_tensor_arg(),
+            tab.fanout_slot.clone().into_tensor_arg(),
+            d_pre.clone().into_tensor_arg(),
+            n_in as u32,
+            n_out as u32,
+            tab.pairs as u32,
+        );
+        d_pre
+    });
+    (grad, d_pre)
+}
+
+/// Uploads index table `v` to `like`'s device.
+fn upload(v: &[u32], like: &CubeTensor) -> CubeTensor {
+    Cube::int_from_data(TensorData::new(v.to_vec(), [v.len()]), &like.device)
+}
