@@ -1,5 +1,5 @@
 //! Convolution and pooling layers (locally connected, shared weights) as CubeCL kernels, over
-//! the index tables of their [`Connectivity`] ([`PairTables`]: one slot per connected
+//! the index tables of their [`Connectivity`](crate::rule::sparse::Connectivity) ([`PairTables`]: one slot per connected
 //! (output, input) pair, in fanin order), in the order and `f32` operations of the host
 //! kernels of [`crate::rule::sparse`]:
 //!
