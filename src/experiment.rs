@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::bptt::Surrogate;
 use crate::datasets::{
     AudioOptions, AugmentConfig, DatasetKind, EncodingMode, InputOptions, NmnistOptions,
+    SpikeProcess,
 };
 use crate::definition::{DefinitionError, read_definition};
 use crate::rule::output::CountTargets;
@@ -140,6 +141,10 @@ pub struct ExperimentDef {
     /// When input spike trains are drawn. With `augmentation`, training trains are redrawn
     /// every epoch from the distorted images and this governs the test split only.
     pub encoding: EncodingMode,
+    /// How input spikes are placed at their rate: `"bernoulli"` (the paper's, default) or
+    /// `"regular"` (evenly spaced, random phase per pixel).
+    #[serde(default)]
+    pub spike_process: SpikeProcess,
     /// Distortion of the training images (the authors' CNN run; none if absent).
     #[serde(default)]
     pub augmentation: Option<AugmentConfig>,

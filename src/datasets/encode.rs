@@ -1,10 +1,14 @@
-//! Rate (Bernoulli) encoding of pixel intensities into spike trains.
+//! Rate encoding of pixel intensities into spike trains.
 //!
-//! Pixel `p ∈ 0..=255` fires at each step `t = 1..T−1` independently with probability
-//! `q = p / (scale · 255)` (`scale` = [`DEFAULT_RATE_SCALE`] = 5.5 in the paper); step 0 never
-//! spikes and `p = 0` never spikes. The process is sampled exactly but in time proportional to
-//! the number of spikes: the gaps between spikes are geometric,
-//! `gap = ⌊ln U / ln(1 − q)⌋ + 1` with `U` uniform in `(0, 1]`.
+//! Pixel `p ∈ 0..=255` fires at rate `q = p / (scale · 255)` spikes per step (`scale` =
+//! [`DEFAULT_RATE_SCALE`] = 5.5 in the paper) over steps `t = 1..T−1`; step 0 never spikes and
+//! `p = 0` never spikes. Two spike processes ([`SpikeProcess`]):
+//! - Bernoulli (the paper's): each step fires independently with probability `q`, sampled
+//!   exactly in time proportional to the number of spikes (the gaps between spikes are
+//!   geometric, `gap = ⌊ln U / ln(1 − q)⌋ + 1` with `U` uniform in `(0, 1]`);
+//! - regular: evenly spaced spikes at the same rate with a random phase `φ ∈ [0, 1)` per pixel,
+//!   step `t` firing where `⌊φ + q·t⌋ > ⌊φ + q·(t − 1)⌋`: the count is `q·(T − 1)` to within
+//!   one spike, without the Bernoulli count noise (±`√(q(1−q)(T−1))`).
 //!
 //! Determinism: every (sample, epoch) gets its own ChaCha8 stream seeded from the encoder's
 //! seed and the indices, so no spike train has to be stored and any sample can be encoded
@@ -28,7 +32,18 @@ pub enum EncodingMode {
     FreshPerEpoch,
 }
 
-/// Deterministic Bernoulli rate encoder.
+/// How a pixel's spikes are placed in time at its rate (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpikeProcess {
+    /// Each step fires independently with probability `q` (the paper's encoding).
+    #[default]
+    Bernoulli,
+    /// Evenly spaced spikes at rate `q` with a random phase per pixel (count noise-free).
+    Regular,
+}
+
+/// Deterministic rate encoder.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RateEncoder {
     /// Number of time steps `T`.
@@ -40,17 +55,25 @@ pub struct RateEncoder {
     pub seed: u64,
     /// Whether trains are fixed per sample or redrawn each epoch.
     pub mode: EncodingMode,
+    /// How spikes are placed in time.
+    pub process: SpikeProcess,
 }
 
 impl RateEncoder {
-    /// An encoder with the default scale.
+    /// A Bernoulli encoder with the default scale.
     pub fn new(steps: usize, seed: u64, mode: EncodingMode) -> Self {
         RateEncoder {
             steps,
             scale: DEFAULT_RATE_SCALE,
             seed,
             mode,
+            process: SpikeProcess::Bernoulli,
         }
+    }
+
+    /// This encoder with spike process `process`.
+    pub fn with_process(self, process: SpikeProcess) -> Self {
+        Self { process, ..self }
     }
 
     /// The random stream of one (sample, epoch).
@@ -93,11 +116,23 @@ impl RateEncoder {
                 (1..steps).for_each(|t| f(n, t));
                 continue;
             }
+            if self.process == SpikeProcess::Regular {
+                let phase = uniform_unit(&mut rng);
+                let mut fired = phase.floor();
+                for t in 1..steps {
+                    let level = (phase + q * t as f64).floor();
+                    if level > fired {
+                        fired = level;
+                        f(n, t);
+                    }
+                }
+                continue;
+            }
             let log_keep = (-q).ln_1p(); // ln(1 − q) < 0
             let mut t = 0usize;
             loop {
-                // U in (0, 1]: 53 random bits, shifted away from zero.
-                let u = 1.0 - (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+                // U in (0, 1].
+                let u = 1.0 - uniform_unit(&mut rng);
                 // Saturating float-to-int cast; the quotient is ≥ 0.
                 let gap = (u.ln() / log_keep) as usize;
                 t = t.saturating_add(gap).saturating_add(1);
@@ -173,6 +208,11 @@ impl RateEncoder {
         });
         events
     }
+}
+
+/// A uniform draw in `[0, 1)` from 53 random bits.
+fn uniform_unit(rng: &mut ChaCha8Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
 #[cfg(test)]
@@ -309,5 +349,37 @@ mod tests {
         let mut out = vec![0.0; 2];
         one_step.encode_into(&[255, 255], 0, 0, &mut out);
         assert_eq!(out, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn regular_trains_fire_at_the_rate_without_count_noise() {
+        let steps = 400;
+        let bernoulli = RateEncoder::new(steps, 7, EncodingMode::FixedPerSample);
+        let regular = bernoulli.with_process(SpikeProcess::Regular);
+        let px = pixels();
+        let ev = regular.encode_events(&px, 3, 0);
+        for (n, train) in ev.iter().enumerate() {
+            let q = f64::from(px[n]) / (f64::from(DEFAULT_RATE_SCALE) * 255.0);
+            let expected = (q.min(1.0) * (steps - 1) as f64).round() as i64;
+            assert!(
+                (train.len() as i64 - expected).abs() <= 1,
+                "pixel {n}: {train:?}"
+            );
+            assert!(!train.contains(&0) && train.iter().all(|&t| (t as usize) < steps));
+            assert!(train.windows(2).all(|w| w[0] < w[1]));
+            // Evenly spaced: gaps differ by at most one step.
+            let gaps: Vec<u32> = train.windows(2).map(|w| w[1] - w[0]).collect();
+            if let (Some(lo), Some(hi)) = (gaps.iter().min(), gaps.iter().max()) {
+                assert!(hi - lo <= 1, "pixel {n}: gaps {gaps:?}");
+            }
+        }
+        // Deterministic, and the dense, raster and event forms agree.
+        assert_eq!(ev, regular.encode_events(&px, 3, 0));
+        assert_eq!(regular.encode_raster(&px, 3, 0).times(), ev);
+        // Phases are random: two pixels of equal intensity fire at different steps.
+        let same = regular.encode_events(&[128, 128], 3, 0);
+        assert_ne!(same[0], same[1]);
+        // The Bernoulli default is unchanged by the option's existence.
+        assert_ne!(bernoulli.encode_events(&px, 3, 0), ev);
     }
 }

@@ -6,7 +6,7 @@
 //!    folder with `--from`) into `<data_dir>/<dataset>/`, checking the published MD5s.
 //! 2. [`image_set::load_image_set`] reads one split through the IDX reader ([`idx`]) and
 //!    validates it into an [`ImageSet`] of 28×28 images and labels.
-//! 3. [`encode::RateEncoder`] turns each image into Bernoulli spike trains, deterministically
+//! 3. [`encode::RateEncoder`] turns each image into rate-coded spike trains (Bernoulli, or regular), deterministically
 //!    from (seed, sample index[, epoch]), either as a dense `[T, 784]` raster or as per-neuron
 //!    spike steps.
 //!
@@ -33,7 +33,7 @@ pub mod samples;
 pub mod spike_set;
 
 pub use augment::{AugmentConfig, Distortion, FieldMode};
-pub use encode::{DEFAULT_RATE_SCALE, EncodingMode, RateEncoder};
+pub use encode::{DEFAULT_RATE_SCALE, EncodingMode, RateEncoder, SpikeProcess};
 pub use error::{DataError, FETCH_COMMAND, Result};
 #[cfg(feature = "cli")]
 pub use fetch::{FetchOptions, fetch_datasets};

@@ -132,7 +132,8 @@ fn loader(
     device: &Device,
     how: SplitLoading,
 ) -> Arc<dyn DataLoader<SpikeBatch>> {
-    let encoder = RateEncoder::new(exp.steps, exp.seed, exp.encoding);
+    let encoder =
+        RateEncoder::new(exp.steps, exp.seed, exp.encoding).with_process(exp.spike_process);
     let mut batcher = SpikeBatcher::new(encoder)
         .with_epochs(set.len().div_ceil(exp.batch_size), how.start.epoch)
         .skipping(how.start.batch);
