@@ -6,9 +6,9 @@
 //!    folder with `--from`) into `<data_dir>/<dataset>/`, checking the published MD5s.
 //! 2. [`image_set::load_image_set`] reads one split through the IDX reader ([`idx`]) and
 //!    validates it into an [`ImageSet`] of 28×28 images and labels.
-//! 3. [`encode::RateEncoder`] turns each image into rate-coded spike trains (Bernoulli, or regular), deterministically
-//!    from (seed, sample index[, epoch]), either as a dense `[T, 784]` raster or as per-neuron
-//!    spike steps.
+//! 3. [`encode::RateEncoder`] turns each image into rate-coded spike trains (Bernoulli, or
+//!    regular), deterministically from (seed, sample index[, epoch]), either as a dense
+//!    `[T, 784]` raster or as per-neuron spike steps.
 //!
 //! Spike-train datasets: [`nmnist`] reads N-MNIST event recordings, stabilises and bins them
 //! into 2312-channel spike trains; [`fsdd`] reads spoken digits through the auditory front end
