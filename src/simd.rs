@@ -7,7 +7,10 @@
 //! per vector extension (x86-64: AVX2 + FMA, SSE4.2; AArch64: NEON), with what it calls inlined
 //! into each copy (`#[inline(always)]`), and the best copy the CPU supports is chosen when it
 //! is first called. `RUSTFLAGS="-C target-cpu=native"` still compiles everything for the build
-//! machine (the choice is then made at compile time).
+//! machine (the choice is then made at compile time). Reading bit-packed trains
+//! ([`crate::spikes::SpikeRaster::from_words`]) names its own targets, the vector extensions
+//! plus the bit instructions every such CPU has (`popcnt`, BMI): the baseline counts bits
+//! without `popcnt`, a few times slower.
 //!
 //! [`F32x8`] is a plain lane array, and the kernels work on it in lane loops, always inlined,
 //! that each copy turns into its instruction set's vectors (one 256-bit register with AVX2,

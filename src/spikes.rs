@@ -10,6 +10,8 @@
 //! `32·w + k` fired ([`SpikeRaster::from_words`], [`SpikeRaster::write_words`]). That is 32×
 //! smaller than a dense `f32` tensor and is read back in `O(words + spikes)`.
 
+use multiversion::multiversion;
+
 /// Number of 32-bit words that hold one time step of `neurons` neurons, bit-packed.
 pub fn words_per_step(neurons: usize) -> usize {
     neurons.div_ceil(32)
@@ -70,7 +72,17 @@ impl SpikeRaster {
 
     /// Reads bit-packed trains (`words[t · W + w]`, `W =` [`words_per_step`]`(neurons)`): only
     /// set bits are visited, and bits of neurons `>= neurons` are ignored.
-    pub fn from_words(words: &[u32], steps: usize, neurons: usize) -> Self {
+    // Compiled once more with the bit-counting instructions that every CPU of these vector
+    // extensions has (`popcnt`, `tzcnt`, `blsr`), chosen at run time (see `crate::simd`).
+    #[multiversion(targets(
+        "x86_64+avx2+fma+popcnt+bmi1+bmi2+lzcnt",
+        "x86_64+sse4.2+popcnt",
+        "aarch64+neon"
+    ))]
+    pub fn from_words(words: &[u32], steps: usize, neurons: usize) -> SpikeRaster {
+        /// Indices written for every word whatever its bits (most words of a sparse train
+        /// have fewer); only a word with more set bits takes a data-dependent loop.
+        const UNROLL: usize = 4;
         let per_step = words_per_step(neurons);
         debug_assert!(words.len() >= steps * per_step);
         let tail = match neurons % 32 {
@@ -79,24 +91,47 @@ impl SpikeRaster {
         };
         let masked = |w: usize, word: u32| if w + 1 == per_step { word & tail } else { word };
         let rows = || words.chunks_exact(per_step.max(1)).take(steps);
-        let spikes: u32 = rows()
+        let spikes: usize = rows()
             .flat_map(|row| row.iter().enumerate())
-            .map(|(w, &word)| masked(w, word).count_ones())
+            .map(|(w, &word)| masked(w, word).count_ones() as usize)
             .sum();
-        let mut out = Self::building(steps, neurons);
-        out.ids.reserve_exact(spikes as usize);
+        // Room for the unconditional writes past the last spike.
+        let mut ids = vec![0u32; spikes + UNROLL];
+        let mut offsets = Vec::with_capacity(steps + 1);
+        offsets.push(0u32);
+        let mut len = 0usize;
         for row in rows() {
             for (w, &word) in row.iter().enumerate() {
                 let mut mask = masked(w, word);
-                while mask != 0 {
-                    out.ids.push(32 * w as u32 + mask.trailing_zeros());
-                    mask &= mask - 1;
+                let ones = mask.count_ones() as usize;
+                let base = 32 * w as u32;
+                // Every slot is written (a zero mask gives 32 + base, overwritten later or
+                // cut off): no branch on the number of spikes of the word.
+                let out: &mut [u32; UNROLL] = (&mut ids[len..len + UNROLL])
+                    .try_into()
+                    .expect("UNROLL slots of slack");
+                for slot in out.iter_mut() {
+                    *slot = base + mask.trailing_zeros();
+                    mask &= mask.wrapping_sub(1);
                 }
+                let mut at = len + UNROLL;
+                while mask != 0 {
+                    ids[at] = base + mask.trailing_zeros();
+                    mask &= mask - 1;
+                    at += 1;
+                }
+                len += ones;
             }
-            out.offsets.push(out.ids.len() as u32);
+            offsets.push(len as u32);
         }
-        out.offsets.resize(steps + 1, out.ids.len() as u32);
-        out
+        offsets.resize(steps + 1, len as u32);
+        ids.truncate(len);
+        SpikeRaster {
+            steps,
+            neurons,
+            offsets,
+            ids,
+        }
     }
 
     /// Writes the raster bit-packed into `out` (`steps · W` words, overwritten).
@@ -296,6 +331,44 @@ mod tests {
         let mut dense = vec![0.0; 18];
         r.write_dense(&mut dense);
         assert_eq!(SpikeRaster::from_dense(&dense, 6, 3), r);
+    }
+
+    /// Words of every density (sparse, dense, full, the masked tail) read as a bit-by-bit
+    /// scan reads them.
+    #[test]
+    fn from_words_matches_a_bit_by_bit_scan() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u32
+        };
+        for (neurons, steps) in [(1, 3), (31, 5), (32, 7), (70, 50), (800, 40)] {
+            let per_step = words_per_step(neurons);
+            let words: Vec<u32> = (0..steps * per_step)
+                .map(|k| match k % 5 {
+                    0 => 0,
+                    1 => next() & next() & next(),
+                    2 => next(),
+                    3 => u32::MAX,
+                    _ => 1 << (next() % 32),
+                })
+                .collect();
+            let scan: Vec<Vec<u32>> = (0..neurons)
+                .map(|n| {
+                    (0..steps as u32)
+                        .filter(|&t| words[t as usize * per_step + n / 32] >> (n % 32) & 1 == 1)
+                        .collect()
+                })
+                .collect();
+            let got = SpikeRaster::from_words(&words, steps, neurons);
+            assert_eq!(
+                got,
+                SpikeRaster::from_times(&scan, steps),
+                "{neurons} neurons"
+            );
+        }
     }
 
     #[test]

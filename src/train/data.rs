@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::prelude::*;
+use rayon::prelude::*;
 
 use super::boosting::Boosting;
 use crate::datasets::{AugmentConfig, EncodingMode, RateEncoder, Samples};
@@ -200,14 +201,16 @@ impl Batcher<SampleItem, SpikeBatch> for SpikeBatcher {
         let epoch = self.first_epoch + batch / self.batches_per_epoch;
         let labels: Vec<i64> = items.iter().map(|i| i.label as i64).collect();
         let indices: Vec<u64> = items.iter().map(|i| i.index).collect();
-        let mut distorted = Vec::new();
         // Items are consumed: recorded spike trains move into the batch without a copy.
+        // Samples are encoded on all cores (each from its own seed: the same trains in any
+        // order), in batch order.
         let rasters = items
-            .into_iter()
+            .into_par_iter()
+            .with_max_len(1)
             .map(|item| match (item.input, &self.augment) {
                 (SampleInput::Spikes(raster), _) => raster,
                 (SampleInput::Pixels(pixels), Some(augment)) => {
-                    distorted.resize(pixels.len(), 0.0);
+                    let mut distorted = vec![0.0; pixels.len()];
                     augment
                         .field_for(self.encoder.seed, epoch, item.index)
                         .apply(&pixels, &mut distorted);
