@@ -56,6 +56,7 @@ impl StartedWith {
         };
         let started: Value = serde_json::from_str(&text)
             .with_context(|| format!("--resume: {} is not valid JSON", path.display()))?;
+        let started = with_defaults(started);
         let mut differences = Vec::new();
         differing_fields("", &started, &self.settings, &mut differences);
         differences.retain(|(field, ..)| {
@@ -84,6 +85,22 @@ impl StartedWith {
              new run with another --out",
             path.display()
         )
+    }
+}
+
+/// A record as today's definitions read it: a field added since it was written (absent in
+/// it) takes its default, which is what the run was started with, since a new setting's
+/// default keeps the behaviour from before it existed. A record that today's definitions
+/// cannot read is compared as it is.
+fn with_defaults(record: Value) -> Value {
+    let read = |key: &str| record.get(key).cloned().unwrap_or(Value::Null);
+    let experiment = serde_json::from_value::<ExperimentDef>(read("experiment"));
+    let model = serde_json::from_value::<NetworkDef>(read("model"));
+    match (experiment, model) {
+        (Ok(experiment), Ok(model)) => StartedWith::new(&experiment, &model)
+            .map(|s| s.settings)
+            .unwrap_or(record),
+        _ => record,
     }
 }
 
@@ -118,6 +135,36 @@ fn differing_fields(at: &str, a: &Value, b: &Value, out: &mut Vec<(String, Strin
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A record written before a setting existed resumes (the setting's default is what the
+    /// run did); a record with another value of it does not.
+    #[test]
+    fn fields_added_since_the_record_take_their_defaults() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let exp = ExperimentDef::load("tiny", &root.join("experiments")).unwrap();
+        let def = NetworkDef::load(&exp.model, &root.join("models")).unwrap();
+        let now = StartedWith::new(&exp, &def).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let write = |experiment: Value| {
+            let record = json!({"experiment": experiment, "model": now.settings["model"]});
+            std::fs::write(dir.path().join(FILE), record.to_string()).unwrap();
+        };
+        let mut older = now.settings["experiment"].clone();
+        older.as_object_mut().unwrap().remove("spike_process");
+        write(older);
+        now.check_resumes(dir.path(), false).unwrap();
+        let mut other = now.settings["experiment"].clone();
+        other["spike_process"] = json!("regular");
+        write(other);
+        let err = now
+            .check_resumes(dir.path(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("experiment.spike_process = \"regular\""),
+            "{err}"
+        );
+    }
 
     #[test]
     fn lists_the_differing_leaves() {
