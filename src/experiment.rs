@@ -173,6 +173,11 @@ pub struct ExperimentDef {
     /// BPTT settings (used when `method = "bptt"`).
     #[serde(default)]
     pub bptt: BpttDef,
+    /// Also test the mean of the parameters after each of the last N epochs (checkpoint
+    /// averaging, not in the paper; 0: off). The run keeps those epochs' checkpoints, writes
+    /// `model-average.bpk` and records its accuracy in `summary.json`.
+    #[serde(default)]
+    pub average_last: usize,
     /// Minutes between mid-epoch checkpoints (0: only at the end of every epoch).
     #[serde(default = "default_checkpoint_minutes")]
     pub checkpoint_minutes: f64,

@@ -236,7 +236,7 @@ fn tiny_training_run_resumes_and_evaluates() {
     assert_eq!(weights.len(), 200);
     assert!(weights.iter().any(|w| w.as_f64().unwrap() > 1.0));
 
-    let out = run(&["--resume", "--epochs", "3"]);
+    let out = run(&["--resume", "--epochs", "4", "--average-last", "3"]);
     assert!(
         out.status.success(),
         "{}",
@@ -245,9 +245,13 @@ fn tiny_training_run_resumes_and_evaluates() {
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("resuming from the checkpoint of epoch 2")
     );
-    assert_eq!(summary(&out_dir)["epochs"].as_array().unwrap().len(), 3);
+    let s = summary(&out_dir);
+    assert_eq!(s["epochs"].as_array().unwrap().len(), 4);
+    // The mean parameters of the last three epochs, tested as any model file.
+    let average = &s["average"];
+    assert_eq!(average["epochs"], serde_json::json!([2, 3, 4]));
     // Resuming with settings that change what is trained is refused, naming the field.
-    let out = run(&["--resume", "--epochs", "4", "--batch-size", "7"]);
+    let out = run(&["--resume", "--epochs", "5", "--batch-size", "7"]);
     assert_clean_error(
         &out,
         "--resume: the run was started with experiment.batch_size = ",
@@ -262,6 +266,13 @@ fn tiny_training_run_resumes_and_evaluates() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("test accuracy"),
+        "{stdout}"
+    );
+    let out = eval(&out_dir.join("model-average.bpk"));
+    let percent = 100.0 * average["test_accuracy"].as_f64().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("test accuracy {percent:.2}%")),
         "{stdout}"
     );
 
@@ -332,8 +343,8 @@ fn tiny_training_run_resumes_and_evaluates() {
     let other = dir.path().join("other.bpk");
     std::fs::write(&other, b"not a burnpack file").unwrap();
     assert_clean_error(&eval(&other), "other.bpk");
-    std::fs::copy(&other, out_dir.join("checkpoint").join("model-3.bpk")).unwrap();
-    let out = run(&["--resume", "--epochs", "4"]);
+    std::fs::copy(&other, out_dir.join("checkpoint").join("model-4.bpk")).unwrap();
+    let out = run(&["--resume", "--epochs", "5"]);
     assert_clean_error(&out, "--resume: the checkpoint does not fit");
 }
 

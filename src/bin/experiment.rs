@@ -302,7 +302,7 @@ struct TrainArgs {
     #[arg(long)]
     resume: bool,
     /// With --resume: continue although the experiment's settings (other than epochs,
-    /// checkpoint_minutes, description) differ from those the run was started with, e.g. a
+    /// checkpoint_minutes, average_last, description) differ from those the run was started with, e.g. a
     /// lower learning rate; the differences are printed and the new settings recorded.
     #[arg(long, requires = "resume")]
     accept_changed_settings: bool,
@@ -310,6 +310,10 @@ struct TrainArgs {
     /// 10; 0: only at the end of every epoch).
     #[arg(long)]
     checkpoint_minutes: Option<f64>,
+    /// Also test the mean parameters of the last N epochs (default: the experiment's
+    /// `average_last`; 0: off), written to OUT/model-average.bpk.
+    #[arg(long)]
+    average_last: Option<usize>,
     /// Mid-epoch checkpoints every N batches instead (for tests; 0: off).
     #[arg(long, hide = true)]
     checkpoint_every_batches: Option<usize>,
@@ -466,6 +470,9 @@ fn run_train(a: TrainArgs) -> Result<()> {
         exp.validate()
             .map_err(|m| anyhow::anyhow!("--checkpoint-minutes: {m}"))?;
     }
+    if let Some(n) = a.average_last {
+        exp.average_last = n;
+    }
     // A bad model name fails before any download.
     hm2bp::model::NetworkDef::load(&exp.model, &a.common.models_dir)?;
     if !a.no_fetch {
@@ -504,6 +511,14 @@ fn run_train(a: TrainArgs) -> Result<()> {
         summary.best_epoch,
         out_dir.join("summary.json").display()
     );
+    if let Some(a) = &summary.average {
+        println!(
+            "mean parameters of epochs {:?}: test accuracy {:.2}% ({})",
+            a.epochs,
+            100.0 * a.test_accuracy,
+            out_dir.join("model-average.bpk").display()
+        );
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! in the output folder.
 
 pub mod adam;
+pub mod average;
 pub mod boosting;
 pub mod classifier;
 pub mod data;
@@ -26,7 +27,11 @@ use anyhow::{Context, Result, bail};
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::module::Module;
 use burn::prelude::*;
+use burn::train::checkpoint::{
+    ComposedCheckpointingStrategy, KeepLastNCheckpoints, MetricCheckpointingStrategy,
+};
 use burn::train::logger::FileMetricLogger;
+use burn::train::metric::store::{Aggregate, Direction, Split as MetricSplit};
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
 
@@ -328,6 +333,7 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
         best_test_accuracy: 0.0,
         best_epoch: 0,
         peak_memory_mib: None,
+        average: None,
     })));
 
     let plain = opts.plain || !std::io::stdout().is_terminal();
@@ -408,6 +414,7 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
         .with_metric_logger(logger)
         .with_application_logger(None)
         .with_custom_checkpointers(model_files, optim_files, scheduler_files)
+        .with_checkpointing_strategy(checkpoints_kept(exp.average_last))
         .num_epochs(exp.epochs)
         .summary();
     let label_level = exp.targets.desired as u32;
@@ -464,9 +471,58 @@ pub fn train(exp: &ExperimentDef, opts: &RunOptions) -> Result<RunSummary> {
         .map_err(|e| anyhow::anyhow!("saving the final model: {e:?}"))?;
     let mut s = summary.lock().unwrap_or_else(|e| e.into_inner()).clone();
     s.peak_memory_mib = crate::bench::peak_memory_mib();
+    if exp.average_last > 0 {
+        s.average = Some(average_last_epochs(exp, opts)?);
+    }
     std::fs::write(&summary_path, serde_json::to_string_pretty(&s)?)
         .with_context(|| format!("cannot write {}", summary_path.display()))?;
     Ok(s)
+}
+
+/// burn-train's checkpoint selection (the last two epochs and the one of the lowest test
+/// loss), keeping the last `average_last` epochs when more.
+fn checkpoints_kept(average_last: usize) -> ComposedCheckpointingStrategy {
+    ComposedCheckpointingStrategy::builder()
+        .add(KeepLastNCheckpoints::new(average_last.max(2)))
+        .add(MetricCheckpointingStrategy::new(
+            &LossMetric::new(),
+            Aggregate::Mean,
+            Direction::Lowest,
+            MetricSplit::Valid,
+        ))
+        .build()
+}
+
+/// Averages the parameters of the run's last `exp.average_last` epochs (those whose
+/// checkpoints are in `opts.out_dir`), writes `model-average.bpk` and tests it.
+fn average_last_epochs(exp: &ExperimentDef, opts: &RunOptions) -> Result<average::AverageRecord> {
+    let checkpoint_dir = opts.out_dir.join("checkpoint");
+    let last = last_checkpoint(&opts.out_dir).context("averaging: no epoch checkpoint")?;
+    let epochs: Vec<usize> = (last.saturating_sub(exp.average_last) + 1..=last)
+        .filter(|e| checkpoint_dir.join(format!("model-{e}.bpk")).is_file())
+        .collect();
+    let (model, _) = build_classifier(exp, &opts.models_dir, &opts.device, opts.kernels)?;
+    let models = epochs
+        .iter()
+        .map(|e| {
+            load_model(
+                model.clone(),
+                &checkpoint_dir.join(format!("model-{e}.bpk")),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mean = average::mean_parameters(models);
+    let path = opts.out_dir.join("model-average");
+    mean.clone()
+        .into_record()
+        .save(path.clone())
+        .map_err(|e| anyhow::anyhow!("saving {}: {e:?}", path.display()))?;
+    let test_set = load_split(exp, &opts.data_dir, Split::Test)?;
+    let test_accuracy = accuracy(exp, &mean, test_set, &opts.device)?;
+    Ok(average::AverageRecord {
+        epochs,
+        test_accuracy,
+    })
 }
 
 /// "hidden 1", …, "output".
@@ -515,9 +571,19 @@ pub fn test_batches(
 pub fn evaluate(exp: &ExperimentDef, opts: &RunOptions, model_file: &Path) -> Result<f64> {
     let test_set = load_split(exp, &opts.data_dir, Split::Test)?;
     let model = trained_classifier(exp, opts, model_file)?;
+    accuracy(exp, &model, test_set, &opts.device)
+}
+
+/// Accuracy (fraction) of `model` on `test_set`, encoded as the experiment's test split.
+fn accuracy(
+    exp: &ExperimentDef,
+    model: &SpikingClassifier,
+    test_set: Samples,
+    device: &Device,
+) -> Result<f64> {
     let n = test_set.len();
     let mut correct = 0usize;
-    for batch in test_batches(exp, test_set, &opts.device).iter() {
+    for batch in test_batches(exp, test_set, device).iter() {
         let batch = batch.map_err(|e| anyhow::anyhow!("loading a test batch: {e:?}"))?;
         let labels = batch.labels.clone();
         let out = model.run(batch).0.classification.output;

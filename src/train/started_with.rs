@@ -13,8 +13,13 @@ use crate::model::NetworkDef;
 const FILE: &str = "started-with.json";
 
 /// Experiment fields a resumed run may change: how long it runs, how often it checkpoints,
-/// and its description.
-const MAY_CHANGE: [&str; 3] = ["epochs", "checkpoint_minutes", "description"];
+/// how many last epochs it averages (neither changes training), and its description.
+const MAY_CHANGE: [&str; 4] = [
+    "epochs",
+    "checkpoint_minutes",
+    "average_last",
+    "description",
+];
 
 /// The settings of one run: its experiment and network definitions.
 #[derive(Debug)]

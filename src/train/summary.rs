@@ -57,6 +57,9 @@ pub struct RunSummary {
     /// Peak resident memory of the training process in MiB (written when the run ends).
     #[serde(default)]
     pub peak_memory_mib: Option<f64>,
+    /// The mean parameters of the last epochs (`average_last`), written when the run ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average: Option<super::average::AverageRecord>,
 }
 
 impl RunSummary {
@@ -289,6 +292,7 @@ mod tests {
             best_test_accuracy: 0.0,
             best_epoch: 0,
             peak_memory_mib: None,
+            average: None,
         }));
         let logger = SummaryLogger::new(PathBuf::new(), summary, 100, Box::new(|_| 0.1), false)
             .resumed_mid_epoch(1, 30);
