@@ -234,9 +234,14 @@ impl ResumePoint {
     fn model_file(&self, checkpoint_dir: &Path) -> PathBuf {
         match &self.mid_epoch {
             Some(record) => record.model_file(),
-            None => checkpoint_dir.join(format!("model-{}.bpk", self.start.epoch)),
+            None => epoch_model_file(checkpoint_dir, self.start.epoch),
         }
     }
+}
+
+/// burn-train's model checkpoint of the end of 1-based `epoch`.
+fn epoch_model_file(checkpoint_dir: &Path, epoch: usize) -> PathBuf {
+    checkpoint_dir.join(format!("model-{epoch}.bpk"))
 }
 
 /// The last epoch with a model checkpoint in `out_dir/checkpoint`.
@@ -499,17 +504,12 @@ fn average_last_epochs(exp: &ExperimentDef, opts: &RunOptions) -> Result<average
     let checkpoint_dir = opts.out_dir.join("checkpoint");
     let last = last_checkpoint(&opts.out_dir).context("averaging: no epoch checkpoint")?;
     let epochs: Vec<usize> = (last.saturating_sub(exp.average_last) + 1..=last)
-        .filter(|e| checkpoint_dir.join(format!("model-{e}.bpk")).is_file())
+        .filter(|&e| epoch_model_file(&checkpoint_dir, e).is_file())
         .collect();
     let (model, _) = build_classifier(exp, &opts.models_dir, &opts.device, opts.kernels)?;
     let models = epochs
         .iter()
-        .map(|e| {
-            load_model(
-                model.clone(),
-                &checkpoint_dir.join(format!("model-{e}.bpk")),
-            )
-        })
+        .map(|&e| load_model(model.clone(), &epoch_model_file(&checkpoint_dir, e)))
         .collect::<Result<Vec<_>>>()?;
     let mean = average::mean_parameters(models);
     let path = opts.out_dir.join("model-average");
