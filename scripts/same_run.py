@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Compares two run folders of `experiment train`: the per-epoch metrics of their summary.json
-(timings excluded) and the parameter values of every model file (.bpk data after its header,
-which holds random parameter ids). Exits 1 on the first difference.
+(timings excluded) and the parameter values of every model file (model*.bpk: the data after
+the header, which holds random parameter ids). Optimizer records are not compared: they order
+their tensors by those random ids. Exits 1 on the first difference.
 
 usage: scripts/same_run.py RUN_A RUN_B
 """
@@ -37,7 +38,7 @@ def main(a, b):
     for key in ("epochs", "best_test_accuracy", "best_epoch", "average"):
         if sa.get(key) != sb.get(key):
             sys.exit(f"summary.json differs in {key}:\n{sa.get(key)}\n{sb.get(key)}")
-    models = sorted(p.relative_to(a) for p in a.rglob("*.bpk"))
+    models = sorted(p.relative_to(a) for p in a.rglob("model*.bpk"))
     if not models:
         sys.exit(f"{a}: no model files")
     for rel in models:

@@ -78,14 +78,6 @@ pub struct BenchArgs {
     pub baseline: Option<PathBuf>,
 }
 
-/// Peak resident memory of this process in MiB (Linux), if known.
-pub fn peak_memory_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
 /// Runs the benchmark and prints a table per backend.
 pub fn run(a: BenchArgs) -> Result<()> {
     let set = load_image_set(ImageDatasetKind::Mnist, &a.data_dir, Split::Train)?;
@@ -104,7 +96,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let short = name.unwrap_or_else(|| backend.split(' ').next().unwrap_or("default"));
         first.get_or_insert((short.to_string(), rates));
     }
-    if let Some(mib) = peak_memory_mib() {
+    if let Some(mib) = crate::train::summary::peak_memory_mib() {
         println!("peak resident memory: {mib:.0} MiB");
     }
     Ok(())

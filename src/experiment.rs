@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::bptt::Surrogate;
+use crate::datasets::DataOrder;
 use crate::datasets::{
     AudioOptions, AugmentConfig, DatasetKind, EncodingMode, InputOptions, NmnistOptions,
     SpikeProcess,
@@ -13,7 +14,6 @@ use crate::datasets::{
 use crate::definition::{DefinitionError, read_definition};
 use crate::rule::output::CountTargets;
 use crate::rule::regularizer::RegularizerDef;
-use crate::train::order::DataOrder;
 
 /// Learning-rate schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

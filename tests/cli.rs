@@ -343,9 +343,45 @@ fn tiny_training_run_resumes_and_evaluates() {
     let other = dir.path().join("other.bpk");
     std::fs::write(&other, b"not a burnpack file").unwrap();
     assert_clean_error(&eval(&other), "other.bpk");
-    std::fs::copy(&other, out_dir.join("checkpoint").join("model-4.bpk")).unwrap();
+
+    // A last checkpoint cut short (a kill or a full disk while an older version wrote it):
+    // set aside with a warning, the run continues from the epoch before.
+    let checkpoints = out_dir.join("checkpoint");
+    let last = checkpoints.join("model-4.bpk");
+    let bytes = std::fs::read(&last).unwrap();
+    std::fs::write(&last, &bytes[..bytes.len() / 2]).unwrap();
     let out = run(&["--resume", "--epochs", "5"]);
-    assert_clean_error(&out, "--resume: the checkpoint does not fit");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the checkpoint of epoch 4 does not read"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("resuming from the checkpoint of epoch 3"),
+        "{stdout}"
+    );
+    assert!(checkpoints.join("model-4.bpk.damaged").is_file());
+    let epochs: Vec<u64> = summary(&out_dir)["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(epochs, [1, 2, 3, 4, 5]);
+
+    // A checkpoint that reads but belongs to another network is refused, not set aside.
+    std::fs::copy(
+        checkpoints.join("optim-5.bpk"),
+        checkpoints.join("model-5.bpk"),
+    )
+    .unwrap();
+    let out = run(&["--resume", "--epochs", "6"]);
+    assert_clean_error(&out, "does not fit model tiny-784-40-10");
+    assert!(checkpoints.join("model-5.bpk").is_file());
 }
 
 #[test]
@@ -411,6 +447,12 @@ fn compare_writes_the_table_and_plot() {
     assert!(md.contains("| hm2bp (HM2-BP) | 100 | 2 |"), "{md}");
     assert!(
         md.contains("| bptt-fast-sigmoid:20 (BPTT, fast-sigmoid surrogate"),
+        "{md}"
+    );
+    // Time to accuracy: 40 training samples reach none of the targets.
+    assert!(
+        md.contains("| method | 97.00 % | 97.50 % | 98.00 % |")
+            && md.contains("| hm2bp | — | — | — |"),
         "{md}"
     );
     let csv = std::fs::read_to_string(out_dir.join("compare.csv")).unwrap();

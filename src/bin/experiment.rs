@@ -9,12 +9,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use hm2bp::datasets::DataOrderKind;
 use hm2bp::datasets::fetch::{FetchOptions, fetch_datasets};
 use hm2bp::datasets::{DatasetKind, ImageDatasetKind, Split, load_image_set};
 use hm2bp::experiment::{ExperimentDef, MethodSpec};
 use hm2bp::ops::KernelPath;
 use hm2bp::rule::regularizer::{RegularizerDef, RegularizerSetting};
-use hm2bp::train::order::DataOrderKind;
 use hm2bp::train::{RunOptions, evaluate, train};
 
 /// Large, short-lived tensors (spike trains of a batch) are allocated every step: mimalloc

@@ -53,6 +53,15 @@ impl MethodRun {
             .collect()
     }
 
+    /// Training seconds (summed over epochs, test passes excluded) until the end of the first
+    /// epoch whose test accuracy reaches `accuracy` (a fraction); `None` if none does.
+    pub fn seconds_to(&self, accuracy: f64) -> Option<f64> {
+        self.accuracy_over_time()
+            .into_iter()
+            .find(|&(_, a)| a >= accuracy)
+            .map(|(t, _)| t)
+    }
+
     fn method_description(&self) -> String {
         let e = &self.experiment;
         match e.method {
@@ -146,6 +155,9 @@ pub fn write_reports(exp: &ExperimentDef, runs: &[MethodRun], out_dir: &Path) ->
     Ok(())
 }
 
+/// The test accuracies whose time to reach `compare.md` reports.
+pub const ACCURACY_TARGETS: [f64; 3] = [0.97, 0.975, 0.98];
+
 fn pct(v: f64) -> String {
     format!("{:.2}", 100.0 * v)
 }
@@ -189,6 +201,7 @@ fn markdown(exp: &ExperimentDef, runs: &[MethodRun]) -> String {
             r.experiment.learning_rate().base,
         );
     }
+    time_to_accuracy(&mut s, runs);
     let _ = writeln!(s, "\nTest accuracy (%) per epoch:\n");
     let epochs = runs
         .iter()
@@ -208,6 +221,29 @@ fn markdown(exp: &ExperimentDef, runs: &[MethodRun]) -> String {
         let _ = writeln!(s);
     }
     s
+}
+
+/// The table of training seconds until each of [`ACCURACY_TARGETS`] is reached (at an
+/// epoch's end; "—" where the run never reached it).
+fn time_to_accuracy(s: &mut String, runs: &[MethodRun]) {
+    let _ = write!(
+        s,
+        "\nTraining seconds to reach a test accuracy (at the end of the epoch that reaches it):\n\n| method |"
+    );
+    for target in ACCURACY_TARGETS {
+        let _ = write!(s, " {} % |", pct(target));
+    }
+    let _ = writeln!(s, "\n|---|{}", "---|".repeat(ACCURACY_TARGETS.len()));
+    for r in runs {
+        let _ = write!(s, "| {} |", r.method);
+        for target in ACCURACY_TARGETS {
+            let cell = r
+                .seconds_to(target)
+                .map_or("—".into(), |t| format!("{t:.0}"));
+            let _ = write!(s, " {cell} |");
+        }
+        let _ = writeln!(s);
+    }
 }
 
 fn csv(runs: &[MethodRun]) -> String {

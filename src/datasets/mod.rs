@@ -13,7 +13,8 @@
 //! Spike-train datasets: [`nmnist`] reads N-MNIST event recordings, stabilises and bins them
 //! into 2312-channel spike trains; [`fsdd`] reads spoken digits through the auditory front end
 //! ([`audio`]) and a spike code ([`audio_code`]); [`samples`] names every dataset an experiment
-//! can use and loads a split of any of them. [`golden`] reads the authors' golden CNN case (spike rasters and weights before and
+//! can use and loads a split of any of them; [`order`] orders a split's samples in each
+//! epoch. [`golden`] reads the authors' golden CNN case (spike rasters and weights before and
 //! after one update) for parity tests. All errors are [`DataError`]s whose one-line messages
 //! name the file and the problem.
 
@@ -29,6 +30,7 @@ pub mod golden;
 pub mod idx;
 pub mod image_set;
 pub mod nmnist;
+pub mod order;
 pub mod samples;
 pub mod spike_set;
 
@@ -45,5 +47,6 @@ pub use nmnist::{
     NmnistBinning, NmnistEvent, NmnistOptions, load_nmnist, nmnist_to_spikes, read_nmnist_events,
     read_nmnist_list,
 };
+pub use order::{DataOrder, DataOrderKind};
 pub use samples::{DatasetKind, InputOptions, Samples, load_samples};
 pub use spike_set::SpikeSet;

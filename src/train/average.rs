@@ -7,7 +7,15 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::classifier::SpikingClassifier;
+use anyhow::{Context, Result};
+
+use super::RunOptions;
+use super::checkpoint::{RecordKind, RunFiles, save_record};
+use super::classifier::{SpikingClassifier, build_classifier, load_model};
+use super::eval::accuracy;
+use super::loading::load_split;
+use crate::datasets::Split;
+use crate::experiment::ExperimentDef;
 
 /// What `summary.json` records of an averaged model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,6 +81,35 @@ pub fn mean_parameters(models: Vec<SpikingClassifier>) -> SpikingClassifier {
     first
         .expect("at least one model")
         .map(&mut Replace(means.into_iter()))
+}
+
+/// Averages the parameters of the run's last `exp.average_last` epochs (those whose
+/// checkpoints are in `opts.out_dir`), writes `model-average.bpk` and tests it.
+pub fn average_last_epochs(exp: &ExperimentDef, opts: &RunOptions) -> Result<AverageRecord> {
+    let files = RunFiles::new(&opts.out_dir);
+    let last = *files
+        .epochs_with_model()
+        .first()
+        .context("averaging: no epoch checkpoint")?;
+    let model_file = |e| files.epoch_record(RecordKind::Model, e);
+    let epochs: Vec<usize> = (last.saturating_sub(exp.average_last) + 1..=last)
+        .filter(|&e| model_file(e).is_file())
+        .collect();
+    let (model, _) = build_classifier(exp, &opts.models_dir, &opts.device, opts.kernels)?;
+    let models = epochs
+        .iter()
+        .map(|&e| load_model(model.clone(), &model_file(e)))
+        .collect::<Result<Vec<_>>>()?;
+    let mean = mean_parameters(models);
+    let path = opts.out_dir.join("model-average.bpk");
+    save_record(mean.clone().into_record(), &path)
+        .map_err(|e| anyhow::anyhow!("saving {}: {e:?}", path.display()))?;
+    let test_set = load_split(exp, &opts.data_dir, Split::Test)?;
+    let test_accuracy = accuracy(exp, &mean, test_set, &opts.device)?;
+    Ok(AverageRecord {
+        epochs,
+        test_accuracy,
+    })
 }
 
 #[cfg(test)]

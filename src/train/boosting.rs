@@ -100,20 +100,25 @@ impl Boosting {
     /// Saves the weights and verdicts (a resumed run continues with them).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let text = serde_json::to_string(&*self.lock()).map_err(std::io::Error::other)?;
-        std::fs::write(path, text)
+        super::checkpoint::write_atomically(path, text.as_bytes())
     }
 
-    /// Loads weights (and verdicts, when saved) written by [`Boosting::save`]; ignored if the
-    /// sample count differs.
+    /// Loads weights (and verdicts, when saved) written by [`Boosting::save`]; an error when
+    /// they are for another number of samples.
     pub fn load(&self, path: &Path) -> std::io::Result<()> {
         let text = std::fs::read_to_string(path)?;
         let loaded: BoostingState = serde_json::from_str(&text).map_err(std::io::Error::other)?;
         let mut s = self.lock();
-        if loaded.weights.len() == s.weights.len() {
-            s.weights = loaded.weights;
-            if loaded.wrong.len() == s.wrong.len() {
-                s.wrong = loaded.wrong;
-            }
+        if loaded.weights.len() != s.weights.len() {
+            return Err(std::io::Error::other(format!(
+                "boosting weights of {} samples, the training split has {}",
+                loaded.weights.len(),
+                s.weights.len()
+            )));
+        }
+        s.weights = loaded.weights;
+        if loaded.wrong.len() == s.wrong.len() {
+            s.wrong = loaded.wrong;
         }
         Ok(())
     }

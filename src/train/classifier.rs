@@ -9,16 +9,18 @@ use burn::tensor::ExecutionError;
 use burn::train::metric::{AccuracyInput, Adaptor, LossInput};
 use burn::train::{ClassificationOutput, InferenceStep, ItemLazy, TrainOutput, TrainStep};
 
-use std::sync::Arc;
-
-use super::boosting::Boosting;
 use super::data::{InputSpikes, SpikeBatch};
-use super::fault::FaultWatch;
+use super::hooks::StepHooks;
 use super::metrics::{ActivityInput, CountsInput, LayerActivity};
-use super::midepoch::MidEpochWriter;
-use crate::bptt::BpttNet;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::bptt::{BpttNet, SpikeFunction};
+use crate::experiment::{CountLossKind, ExperimentDef, Method};
 use crate::loss::{count_cross_entropy, count_loss};
-use crate::model::{SpikingLayer, SpikingNet};
+use crate::model::{NetworkDef, RuleOptions, SpikingLayer, SpikingNet};
+use crate::ops::KernelPath;
 use crate::rule::output::CountTargets;
 
 /// The network of a classifier, by training method.
@@ -110,18 +112,35 @@ pub enum CountLoss {
 }
 
 /// A spiking network trained on output spike counts.
-#[derive(Module, Debug)]
+#[derive(Module)]
+#[module(custom_display)]
 pub struct SpikingClassifier {
     /// The network.
     pub net: Network,
     #[module(skip)]
     loss: CountLoss,
+    /// The step services of a training run (none outside training).
     #[module(skip)]
-    boosting: Option<Arc<Boosting>>,
-    #[module(skip)]
-    faults: Option<FaultWatch>,
-    #[module(skip)]
-    mid_epoch: Option<MidEpochWriter>,
+    hooks: Option<StepHooks>,
+}
+
+impl std::fmt::Debug for SpikingClassifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpikingClassifier")
+            .field("net", &self.net)
+            .field("loss", &self.loss)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The network and its loss (the run's services are not part of the model).
+impl burn::module::ModuleDisplay for SpikingClassifier {
+    fn custom_content(&self, content: burn::module::Content) -> Option<burn::module::Content> {
+        content
+            .add("net", &self.net)
+            .add_debug_attribute("loss", &self.loss)
+            .optional()
+    }
 }
 
 /// Everything a step reports: classification (counts as scores) and layer activity.
@@ -138,33 +157,14 @@ impl SpikingClassifier {
         Self {
             net,
             loss,
-            boosting: None,
-            faults: None,
-            mid_epoch: None,
+            hooks: None,
         }
     }
 
-    /// Writes mid-epoch checkpoints (through `writer`) after the training steps.
-    pub fn with_mid_epoch_checkpoints(self, writer: MidEpochWriter) -> Self {
+    /// Runs the services of a training run around every step.
+    pub fn with_hooks(self, hooks: StepHooks) -> Self {
         Self {
-            mid_epoch: Some(writer),
-            ..self
-        }
-    }
-
-    /// Stops training (through `watch`) on a non-finite loss, weight or gradient, before the
-    /// update that would apply it.
-    pub fn with_fault_watch(self, watch: FaultWatch) -> Self {
-        Self {
-            faults: Some(watch),
-            ..self
-        }
-    }
-
-    /// Records, at every training step, which samples were misclassified (for boosting).
-    pub fn with_boosting(self, boosting: Arc<Boosting>) -> Self {
-        Self {
-            boosting: Some(boosting),
+            hooks: Some(hooks),
             ..self
         }
     }
@@ -200,6 +200,50 @@ impl SpikingClassifier {
             total,
         )
     }
+}
+
+/// Builds the classifier of an experiment on `device`.
+pub fn build_classifier(
+    exp: &ExperimentDef,
+    models_dir: &Path,
+    device: &Device,
+    kernels: KernelPath,
+) -> Result<(SpikingClassifier, NetworkDef)> {
+    let def = NetworkDef::load(&exp.model, models_dir)?;
+    let classifier = match exp.method {
+        Method::Hm2bp => {
+            let rule = RuleOptions {
+                effect_ratio: exp.effect_ratio,
+                regularizer: exp.regularizer.params(),
+                label_spike_level: exp.targets.desired as u32,
+            };
+            let net = SpikingNet::new(&def, &rule, device)?.with_kernels(kernels);
+            SpikingClassifier::new(Network::Hm2bp(net), CountLoss::Mse(exp.targets))
+        }
+        Method::Bptt => {
+            let b = &exp.bptt;
+            let spike = SpikeFunction::Surrogate(b.surrogate);
+            let net = BpttNet::new(&def, spike, b.window, device)?;
+            let loss = match b.loss {
+                CountLossKind::CountMse => CountLoss::Mse(exp.targets),
+                CountLossKind::CrossEntropy => CountLoss::CrossEntropy {
+                    logit_scale: b.logit_scale / exp.steps as f32,
+                },
+            };
+            SpikingClassifier::new(Network::Bptt(net), loss)
+        }
+    };
+    Ok((classifier, def))
+}
+
+/// Loads the parameters of a model file into `model`, with an error (not a panic) when the
+/// file is unreadable or does not fit the model.
+pub fn load_model(model: SpikingClassifier, path: &Path) -> Result<SpikingClassifier> {
+    let record = burn::store::ModuleRecord::load(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot load the model: {e:?}", path.display()))?;
+    model
+        .try_load_record(record)
+        .map_err(|e| anyhow::anyhow!("{}: does not fit the model: {e:?}", path.display()))
 }
 
 impl ItemLazy for StepOutput {
@@ -253,16 +297,8 @@ impl TrainStep for SpikingClassifier {
     fn step(&self, batch: SpikeBatch) -> TrainOutput<StepOutput> {
         let indices = batch.indices.clone();
         let (out, total) = self.run(batch);
-        if let Some(boosting) = &self.boosting {
-            let c = &out.classification;
-            let b = indices.len();
-            let pred = c.output.clone().argmax(1).reshape([b]);
-            let wrong = pred.not_equal(c.targets.clone()).int().into_data();
-            let wrong: Vec<bool> = wrong.iter::<i64>().map(|w| w != 0).collect();
-            boosting.record(&indices, &wrong);
-        }
-        if let Some(watch) = &self.faults {
-            watch.check_loss(&total);
+        if let Some(hooks) = &self.hooks {
+            hooks.after_forward(&indices, &out.classification, &total);
         }
         TrainOutput::new(self, total.backward(), out)
     }
@@ -273,15 +309,15 @@ impl TrainStep for SpikingClassifier {
         lr_module: ModuleLearningRate,
         grads: GradientsParams,
     ) -> Self {
-        if let Some(watch) = &self.faults
-            && !watch.check_update(&self, &grads)
+        if let Some(hooks) = &self.hooks
+            && !hooks.before_update(&self, &grads)
         {
             // The run stops: keep the last good weights.
             return self;
         }
         let model = optim.step(lr_module, self, grads);
-        if let Some(writer) = &model.mid_epoch {
-            writer.after_step(&model, optim);
+        if let Some(hooks) = &model.hooks {
+            hooks.after_update(&model, optim);
         }
         model
     }

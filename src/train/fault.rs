@@ -2,7 +2,6 @@
 //! a message naming the parameter and the step, before the faulty update is applied (so the
 //! model, and every checkpoint, stay the last good ones).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use burn::module::{Module, ModuleVisitor, Param};
@@ -10,36 +9,31 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::train::Interrupter;
 
-use super::position::Position;
+use super::position::StepClock;
 
 /// Watches the training steps of one run and stops it on the first non-finite value.
 #[derive(Clone)]
 pub struct FaultWatch {
     interrupter: Interrupter,
-    steps: Arc<AtomicU64>,
-    first_step: u64,
-    steps_per_epoch: usize,
+    clock: StepClock,
     fault: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for FaultWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FaultWatch")
-            .field("steps", &self.steps)
+            .field("steps", &self.clock.steps())
             .field("fault", &self.fault())
             .finish_non_exhaustive()
     }
 }
 
 impl FaultWatch {
-    /// A watch that stops training through `interrupter`; `steps_per_epoch` batches per epoch,
-    /// the first step being the one at `start`.
-    pub fn new(interrupter: Interrupter, steps_per_epoch: usize, start: Position) -> Self {
+    /// A watch that stops training through `interrupter` and names the step by `clock`.
+    pub fn new(interrupter: Interrupter, clock: StepClock) -> Self {
         Self {
             interrupter,
-            steps: Arc::new(AtomicU64::new(0)),
-            first_step: start.steps(steps_per_epoch),
-            steps_per_epoch,
+            clock,
             fault: Arc::new(Mutex::new(None)),
         }
     }
@@ -51,8 +45,7 @@ impl FaultWatch {
 
     /// "epoch E, batch B" of the current step (1-based).
     fn position(&self) -> String {
-        let step = self.first_step + self.steps.load(Ordering::Relaxed);
-        let at = Position::after_steps(step, self.steps_per_epoch);
+        let at = self.clock.position();
         format!("epoch {}, batch {}", at.epoch + 1, at.batch + 1)
     }
 
@@ -76,7 +69,7 @@ impl FaultWatch {
     }
 
     /// Checks every parameter of `module` and its gradient before the update; returns
-    /// whether all are finite. Counts the step.
+    /// whether all are finite.
     pub fn check_update<M: Module>(&self, module: &M, grads: &GradientsParams) -> bool {
         let mut visitor = FiniteVisitor {
             grads,
@@ -84,15 +77,13 @@ impl FaultWatch {
             bad: None,
         };
         module.visit(&mut visitor);
-        let ok = match visitor.bad {
+        match visitor.bad {
             Some(what) => {
                 self.stop(what);
                 false
             }
             None => true,
-        };
-        self.steps.fetch_add(1, Ordering::Relaxed);
-        ok
+        }
     }
 }
 

@@ -7,17 +7,17 @@
 //! under a temporary name and renamed into place, so a kill never leaves a partial record.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
-use burn::train::checkpoint::{Checkpoint, Checkpointer, CheckpointerError, FileCheckpointer};
+use burn::train::checkpoint::CheckpointerError;
 
 use super::boosting::Boosting;
-use super::position::Position;
+use super::checkpoint::{RecordKind, save_record, write_atomically};
+use super::position::{Position, StepClock};
 use super::schedule::EpochLrScheduler;
 
 const PREFIX: &str = "mid-epoch-";
@@ -65,9 +65,9 @@ impl MidEpochRecord {
         Some(Self { dir, position })
     }
 
-    /// The model record's file.
-    pub fn model_file(&self) -> PathBuf {
-        self.dir.join(RecordKind::Model.file())
+    /// The file of its record of `kind`.
+    pub fn record_file(&self, kind: RecordKind) -> PathBuf {
+        self.dir.join(kind.file())
     }
 
     /// The boosting state's file.
@@ -98,69 +98,32 @@ fn records(checkpoint_dir: &Path) -> Vec<(u64, PathBuf)> {
         .collect()
 }
 
-/// The three records burn-train checkpoints.
-#[derive(Clone, Copy, Debug)]
-enum RecordKind {
-    Model,
-    Optimizer,
-    Scheduler,
-}
-
-impl RecordKind {
-    /// The name burn-train's default checkpointers give it.
-    fn name(self) -> &'static str {
-        match self {
-            RecordKind::Model => "model",
-            RecordKind::Optimizer => "optim",
-            RecordKind::Scheduler => "scheduler",
-        }
-    }
-
-    /// Its file in a mid-epoch record.
-    fn file(self) -> String {
-        format!("{}.bpk", self.name())
-    }
-}
-
 /// Writes mid-epoch records from the training step (see [`MidEpochWriter::after_step`]).
 #[derive(Clone)]
 pub struct MidEpochWriter {
     checkpoint_dir: PathBuf,
     every: Every,
+    clock: StepClock,
     scheduler: EpochLrScheduler,
     boosting: Option<Arc<Boosting>>,
-    steps_per_epoch: usize,
-    first_step: u64,
-    steps: Arc<AtomicU64>,
     last_write: Arc<Mutex<Instant>>,
 }
 
-impl std::fmt::Debug for MidEpochWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MidEpochWriter")
-            .field("every", &self.every)
-            .finish_non_exhaustive()
-    }
-}
-
 impl MidEpochWriter {
-    /// A writer into `checkpoint_dir` for epochs of `steps_per_epoch` steps, the first step
-    /// being the one at `start`; `scheduler` is the run's schedule at its first step.
+    /// A writer into `checkpoint_dir` of the position of `clock`; `scheduler` is the run's
+    /// schedule (on the same clock).
     pub fn new(
         checkpoint_dir: PathBuf,
         every: Every,
+        clock: StepClock,
         scheduler: EpochLrScheduler,
-        steps_per_epoch: usize,
-        start: Position,
     ) -> Self {
         Self {
             checkpoint_dir,
             every,
+            clock,
             scheduler,
             boosting: None,
-            steps_per_epoch,
-            first_step: start.steps(steps_per_epoch),
-            steps: Arc::new(AtomicU64::new(0)),
             last_write: Arc::new(Mutex::new(Instant::now())),
         }
     }
@@ -173,11 +136,10 @@ impl MidEpochWriter {
         }
     }
 
-    /// Counts a finished step (its update applied to `model`) and writes a record when one is
-    /// due. Never at an epoch's end: burn-train's epoch checkpoint follows.
+    /// After a finished step (its update applied to `model`, the clock ticked), writes a
+    /// record when one is due. Never at an epoch's end: burn-train's epoch checkpoint follows.
     pub fn after_step<M: Module>(&self, model: &M, optim: &ModuleOptimizer) {
-        let steps = self.first_step + self.steps.fetch_add(1, Ordering::Relaxed) + 1;
-        let position = Position::after_steps(steps, self.steps_per_epoch);
+        let position = self.clock.position();
         let mut last_write = self.last_write.lock().unwrap_or_else(|e| e.into_inner());
         let due = position.batch > 0
             && match self.every {
@@ -187,7 +149,7 @@ impl MidEpochWriter {
         if !due {
             return;
         }
-        if let Err(e) = self.write(steps, position, model, optim) {
+        if let Err(e) = self.write(self.clock.steps(), position, model, optim) {
             eprintln!(
                 "warning: cannot write the mid-epoch checkpoint in {}: {e}",
                 self.checkpoint_dir.display()
@@ -212,15 +174,15 @@ impl MidEpochWriter {
         }
         std::fs::create_dir_all(&tmp).map_err(io)?;
         let file = |kind: RecordKind| tmp.join(kind.file());
-        Checkpoint::save(model.clone().into_record(), file(RecordKind::Model)).map_err(record)?;
-        Checkpoint::save(optim.to_record(), file(RecordKind::Optimizer)).map_err(record)?;
-        let scheduler = ModuleLrScheduler::from(self.scheduler.clone().after(steps));
-        Checkpoint::save(scheduler.to_record(), file(RecordKind::Scheduler)).map_err(record)?;
+        save_record(model.clone().into_record(), &file(RecordKind::Model)).map_err(record)?;
+        save_record(optim.to_record(), &file(RecordKind::Optimizer)).map_err(record)?;
+        let scheduler = ModuleLrScheduler::from(self.scheduler.clone());
+        save_record(scheduler.to_record(), &file(RecordKind::Scheduler)).map_err(record)?;
         if let Some(boosting) = &self.boosting {
             boosting.save(&tmp.join(BOOSTING_FILE)).map_err(io)?;
         }
         let text = serde_json::to_string(&position).map_err(|e| e.to_string())?;
-        std::fs::write(tmp.join(POSITION_FILE), text).map_err(io)?;
+        write_atomically(&tmp.join(POSITION_FILE), text.as_bytes()).map_err(io)?;
         std::fs::rename(&tmp, self.checkpoint_dir.join(&name)).map_err(io)?;
         for (old, dir) in records(&self.checkpoint_dir) {
             if old != steps {
@@ -228,49 +190,5 @@ impl MidEpochWriter {
             }
         }
         Ok(())
-    }
-}
-
-/// burn-train's file checkpointer, except that the restore of the epoch a mid-epoch record
-/// continues (its [`Position::epoch`] finished epochs) reads that record instead.
-pub struct ResumingCheckpointer {
-    files: FileCheckpointer,
-    kind: RecordKind,
-    resume: Option<MidEpochRecord>,
-}
-
-impl ResumingCheckpointer {
-    /// The model, optimizer and scheduler checkpointers of `checkpoint_dir`, restoring from
-    /// `resume` when given.
-    pub fn triple(checkpoint_dir: &Path, resume: Option<MidEpochRecord>) -> [Self; 3] {
-        [
-            RecordKind::Model,
-            RecordKind::Optimizer,
-            RecordKind::Scheduler,
-        ]
-        .map(|kind| Self {
-            files: FileCheckpointer::new(checkpoint_dir, kind.name()),
-            kind,
-            resume: resume.clone(),
-        })
-    }
-}
-
-impl<R: Checkpoint> Checkpointer<R> for ResumingCheckpointer {
-    fn save(&self, epoch: usize, record: R) -> Result<(), CheckpointerError> {
-        self.files.save(epoch, record)
-    }
-
-    fn delete(&self, epoch: usize) -> Result<(), CheckpointerError> {
-        Checkpointer::<R>::delete(&self.files, epoch)
-    }
-
-    fn restore(&self, epoch: usize) -> Result<R, CheckpointerError> {
-        match &self.resume {
-            Some(record) if record.position.epoch == epoch => {
-                R::load(record.dir.join(self.kind.file()))
-            }
-            _ => self.files.restore(epoch),
-        }
     }
 }

@@ -1,5 +1,16 @@
 //! Where a run is in its training: the epoch and the batches of it already trained, as a
-//! function of the number of optimizer steps done.
+//! function of the number of optimizer steps done, and the run's one step clock.
+//!
+//! A run's position is set once, from its start (`Position::default()`, or the checkpoint
+//! `--resume` continues), and then counted in two places only: the data side counts the items
+//! it reads ([`super::ordered::OrderedDataset`], which may run ahead of training) and stamps
+//! their epoch on them; the step side is the [`StepClock`] here, advanced once per optimizer
+//! step by the model's [`super::hooks::StepHooks`] and read by everything that needs the
+//! training position (learning-rate schedule, fault messages, mid-epoch checkpoints,
+//! boosting's epoch update).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +44,40 @@ impl Position {
     }
 }
 
+/// The optimizer steps a run has done, shared by everything that reads its position.
+#[derive(Clone, Debug)]
+pub struct StepClock {
+    done: Arc<AtomicU64>,
+    per_epoch: usize,
+}
+
+impl StepClock {
+    /// A clock at `start`, in epochs of `per_epoch` steps.
+    pub fn starting_at(start: Position, per_epoch: usize) -> Self {
+        let per_epoch = per_epoch.max(1);
+        Self {
+            done: Arc::new(AtomicU64::new(start.steps(per_epoch))),
+            per_epoch,
+        }
+    }
+
+    /// Steps done so far.
+    pub fn steps(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// The position between the steps done and the next one.
+    pub fn position(&self) -> Position {
+        Position::after_steps(self.steps(), self.per_epoch)
+    }
+
+    /// Counts one more step done; returns the position after it.
+    pub fn tick(&self) -> Position {
+        let steps = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        Position::after_steps(steps, self.per_epoch)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +88,14 @@ mod tests {
         assert_eq!(p, Position { epoch: 2, batch: 7 });
         assert_eq!(p.steps(20), 47);
         assert_eq!(Position::after_steps(40, 20), Position::epoch_start(2));
+    }
+
+    #[test]
+    fn the_clock_starts_at_its_position_and_ticks_through_epochs() {
+        let clock = StepClock::starting_at(Position { epoch: 1, batch: 3 }, 4);
+        let shared = clock.clone();
+        assert_eq!(clock.steps(), 7);
+        assert_eq!(shared.tick(), Position::epoch_start(2));
+        assert_eq!(clock.position(), Position::epoch_start(2));
     }
 }

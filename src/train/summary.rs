@@ -63,20 +63,59 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// The summary of a run starting afresh.
+    pub fn new(config: serde_json::Value, backend: String) -> Self {
+        Self {
+            config,
+            backend,
+            epochs: Vec::new(),
+            best_test_accuracy: 0.0,
+            best_epoch: 0,
+            peak_memory_mib: None,
+            average: None,
+        }
+    }
+
+    /// The summary of a run resumed after 0-based `finished` epochs: the records of later
+    /// epochs (trained before the checkpoint it resumes from was lost) are dropped.
+    pub fn resumed_after(mut self, finished: usize) -> Self {
+        self.epochs.retain(|r| r.epoch <= finished);
+        self.update_best();
+        self
+    }
+
+    /// Writes it to `path` (atomically).
+    pub fn save(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let text = serde_json::to_string_pretty(self)?;
+        super::checkpoint::write_atomically(path, text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
     /// Adds an epoch, replacing a record of the same epoch (a resumed run redoes it).
     pub fn push(&mut self, record: EpochRecord) {
         self.epochs.retain(|r| r.epoch != record.epoch);
         self.epochs.push(record);
         self.epochs.sort_by_key(|r| r.epoch);
+        self.update_best();
+    }
+
+    fn update_best(&mut self) {
         let best = self
             .epochs
             .iter()
             .max_by(|a, b| a.test_accuracy.total_cmp(&b.test_accuracy));
-        if let Some(b) = best {
-            self.best_test_accuracy = b.test_accuracy;
-            self.best_epoch = b.epoch;
-        }
+        (self.best_test_accuracy, self.best_epoch) =
+            best.map_or((0.0, 0), |b| (b.test_accuracy, b.epoch));
     }
+}
+
+/// Peak resident memory of this process in MiB (Linux), if known.
+pub fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Name of the authors' cost metric ([`super::metrics::AuthorsCost`]).
@@ -96,7 +135,6 @@ pub struct SummaryLogger {
     epoch_start: Instant,
     train_seconds: HashMap<usize, f64>,
     echo: bool,
-    on_train_epoch_end: Option<Box<dyn FnMut() + Send>>,
     layers: Vec<(String, usize)>,
     /// The 1-based epoch a mid-epoch resume continued and the samples of it trained before.
     resumed: Option<(usize, usize)>,
@@ -121,7 +159,6 @@ impl SummaryLogger {
             epoch_start: Instant::now(),
             train_seconds: HashMap::new(),
             echo,
-            on_train_epoch_end: None,
             layers: Vec::new(),
             resumed: None,
         }
@@ -148,14 +185,6 @@ impl SummaryLogger {
     /// sample.
     pub fn with_layers(self, layers: Vec<(String, usize)>) -> Self {
         Self { layers, ..self }
-    }
-
-    /// Runs `hook` when a training epoch ends (before its test pass), e.g. the boosting update.
-    pub fn on_train_epoch_end(self, hook: Box<dyn FnMut() + Send>) -> Self {
-        Self {
-            on_train_epoch_end: Some(hook),
-            ..self
-        }
     }
 
     fn value(&self, epoch: usize, valid: bool, name: &str) -> f64 {
@@ -210,13 +239,8 @@ impl SummaryLogger {
         }
         let mut s = self.summary.lock().unwrap_or_else(|e| e.into_inner());
         s.push(record);
-        match serde_json::to_string_pretty(&*s) {
-            Ok(text) => {
-                if let Err(e) = std::fs::write(&self.path, text) {
-                    eprintln!("warning: cannot write {}: {e}", self.path.display());
-                }
-            }
-            Err(e) => eprintln!("warning: cannot serialise the summary: {e}"),
+        if let Err(e) = s.save(&self.path) {
+            eprintln!("warning: {e:#}");
         }
     }
 }
@@ -266,9 +290,6 @@ impl MetricLogger for SummaryLogger {
                     summary.epoch_number,
                     self.epoch_start.elapsed().as_secs_f64(),
                 );
-                if let Some(hook) = self.on_train_epoch_end.as_mut() {
-                    hook();
-                }
             }
             Split::Valid => {
                 self.finish_epoch(summary.epoch_number);

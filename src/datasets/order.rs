@@ -7,16 +7,13 @@
 //!   carries over from epoch to epoch, starting from the file order.
 //! - `in-order`: the file order.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use burn::data::dataset::{Dataset, DatasetError};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 /// How the samples of an epoch are ordered.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum DataOrderKind {
     /// A new random permutation every epoch.
@@ -113,79 +110,9 @@ fn epoch_rng(seed: u64, epoch: u64, tag: u64) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(bytes)
 }
 
-/// A dataset visited in a [`DataOrder`]: the `k`-th `get` of an epoch returns sample
-/// `order[k]` of that epoch. Burn's data loader (one worker) reads `0..len` in turn every
-/// epoch, so the epoch is the number of items read so far divided by `len`, counted from
-/// `first_epoch` (the checkpoint's epoch after `--resume`).
-pub struct OrderedDataset<D> {
-    inner: D,
-    order: DataOrder,
-    seed: u64,
-    first_epoch: u64,
-    reads: AtomicU64,
-    current: Mutex<Option<(u64, Vec<usize>)>>,
-}
-
-impl<D> OrderedDataset<D> {
-    /// `inner` in `order`, the first pass being 0-based epoch `first_epoch`.
-    pub fn new(inner: D, order: DataOrder, seed: u64, first_epoch: usize) -> Self {
-        Self {
-            inner,
-            order,
-            seed,
-            first_epoch: first_epoch as u64,
-            reads: AtomicU64::new(0),
-            current: Mutex::new(None),
-        }
-    }
-
-    /// The same dataset with the first `items` reads of its first epoch done (a run resumed
-    /// mid-epoch reads the rest of that epoch through a slice starting at `items`).
-    pub fn skipping(self, items: usize) -> Self {
-        Self {
-            reads: AtomicU64::new(items as u64),
-            ..self
-        }
-    }
-}
-
-impl<I, D: Dataset<I>> Dataset<I> for OrderedDataset<D> {
-    fn get(&self, index: usize) -> Result<I, DatasetError> {
-        let len = self.inner.len();
-        if index >= len {
-            return Err(DatasetError::new(std::io::Error::other(format!(
-                "index {index} out of bounds for {len} samples"
-            ))));
-        }
-        let read = self.reads.fetch_add(1, Ordering::Relaxed);
-        let epoch = self.first_epoch + read / len as u64;
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        let sample = match current.as_ref() {
-            Some((e, order)) if *e == epoch => order[index],
-            _ => {
-                let previous = current
-                    .take()
-                    .filter(|(e, _)| *e + 1 == epoch)
-                    .map(|(_, o)| o);
-                let order = self.order.permutation(len, self.seed, epoch, previous);
-                let sample = order[index];
-                *current = Some((epoch, order));
-                sample
-            }
-        };
-        drop(current);
-        self.inner.get(sample)
-    }
-
-    fn len(&self) -> usize {
-        self.inner.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::data::dataset::InMemDataset;
 
     fn is_permutation(order: &[usize]) -> bool {
         let mut sorted = order.to_vec();
@@ -215,34 +142,5 @@ mod tests {
         assert!((1..=100).contains(&moved(&e0)), "{}", moved(&e0));
         assert!(moved(&e1) > moved(&e0) / 2);
         assert_eq!(DataOrder::IN_ORDER.permutation(4, 3, 9, None), [0, 1, 2, 3]);
-    }
-
-    /// Reading epoch after epoch gives each epoch's order; a dataset that starts at a later
-    /// epoch (a resumed run) reads what the first one read in that epoch.
-    #[test]
-    fn the_dataset_follows_the_epochs_and_resumes() {
-        let order = DataOrder {
-            kind: DataOrderKind::PairSwaps,
-            swaps: 7,
-        };
-        let items: Vec<usize> = (0..20).collect();
-        let run = OrderedDataset::new(InMemDataset::new(items.clone()), order, 5, 0);
-        let epochs: Vec<Vec<usize>> = (0..3)
-            .map(|_| (0..20).map(|k| run.get(k).unwrap()).collect())
-            .collect();
-        for (e, got) in epochs.iter().enumerate() {
-            assert_eq!(got, &order.permutation(20, 5, e as u64, None), "epoch {e}");
-        }
-        let resumed = OrderedDataset::new(InMemDataset::new(items), order, 5, 2);
-        let got: Vec<usize> = (0..20).map(|k| resumed.get(k).unwrap()).collect();
-        assert_eq!(got, epochs[2]);
-        assert!(resumed.get(20).is_err());
-        // Resumed mid-epoch: the rest of epoch 1, then epoch 2.
-        let mid =
-            OrderedDataset::new(InMemDataset::new((0..20).collect()), order, 5, 1).skipping(8);
-        let got: Vec<usize> = (8..20).map(|k| mid.get(k).unwrap()).collect();
-        assert_eq!(got, epochs[1][8..]);
-        let got: Vec<usize> = (0..20).map(|k| mid.get(k).unwrap()).collect();
-        assert_eq!(got, epochs[2]);
     }
 }

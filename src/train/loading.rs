@@ -1,0 +1,103 @@
+//! A split as burn-train reads it: loaded, ordered per epoch, batched into spike trains.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::prelude::*;
+
+use super::boosting::Boosting;
+use super::data::{SampleDataset, SpikeBatch, SpikeBatcher};
+use super::ordered::OrderedDataset;
+use super::position::Position;
+use super::resumed_loader::ResumedLoader;
+use crate::datasets::{AugmentConfig, DataOrder, RateEncoder, Samples, Split, load_samples};
+use crate::experiment::ExperimentDef;
+
+/// Loads a split and keeps the first `limit` samples.
+pub fn load_split(exp: &ExperimentDef, data_dir: &Path, split: Split) -> Result<Samples> {
+    let mut set = load_samples(
+        exp.dataset,
+        data_dir,
+        split,
+        exp.steps,
+        &exp.input_options(),
+    )?;
+    let limit = match split {
+        Split::Train => exp.train_samples,
+        Split::Test => exp.test_samples,
+    };
+    if let Some(n) = limit {
+        set.truncate(n);
+    }
+    if set.is_empty() {
+        let name = match split {
+            Split::Train => "train",
+            Split::Test => "test",
+        };
+        bail!("{name} split of {} is empty", exp.dataset);
+    }
+    Ok(set)
+}
+
+/// How a split is loaded: the training split is shuffled, may be augmented and boosted.
+pub struct SplitLoading {
+    /// Where the first pass starts (after `--resume`: where the checkpoint left off).
+    pub start: Position,
+    /// The order of every epoch.
+    pub order: DataOrder,
+    /// Distortion of the images before encoding.
+    pub augmentation: Option<AugmentConfig>,
+    /// Sample weights.
+    pub boosting: Option<Arc<Boosting>>,
+}
+
+impl SplitLoading {
+    /// The test split from 0-based epoch `first_epoch` on: in order, as it is.
+    pub fn test(first_epoch: usize) -> Self {
+        Self {
+            start: Position::epoch_start(first_epoch),
+            order: DataOrder::IN_ORDER,
+            augmentation: None,
+            boosting: None,
+        }
+    }
+}
+
+/// The data loader of `set` encoded as the experiment says.
+pub fn split_loader(
+    exp: &ExperimentDef,
+    set: Samples,
+    device: &Device,
+    how: SplitLoading,
+) -> Arc<dyn DataLoader<SpikeBatch>> {
+    let encoder =
+        RateEncoder::new(exp.steps, exp.seed, exp.encoding).with_process(exp.spike_process);
+    let mut batcher = SpikeBatcher::new(encoder);
+    if let Some(a) = how.augmentation {
+        batcher = batcher.with_augmentation(a);
+    }
+    if let Some(b) = how.boosting {
+        batcher = batcher.with_boosting(b);
+    }
+    // One worker: `OrderedDataset` relies on the items being read in turn.
+    let done_items = how.start.batch * exp.batch_size;
+    let dataset = OrderedDataset::new(
+        SampleDataset::new(set),
+        how.order,
+        exp.seed,
+        how.start.epoch,
+    )
+    .skipping(done_items);
+    let full = DataLoaderBuilder::new(batcher)
+        .batch_size(exp.batch_size)
+        .num_workers(1)
+        .set_device(device.clone())
+        .build(dataset);
+    if done_items == 0 {
+        full
+    } else {
+        Arc::new(ResumedLoader::new(full, done_items))
+    }
+}
