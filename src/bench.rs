@@ -1,12 +1,17 @@
 //! `experiment bench`: times HM2-BP training steps (forward + custom backward + Adam) of
-//! networks on real MNIST spike trains and extrapolates to a 60k-sample epoch. Every
+//! networks on real MNIST spike trains and extrapolates to a 60k-sample epoch. A trained
+//! network spikes more than a fresh one (about twice the work per sample for the CNN), so by
+//! default each network starts from its newest trained checkpoint committed under
+//! `experiments/*/checkpoint/` (`--weights trained`), which makes the figure comparable to
+//! `experiment train`'s samples/s; a network with no such checkpoint is timed fresh, and the
+//! table says which. Every
 //! configuration is compared in the same run with what it replaces: the event-driven kernels
 //! with the generic tensor-op path (when both are timed) and, with `--baseline BIN`, with
 //! another `experiment` binary (e.g. the previous release) timed on the same configuration
 //! right before it.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -21,7 +26,8 @@ use crate::model::{NetworkDef, RuleOptions, SpikingNet};
 use crate::ops::KernelPath;
 use crate::rule::output::CountTargets;
 use crate::rule::regularizer::WeightRegularizer;
-use crate::train::classifier::{CountLoss, Network, SpikingClassifier};
+use crate::train::checkpoint::{RecordKind, RunFiles};
+use crate::train::classifier::{CountLoss, Network, SpikingClassifier, load_model};
 use crate::train::data::{SampleDataset, SpikeBatcher};
 
 /// Options of `experiment bench`.
@@ -72,6 +78,13 @@ pub struct BenchArgs {
         default_value = "event-driven,generic"
     )]
     pub kernels: Vec<KernelPath>,
+    /// Start from each network's newest committed trained checkpoint (`trained`, fresh where
+    /// there is none) or from fresh weights (`fresh`; what binaries before 2026-12-07 timed).
+    #[arg(long, value_enum, default_value_t = Weights::Trained)]
+    pub weights: Weights,
+    /// Folder of the experiments whose `checkpoint/` folders `--weights trained` searches.
+    #[arg(long, default_value = "experiments")]
+    pub experiments_dir: PathBuf,
     /// Another `experiment` binary to time on every configuration too (its `bench` with
     /// `--model M --batch-sizes B --kernels K`), right before this one.
     #[arg(long)]
@@ -100,6 +113,53 @@ pub fn run(a: BenchArgs) -> Result<()> {
         println!("peak resident memory: {mib:.0} MiB");
     }
     Ok(())
+}
+
+/// The weights a timed network starts from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Weights {
+    /// The newest committed trained checkpoint of the network, if any.
+    Trained,
+    /// Freshly initialised.
+    Fresh,
+}
+
+/// The newest trained model checkpoint of network `name` among the committed run checkpoints
+/// `experiments_dir/*/checkpoint/checkpoint/` (their `started-with.json` names the network),
+/// with its epoch.
+pub fn trained_checkpoint(experiments_dir: &Path, name: &str) -> Option<(PathBuf, usize)> {
+    std::fs::read_dir(experiments_dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let files = RunFiles::new(&e.path().join("checkpoint"));
+            let started = files.checkpoint_dir().join("started-with.json");
+            let json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(started).ok()?).ok()?;
+            (json["model"]["name"] == name).then_some(())?;
+            let epoch = *files.epochs_with_model().first()?;
+            Some((files.epoch_record(RecordKind::Model, epoch), epoch))
+        })
+        .max_by_key(|(_, epoch)| *epoch)
+}
+
+/// The network to time: fresh, or with the weights of its trained checkpoint; and which.
+fn timed_network(
+    a: &BenchArgs,
+    fresh: SpikingClassifier,
+    name: &str,
+) -> Result<(SpikingClassifier, String)> {
+    let found = match a.weights {
+        Weights::Trained => trained_checkpoint(&a.experiments_dir, name),
+        Weights::Fresh => None,
+    };
+    match found {
+        Some((path, epoch)) => Ok((
+            load_model(fresh, &path)?,
+            format!("trained ({epoch} epochs)"),
+        )),
+        None => Ok((fresh, "fresh".into())),
+    }
 }
 
 /// Samples/s per (model, kernel path, batch size).
@@ -133,11 +193,11 @@ fn bench_backend(
         extra += &format!(" × vs {name} |");
     }
     println!(
-        "| model | kernels | batch | encode s | step s | samples/s | s / {}-sample epoch | × vs generic |{extra}",
+        "| model | weights | kernels | batch | encode s | step s | samples/s | s / {}-sample epoch | × vs generic |{extra}",
         a.epoch_samples
     );
     println!(
-        "|---|---|---|---|---|---|---|---|{}",
+        "|---|---|---|---|---|---|---|---|---|{}",
         "---|".repeat(extra.matches('|').count())
     );
     let ad = device.clone().autodiff();
@@ -155,11 +215,12 @@ fn bench_backend(
                     None => None,
                 };
                 init.seed(1);
-                let model = SpikingClassifier::new(
+                let fresh = SpikingClassifier::new(
                     Network::Hm2bp(SpikingNet::new(&def, &rule, &init)?.with_kernels(path)),
                     CountLoss::Mse(CountTargets::default()),
-                )
-                .fork(&ad);
+                );
+                let (model, weights) = timed_network(a, fresh, name)?;
+                let model = model.fork(&ad);
                 let batches = Batches {
                     size: bs,
                     warmup: a.warmup_batches,
@@ -185,7 +246,7 @@ fn bench_backend(
                 // Whole samples/s, but two significant digits for slow devices.
                 let prec = if rate < 10.0 { 1 } else { 0 };
                 println!(
-                    "| {name} | {} | {bs} | {:.2} | {:.2} | {rate:.prec$} | {:.0} | {vs_generic} |{extra}",
+                    "| {name} | {weights} | {} | {bs} | {:.2} | {:.2} | {rate:.prec$} | {:.0} | {vs_generic} |{extra}",
                     path.name(),
                     timing.encode,
                     timing.step,
@@ -214,6 +275,16 @@ fn baseline_rate(
         .args(["--samples", &a.samples.to_string()])
         .args(["--steps", &a.steps.to_string()])
         .args(["--warmup-batches", &a.warmup_batches.to_string()])
+        // Binaries before 2026-12-07 time fresh networks and know no `--weights`: time them
+        // against `--weights fresh`.
+        .args(match a.weights {
+            Weights::Trained => vec!["--weights", "trained", "--experiments-dir"],
+            Weights::Fresh => vec![],
+        })
+        .args(match a.weights {
+            Weights::Trained => vec![a.experiments_dir.as_os_str()],
+            Weights::Fresh => vec![],
+        })
         .arg("--data-dir")
         .arg(&a.data_dir)
         .arg("--models-dir")

@@ -763,47 +763,73 @@ fn nir_commands_name_the_feature() {
 }
 
 /// `experiment bench` on the tiny MLP (both kernel paths, one warm-up batch) prints a timing
-/// row per path with a positive rate and the event-driven path's ratio to the generic one.
+/// row per path with a positive rate and the event-driven path's ratio to the generic one,
+/// timing the network fresh when no trained checkpoint of it is committed and from its
+/// newest trained checkpoint when one is.
 #[test]
 fn bench_times_both_kernel_paths() {
     let Some(data) = shared_root_with("mnist") else {
         return;
     };
-    let args = [
-        "bench",
-        "--models",
-        "tiny-784-40-10",
-        "--batch-sizes",
-        "2",
-        "--samples",
-        "4",
-        "--steps",
-        "50",
-        "--warmup-batches",
-        "1",
-        "--data-dir",
-        &data,
-    ];
-    let out = experiment(&args, root());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let dir = tempfile::tempdir().unwrap();
+    let experiments = dir.path().join("experiments");
+    let bench = |experiments: &Path| {
+        let args = [
+            "bench",
+            "--models",
+            "tiny-784-40-10",
+            "--batch-sizes",
+            "2",
+            "--samples",
+            "4",
+            "--steps",
+            "50",
+            "--warmup-batches",
+            "1",
+            "--data-dir",
+            &data,
+            "--experiments-dir",
+            experiments.to_str().unwrap(),
+        ];
+        let out = experiment(&args, root());
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let rows = |text: &str| -> Vec<Vec<String>> {
+        text.lines()
+            .filter(|l| l.starts_with("| tiny-784-40-10 |"))
+            .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
+            .collect()
+    };
+    let text = bench(&experiments);
+    assert!(text.contains("after 1 untimed batches"), "{text}");
+    let fresh = rows(&text);
+    assert_eq!(fresh.len(), 2, "{text}");
+    for row in &fresh {
+        assert_eq!(row[2], "fresh", "{row:?}");
+        assert!(row[7].parse::<f64>().unwrap() > 0.0, "samples/s in {row:?}");
+    }
+    let event_driven = fresh.iter().find(|r| r[3] == "event-driven").unwrap();
+    assert!(
+        event_driven[9].parse::<f64>().is_ok(),
+        "× vs generic: {event_driven:?}"
+    );
+
+    let run = experiments.join("tiny").join("checkpoint");
+    let out = train_tiny(&data, &run, &["--epochs", "1"]);
     assert!(
         out.status.success(),
-        "{text}{}",
+        "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("after 1 untimed batches"), "{text}");
-    let rows: Vec<Vec<&str>> = text
-        .lines()
-        .filter(|l| l.starts_with("| tiny-784-40-10 |"))
-        .map(|l| l.split('|').map(str::trim).collect())
-        .collect();
-    assert_eq!(rows.len(), 2, "{text}");
-    for row in &rows {
-        assert!(row[6].parse::<f64>().unwrap() > 0.0, "samples/s in {row:?}");
-    }
-    let event_driven = rows.iter().find(|r| r[2] == "event-driven").unwrap();
+    let trained = rows(&bench(&experiments));
     assert!(
-        event_driven[8].parse::<f64>().is_ok(),
-        "× vs generic: {event_driven:?}"
+        trained.iter().all(|r| r[2] == "trained (1 epochs)"),
+        "{trained:?}"
     );
 }
