@@ -75,3 +75,26 @@ fn gzip_footers_do_not_size_the_buffer() {
         assert!(e.starts_with(&path.display().to_string()), "{e}");
     }
 }
+
+/// Target `nmnist_list`: malformed sample lists (a class above 9, a sample number above
+/// `u32`, too few or too many fields, bytes that are not UTF-8) are refused, naming the file.
+#[test]
+fn nmnist_lists_are_refused() {
+    for (path, _) in inputs("nmnist_list") {
+        let e = hm2bp::datasets::nmnist::read_nmnist_list(&path)
+            .expect_err("refused")
+            .to_string();
+        assert!(e.starts_with(&path.display().to_string()), "{e}");
+    }
+}
+
+/// Target `nir_import`: files that are not NIR graphs (not HDF5, a truncated graph) are
+/// refused by the reader, naming the file.
+#[cfg(feature = "nir")]
+#[test]
+fn nir_files_are_refused() {
+    for (path, _) in inputs("nir_import") {
+        let e = hm2bp::nir::read(&path).expect_err("refused").to_string();
+        assert!(e.contains(&path.display().to_string()), "{e}");
+    }
+}

@@ -57,10 +57,9 @@ fn sign(x: f64, zero: f64) -> i8 {
 }
 
 #[test]
+#[ignore = "needs ../shared/data/hm2bp-golden/cnn-mnist (the authors' golden step; not fetchable)"]
 fn fc_part_matches_golden_data() {
-    let Some(dir) = common::shared_data("hm2bp-golden/cnn-mnist") else {
-        return;
-    };
+    let dir = common::unfetchable_data("hm2bp-golden/cnn-mnist");
     let g = load_golden_cnn(&dir).expect("golden data loads");
     let dev = Device::flex().autodiff();
     let reg = |c: SpikingDenseConfig| {

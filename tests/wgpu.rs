@@ -371,10 +371,7 @@ fn network_matches_at(
 /// (2026-12-03: 24 %, 62 %, 68 % on both).
 #[test]
 fn tiny_training_run_on_wgpu() {
-    let Some(mnist) = common::shared_data("mnist") else {
-        return;
-    };
-    let data = mnist.parent().unwrap().to_str().unwrap().to_string();
+    let data = common::mnist_root();
     let dir = tempfile::tempdir().unwrap();
     let train = |backend: &str| -> serde_json::Value {
         let out_dir = dir.path().join(backend);

@@ -298,7 +298,7 @@ impl TrainStep for SpikingClassifier {
         let indices = batch.indices.clone();
         let (out, total) = self.run(batch);
         if let Some(hooks) = &self.hooks {
-            hooks.after_forward(&indices, &out.classification, &total);
+            hooks.after_forward(self, &indices, &out.classification, &total);
         }
         TrainOutput::new(self, total.backward(), out)
     }

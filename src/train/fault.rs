@@ -58,12 +58,14 @@ impl FaultWatch {
         self.interrupter.stop(Some(&message));
     }
 
-    /// Checks a step's loss; returns whether it is finite.
-    pub fn check_loss(&self, loss: &Tensor<1>) -> bool {
+    /// Checks a step's loss; returns whether it is finite. A non-finite loss of a `module`
+    /// whose weights are not all finite (a damaged checkpoint) is reported as those weights.
+    pub fn check_loss<M: Module>(&self, loss: &Tensor<1>, module: &M) -> bool {
         let value = loss.clone().into_scalar::<f64>();
         let ok = value.is_finite();
         if !ok {
-            self.stop(format!("the loss is {value}"));
+            let weights = FiniteVisitor::first_fault(module, None);
+            self.stop(weights.unwrap_or_else(|| format!("the loss is {value}")));
         }
         ok
     }
@@ -71,13 +73,7 @@ impl FaultWatch {
     /// Checks every parameter of `module` and its gradient before the update; returns
     /// whether all are finite.
     pub fn check_update<M: Module>(&self, module: &M, grads: &GradientsParams) -> bool {
-        let mut visitor = FiniteVisitor {
-            grads,
-            path: Vec::new(),
-            bad: None,
-        };
-        module.visit(&mut visitor);
-        match visitor.bad {
+        match FiniteVisitor::first_fault(module, Some(grads)) {
             Some(what) => {
                 self.stop(what);
                 false
@@ -89,12 +85,23 @@ impl FaultWatch {
 
 /// Finds the first parameter (or gradient) with a NaN or infinity.
 struct FiniteVisitor<'a> {
-    grads: &'a GradientsParams,
+    grads: Option<&'a GradientsParams>,
     path: Vec<String>,
     bad: Option<String>,
 }
 
-impl FiniteVisitor<'_> {
+impl<'a> FiniteVisitor<'a> {
+    /// The first non-finite parameter of `module` (or, with `grads`, gradient), described.
+    fn first_fault<M: Module>(module: &M, grads: Option<&'a GradientsParams>) -> Option<String> {
+        let mut visitor = Self {
+            grads,
+            path: Vec::new(),
+            bad: None,
+        };
+        module.visit(&mut visitor);
+        visitor.bad
+    }
+
     /// `net.layers.1.weight` as "layer 2 (net.layers.1.weight)".
     fn name(&self) -> String {
         let path: Vec<&str> = self.path.iter().map(String::as_str).collect();
@@ -134,7 +141,7 @@ impl ModuleVisitor for FiniteVisitor<'_> {
         }
         if !all_finite(&param.val()) {
             self.bad = Some(format!("non-finite weights in {}", self.name()));
-        } else if let Some(g) = self.grads.get::<D>(param.id)
+        } else if let Some(g) = self.grads.and_then(|g| g.get::<D>(param.id))
             && !all_finite(&g)
         {
             self.bad = Some(format!("a non-finite gradient of {}", self.name()));

@@ -88,16 +88,22 @@ impl StepHooks {
         }
     }
 
-    /// After a step's forward pass: boosting's verdicts of samples `indices`, and the check of
-    /// the loss to differentiate.
-    pub fn after_forward(&self, indices: &[u64], out: &ClassificationOutput, loss: &Tensor<1>) {
+    /// After a step's forward pass of `model`: boosting's verdicts of samples `indices`, and
+    /// the check of the loss to differentiate.
+    pub fn after_forward<M: Module>(
+        &self,
+        model: &M,
+        indices: &[u64],
+        out: &ClassificationOutput,
+        loss: &Tensor<1>,
+    ) {
         if let Some(hook) = &self.boosting {
             let pred = out.output.clone().argmax(1).reshape([indices.len()]);
             let wrong = pred.not_equal(out.targets.clone()).int().into_data();
             let wrong: Vec<bool> = wrong.iter::<i64>().map(|w| w != 0).collect();
             hook.boosting.record(indices, &wrong);
         }
-        self.faults.check_loss(loss);
+        self.faults.check_loss(loss, model);
     }
 
     /// Before the update: whether every parameter and gradient is finite (else the run stops
