@@ -278,30 +278,25 @@ pub(crate) mod tests {
         enc.finish().unwrap()
     }
 
-    /// The shared real-data folder, or `None` (after printing why) when absent.
-    pub(crate) fn shared_data() -> Option<PathBuf> {
-        shared_path("")
-    }
-
-    /// `sub` (a file or folder) inside the shared real-data folder, or `None` (after printing
-    /// why) when absent. CI sets `HM2BP_REQUIRE_DATA=1`: there a missing path fails the test
-    /// instead of skipping it.
-    pub(crate) fn shared_path(sub: &str) -> Option<PathBuf> {
-        let root = match std::env::var_os("HM2BP_SHARED_DATA") {
+    /// The shared real-data folder (`$HM2BP_SHARED_DATA`, else `../shared/data`).
+    pub(crate) fn shared_data() -> PathBuf {
+        match std::env::var_os("HM2BP_SHARED_DATA") {
             Some(d) => PathBuf::from(d),
             None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
-        };
-        let path = root.join(sub);
-        if path.exists() {
-            return Some(path);
         }
+    }
+
+    /// `sub` (a file or folder) inside the shared real-data folder; the test fails, naming
+    /// it, when it is absent. Tests that read it are `#[ignore = "needs …"]`: cargo reports
+    /// them as ignored unless run with `--include-ignored` (CI).
+    pub(crate) fn shared_path(sub: &str) -> PathBuf {
+        let path = shared_data().join(sub);
         assert!(
-            std::env::var_os("HM2BP_REQUIRE_DATA").is_none_or(|v| v != "1"),
-            "shared data {} not found and HM2BP_REQUIRE_DATA=1",
+            path.exists(),
+            "{} not found: this test needs the shared data folder (set HM2BP_SHARED_DATA)",
             path.display()
         );
-        eprintln!("skipped: shared data {} not found", path.display());
-        None
+        path
     }
 
     fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -462,10 +457,9 @@ pub(crate) mod tests {
     }
 
     #[test]
+    #[ignore = "needs ../shared/data/mnist (the integration tests fetch MNIST themselves)"]
     fn real_mnist_labels_and_test_images() {
-        let Some(dir) = shared_path("mnist") else {
-            return;
-        };
+        let dir = shared_path("mnist");
         let train = dir.join("train-labels-idx1-ubyte.gz");
         let labels = read_idx_labels(&train).unwrap();
         assert_eq!(labels.len(), 60000);

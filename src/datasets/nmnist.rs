@@ -482,10 +482,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs ../shared/data/nmnist-small (an N-MNIST subset; not fetchable)"]
     fn real_subset() {
-        let Some(rec) = shared_path("nmnist-small/1.bs2") else {
-            return;
-        };
+        let rec = shared_path("nmnist-small/1.bs2");
         let dir = rec.parent().unwrap().to_path_buf();
         let root = dir.parent().unwrap().to_path_buf();
         let ev = read_nmnist_events(&rec).unwrap();
