@@ -20,8 +20,8 @@
 // Kernel bodies are written in the forms the #[cube] expansion was tested with.
 #![allow(clippy::manual_div_ceil, clippy::assign_op_pattern)]
 
-use burn::backend::Cube;
 use burn::backend::ops::IntTensorOps;
+use burn::backend::{Cube, TensorMetadata};
 use burn::tensor::{DType, TensorData};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;

@@ -38,7 +38,6 @@ use super::{
     generic,
 };
 use crate::neuron::LifParams;
-use crate::rule::local::LocalSpec;
 use crate::rule::output::OutputRule;
 use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::rule::{DenseSpec, LayerGrads, LayerSpec, Needs};
@@ -521,7 +520,7 @@ fn label_spikes(
     times: &CubeTensor,
     raw: &CubeTensor,
     labels: &CubeTensor,
-    level: f32,
+    level: u32,
 ) -> CubeTensor {
     let [b, n_out] = [raw.shape()[0], raw.shape()[1]];
     let t = times.shape()[1];
