@@ -61,11 +61,11 @@ pub mod plot;
 pub mod prelude;
 pub mod rule;
 pub mod simd;
+pub mod spike_trains;
 pub mod spikes;
 pub mod spsp;
 pub mod trace;
 #[cfg(feature = "cli")]
 pub mod train;
-pub mod trains;
 
-pub use trains::SpikeTrains;
+pub use spike_trains::SpikeTrains;

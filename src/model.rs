@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::definition::{DefinitionError, read_definition};
 use crate::ops::KernelPath;
-use crate::trains::SpikeTrains;
+use crate::spike_trains::SpikeTrains;
 
 use crate::layers::{
     LayerConfigError, SpikingConv2d, SpikingConv2dConfig, SpikingDense, SpikingDenseConfig,

@@ -34,7 +34,7 @@ use nir_rs::{NirGraph, NirNode};
 
 use crate::model::{LayerDef, NetworkDef, NeuronDef, RuleOptions, SpikingLayer, SpikingNet};
 use crate::neuron::LifParams;
-use crate::rule::sparse::Topology;
+use crate::rule::local::Topology;
 
 /// Metadata key of a `CubaLIF` node holding the refractory period in steps (an integer).
 pub const T_REF_KEY: &str = "hm2bp_t_ref";

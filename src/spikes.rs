@@ -9,8 +9,14 @@
 //! time step, [`words_per_step`] 32-bit words whose bit `k` of word `w` says whether neuron
 //! `32·w + k` fired ([`SpikeRaster::from_words`], [`SpikeRaster::write_words`]). That is 32×
 //! smaller than a dense `f32` tensor and is read back in `O(words + spikes)`.
+//!
+//! A batch is a slice of rasters, one per sample; its codecs ([`BatchShape`],
+//! [`rasters_from_words`] / [`rasters_to_words`], [`rasters_from_dense`] /
+//! [`rasters_to_dense`], [`rasters_counts`]) convert it from and to the flat layouts of a
+//! batch's tensors, samples in parallel.
 
 use multiversion::multiversion;
+use rayon::prelude::*;
 
 /// Number of 32-bit words that hold one time step of `neurons` neurons, bit-packed.
 pub fn words_per_step(neurons: usize) -> usize {
@@ -304,6 +310,73 @@ impl NeuronTimes {
     pub fn count(&self, n: usize) -> u32 {
         self.start[n + 1] - self.start[n]
     }
+}
+
+// Batches: the codecs between per-sample rasters and the layouts of a batch's tensors.
+
+/// Shape of a batch of spike trains, stored densely as `[batch][steps][neurons]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchShape {
+    /// Samples.
+    pub batch: usize,
+    /// Time steps.
+    pub steps: usize,
+    /// Neurons.
+    pub neurons: usize,
+}
+
+/// Reads every sample of a dense batch `[B][T][N]` into a raster (in parallel).
+pub fn rasters_from_dense(dense: &[f32], shape: BatchShape) -> Vec<SpikeRaster> {
+    let n = shape.steps * shape.neurons;
+    (0..shape.batch)
+        .into_par_iter()
+        .map(|b| SpikeRaster::from_dense(&dense[b * n..(b + 1) * n], shape.steps, shape.neurons))
+        .collect()
+}
+
+/// Writes rasters densely as `[B][T][N]`.
+pub fn rasters_to_dense(rasters: &[SpikeRaster]) -> Vec<f32> {
+    let n = rasters.first().map_or(0, |r| r.steps() * r.neurons());
+    // Zeroed on all threads (a batch of hidden-layer trains is tens of MB).
+    let mut out: Vec<f32> = (0..rasters.len() * n)
+        .into_par_iter()
+        .map(|_| 0.0)
+        .collect();
+    out.par_chunks_mut(n.max(1))
+        .zip(rasters)
+        .for_each(|(chunk, r)| r.scatter_ones(chunk));
+    out
+}
+
+/// Reads every sample of bit-packed trains `[B][T][⌈N/32⌉]` into a raster (in parallel).
+pub fn rasters_from_words(words: &[u32], shape: BatchShape) -> Vec<SpikeRaster> {
+    let n = shape.steps * words_per_step(shape.neurons);
+    (0..shape.batch)
+        .into_par_iter()
+        .with_max_len(1)
+        .map(|b| SpikeRaster::from_words(&words[b * n..(b + 1) * n], shape.steps, shape.neurons))
+        .collect()
+}
+
+/// Spike counts of every sample's neurons, `[B][N]`, as `f32`.
+pub fn rasters_counts(rasters: &[SpikeRaster]) -> Vec<f32> {
+    rasters
+        .iter()
+        .flat_map(|r| r.counts().into_iter().map(|c| c as f32))
+        .collect()
+}
+
+/// Writes rasters bit-packed as `[B][T][⌈N/32⌉]` words (as `i32`, the type of Burn's int
+/// tensors).
+pub fn rasters_to_words(rasters: &[SpikeRaster]) -> Vec<i32> {
+    let n = rasters
+        .first()
+        .map_or(0, |r| r.steps() * words_per_step(r.neurons()));
+    let mut out = vec![0u32; rasters.len() * n];
+    out.par_chunks_mut(n.max(1))
+        .zip(rasters)
+        .for_each(|(chunk, r)| r.write_words(chunk));
+    out.into_iter().map(|w| w as i32).collect()
 }
 
 /// Bit `k` set where `values[k] > 0.5` (at most 32 values; one vector comparison for 16).

@@ -5,7 +5,8 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use hm2bp::SpikeTrains;
 use hm2bp::layers::SpikingDenseConfig;
-use hm2bp::rule::{BatchShape, dense_backward_batch, dense_forward_batch};
+use hm2bp::rule::{dense_backward_batch, dense_forward_batch};
+use hm2bp::spikes::BatchShape;
 use hm2bp::spikes::SpikeRaster;
 
 fn device() -> Device {
@@ -242,8 +243,8 @@ fn a_label_outside_the_output_layer_panics() {
 /// the loss.
 #[test]
 fn weight_penalty_value_and_gradient() {
-    use hm2bp::ops::weight_penalty;
     use hm2bp::rule::regularizer::WeightRegularizer;
+    use hm2bp::spike_trains::weight_penalty;
     let dev = device().autodiff();
     dev.seed(3);
     let (rows, cols) = (7, 13);

@@ -12,9 +12,9 @@ use hm2bp::datasets::golden::{
 use hm2bp::neuron::LifParams;
 use hm2bp::rule::DenseSpec;
 use hm2bp::rule::dense::{self, LayerWeights, SampleGrad};
+use hm2bp::rule::local::{self, Connectivity, ErrorScale};
 use hm2bp::rule::output::{CountTargets, OutputRule};
 use hm2bp::rule::regularizer::WeightRegularizer;
-use hm2bp::rule::sparse::{self, Connectivity, ErrorScale};
 use hm2bp::spikes::SpikeRaster;
 
 struct Net {
@@ -58,10 +58,10 @@ fn f32s(v: &[f64]) -> Vec<f32> {
 /// Forward through all six layers: rasters bottom-up.
 fn forward(net: &Net, g: &GoldenCnn, w: &GoldenWeights) -> Vec<SpikeRaster> {
     let input = SpikeRaster::from_times(&g.input, GOLDEN_STEPS);
-    let conv1 = sparse::forward_sample(&input, &net.conv1, &f32s(&w.conv1), &lif_conv());
-    let pool1 = sparse::forward_sample(&conv1, &net.pool1, &[1.0], &lif_pool());
-    let conv2 = sparse::forward_sample(&pool1, &net.conv2, &f32s(&w.conv2), &lif_conv());
-    let pool2 = sparse::forward_sample(&conv2, &net.pool2, &[1.0], &lif_pool());
+    let conv1 = local::forward_sample(&input, &net.conv1, &f32s(&w.conv1), &lif_conv());
+    let pool1 = local::forward_sample(&conv1, &net.pool1, &[1.0], &lif_pool());
+    let conv2 = local::forward_sample(&pool1, &net.conv2, &f32s(&w.conv2), &lif_conv());
+    let pool2 = local::forward_sample(&conv2, &net.pool2, &[1.0], &lif_pool());
     let hw = LayerWeights::new(&f32s(&w.hidden), 100, 48);
     let hidden = dense::forward_sample(&pool2, &hw, &hidden_spec());
     let ow = LayerWeights::new(&f32s(&w.output), 10, 100);
@@ -174,7 +174,7 @@ fn whole_cnn_matches_golden_data() {
     );
 
     let mut d_conv2 = vec![0.0f32; 3 * 64];
-    sparse::backward_sample(
+    local::backward_sample(
         &r[3],
         &r[4],
         &net.pool2,
@@ -187,7 +187,7 @@ fn whole_cnn_matches_golden_data() {
     );
     let mut grad_conv2 = vec![0.0f32; 3 * 5 * 25];
     let mut d_pool1 = vec![0.0f32; 5 * 144];
-    sparse::backward_sample(
+    local::backward_sample(
         &r[2],
         &r[3],
         &net.conv2,
@@ -199,7 +199,7 @@ fn whole_cnn_matches_golden_data() {
         Some(&mut d_pool1),
     );
     let mut d_conv1 = vec![0.0f32; 5 * 576];
-    sparse::backward_sample(
+    local::backward_sample(
         &r[1],
         &r[2],
         &net.pool1,
@@ -211,7 +211,7 @@ fn whole_cnn_matches_golden_data() {
         Some(&mut d_conv1),
     );
     let mut grad_conv1 = vec![0.0f32; 5 * 25];
-    sparse::backward_sample(
+    local::backward_sample(
         &r[0],
         &r[1],
         &net.conv1,

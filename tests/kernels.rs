@@ -6,7 +6,8 @@ use hm2bp::rule::dense::{LayerWeights, SampleGrad, backward_sample, forward_samp
 use hm2bp::rule::output::{OutputRule, insert_label_spikes, lateral_factor};
 use hm2bp::rule::reference::{LayerCase, layer_backward};
 use hm2bp::rule::regularizer::WeightRegularizer;
-use hm2bp::rule::{BatchShape, DenseSpec, dense_backward_batch, dense_forward_batch};
+use hm2bp::rule::{DenseSpec, dense_backward_batch, dense_forward_batch};
+use hm2bp::spikes::BatchShape;
 use hm2bp::spikes::SpikeRaster;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -229,7 +230,7 @@ fn batch_equals_per_sample() {
 /// Conv and pooling kernels against spec §4 written per output site and per pair.
 #[test]
 fn conv_and_pool_match_per_pair_reference() {
-    use hm2bp::rule::sparse::{
+    use hm2bp::rule::local::{
         Connectivity, ErrorScale, backward_sample as local_backward,
         forward_sample as local_forward,
     };

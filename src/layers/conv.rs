@@ -7,11 +7,11 @@ use burn::tensor::Distribution;
 
 use super::config_error::{Checks, LayerConfigError, or_panic};
 use crate::neuron::LifParams;
-use crate::ops::spiking_local;
 use crate::rule::conv::ConvShape;
+use crate::rule::local::{LocalSpec, Topology};
 use crate::rule::regularizer::WeightRegularizer;
-use crate::rule::sparse::{LocalSpec, Topology};
-use crate::trains::SpikeTrains;
+use crate::spike_trains::SpikeTrains;
+use crate::spike_trains::spiking_local;
 
 /// Configuration of a [`SpikingConv2d`] layer.
 #[derive(Config, Debug)]
@@ -172,7 +172,7 @@ impl SpikingConv2d {
     pub fn regularizer_penalty(&self) -> Tensor<1> {
         let w = self.weight.val();
         let [maps, c, k, _] = w.dims();
-        crate::ops::weight_penalty(w.reshape([maps, c * k * k]), &self.regularizer)
+        crate::spike_trains::weight_penalty(w.reshape([maps, c * k * k]), &self.regularizer)
     }
 }
 

@@ -6,11 +6,12 @@ use burn::tensor::Distribution;
 
 use super::config_error::{Checks, LayerConfigError, or_panic};
 use crate::neuron::LifParams;
-use crate::ops::{KernelPath, spiking_dense};
+use crate::ops::KernelPath;
 use crate::rule::DenseSpec;
 use crate::rule::output::OutputRule;
 use crate::rule::regularizer::WeightRegularizer;
-use crate::trains::SpikeTrains;
+use crate::spike_trains::SpikeTrains;
+use crate::spike_trains::spiking_dense;
 
 /// Configuration of a [`SpikingDense`] layer.
 #[derive(Config, Debug)]
@@ -189,7 +190,7 @@ impl SpikingDense {
     /// The exponential weight-norm penalty `Σ_i λ (N_in L/2) exp(β (S_i − 1))` (S12), whose
     /// gradient is the regulariser `R`; a scalar `[1]` (0 when λ = 0).
     pub fn regularizer_penalty(&self) -> Tensor<1> {
-        crate::ops::weight_penalty(self.weight.val(), &self.regularizer)
+        crate::spike_trains::weight_penalty(self.weight.val(), &self.regularizer)
     }
 }
 

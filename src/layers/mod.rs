@@ -11,7 +11,7 @@ pub use dense::{SpikingDense, SpikingDenseConfig};
 pub use pool::{SpikingPool2d, SpikingPool2dConfig};
 
 /// Panics with a message naming `layer` unless `input` has the neurons its topology reads.
-fn check_input(layer: &str, spec: &crate::rule::sparse::LocalSpec, input: &crate::SpikeTrains) {
+fn check_input(layer: &str, spec: &crate::rule::local::LocalSpec, input: &crate::SpikeTrains) {
     let want = spec.topology.n_in();
     assert_eq!(
         input.neurons(),

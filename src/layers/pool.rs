@@ -6,9 +6,9 @@ use burn::prelude::*;
 
 use super::config_error::{Checks, LayerConfigError, or_panic};
 use crate::neuron::LifParams;
-use crate::ops::spiking_local;
-use crate::rule::sparse::{LocalSpec, Topology};
-use crate::trains::SpikeTrains;
+use crate::rule::local::{LocalSpec, Topology};
+use crate::spike_trains::SpikeTrains;
+use crate::spike_trains::spiking_local;
 
 /// Configuration of a [`SpikingPool2d`] layer.
 #[derive(Config, Debug)]

@@ -16,10 +16,11 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, TensorMetadata, get_device_settings};
 use burn::tensor::{FloatDType, Scalar, Shape, Slice, TensorData};
 
-use super::{host_labels, host_rasters};
-use crate::rule::DenseSpec;
+use super::host::{host_labels, host_rasters};
+use super::tape::{LayerInput, Tape, WordsTape};
 use crate::rule::output::{insert_label_spikes, lateral_factor};
 use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
+use crate::rule::{DenseSpec, LayerGrads, Needs};
 use crate::spikes::{SpikeRaster, words_per_step};
 use crate::spsp::KernelTables;
 
@@ -109,15 +110,14 @@ pub(crate) fn unpack<B: Backend>(words: IntTensor<B>, neurons: usize) -> FloatTe
     }
 }
 
-/// The forward op of a dense layer on the generic path: words of `n_in` neurons →
+/// The forward op of a dense layer on the generic path: the input's words →
 /// (counts, words) of the output.
 pub(crate) fn forward_words<B: Backend>(
-    words: IntTensor<B>,
-    n_in: usize,
-    weight: FloatTensor<B>,
+    input: &LayerInput<B>,
     spec: &DenseSpec,
 ) -> (FloatTensor<B>, IntTensor<B>) {
-    let out = dense_forward::<B>(unpack::<B>(words, n_in), weight, spec);
+    let spikes = unpack::<B>(input.words.clone(), input.n_in);
+    let out = dense_forward::<B>(spikes, input.weight.clone(), spec);
     (counts::<B>(out.clone()), pack::<B>(out))
 }
 
@@ -224,149 +224,220 @@ pub(crate) fn post_terms(
     terms
 }
 
-/// [`dense_backward`] from the layer's bit-packed input and output trains (see
-/// [`super::Hm2bpBackend::dense_backward`]).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn backward_from_words<B: Backend>(
-    input: IntTensor<B>,
-    output: IntTensor<B>,
-    weight: FloatTensor<B>,
-    d_post: FloatTensor<B>,
-    labels: IntTensor<B>,
+/// The HM2-BP backward of a dense layer on the generic path, from the forward's tape and its
+/// bit-packed trains (see [`super::SpikingOps::spiking_backward`]).
+pub(crate) fn backward<B: Backend>(
+    tape: &Tape<B>,
+    words: &WordsTape<B>,
     spec: &DenseSpec,
-    n_in: usize,
-    need_grad: bool,
-    need_d_pre: bool,
-) -> (Option<FloatTensor<B>>, Option<FloatTensor<B>>) {
-    let n_out = weight.shape()[0];
+    d_post: FloatTensor<B>,
+    needs: Needs,
+) -> LayerGrads<FloatTensor<B>> {
+    let n_out = tape.weight.shape()[0];
     let labels = spec
         .output
         .is_some()
-        .then(|| host_labels::<B>(labels, n_out));
-    dense_backward::<B>(
-        unpack::<B>(input, n_in),
-        host_rasters::<B>(output, n_out),
-        weight,
-        d_post,
-        labels.as_deref(),
-        spec,
-        need_grad,
-        need_d_pre,
-    )
+        .then(|| host_labels::<B>(tape.labels.clone(), n_out));
+    let input = unpack::<B>(words.input.clone(), words.n_in);
+    let output = host_rasters::<B>(words.output.clone(), n_out);
+    let terms = post_terms(&output, labels.as_deref(), spec);
+    dense_backward::<B>(input, terms, tape.weight.clone(), d_post, spec, needs)
 }
 
-/// The HM2-BP backward of a dense layer from its input `[B, T, n_in]`, output `[B, T, n_out]`,
-/// `weight [n_out, n_in]` and `d_post [B, n_out]`: the weight gradient summed over the batch
-/// (when `need_grad`) and `∂E/∂o_pre [B, n_in]` (when `need_d_pre`).
-#[allow(clippy::too_many_arguments)]
-fn dense_backward<B: Backend>(
-    input: FloatTensor<B>,
-    output: Vec<SpikeRaster>,
-    weight: FloatTensor<B>,
-    d_post: FloatTensor<B>,
-    labels: Option<&[usize]>,
-    spec: &DenseSpec,
-    need_grad: bool,
-    need_d_pre: bool,
-) -> (Option<FloatTensor<B>>, Option<FloatTensor<B>>) {
-    let [b, t, n_in] = dims::<3, _>(&input);
-    let n_out = weight.shape()[0];
-    let device = input.device();
-    let bool_dtype = get_device_settings::<B>(&device).bool_dtype;
-    let nu = spec.lif.threshold;
-    let full = || Shape::new([b, n_out, n_in]);
-    let upload =
-        |v: Vec<f32>, shape: [usize; 3]| B::float_from_data(TensorData::new(v, shape), &device);
-    let terms = post_terms(&output, labels, spec);
+/// The shapes of a dense layer's backward and the tensors it builds them with.
+struct Pairs<B: Backend> {
+    b: usize,
+    n_out: usize,
+    n_in: usize,
+    device: B::Device,
+    bool_dtype: burn::tensor::BoolDType,
+}
 
-    // E = K · S_pre per sample, with e = 0.1 for (silent post, active pre) pairs (§3.5.2).
-    let kernels = upload(terms.kernels, [b, n_out, t]);
+impl<B: Backend> Pairs<B> {
+    /// `[B, n_out, n_in]`: one entry per sample and (post, pre) pair.
+    fn full(&self) -> Shape {
+        Shape::new([self.b, self.n_out, self.n_in])
+    }
+
+    /// Ones shaped `shape`.
+    fn ones(&self, shape: Shape) -> FloatTensor<B> {
+        B::float_ones(shape, &self.device, FloatDType::F32)
+    }
+
+    /// 1 where `x > 0`, else 0.
+    fn positive(&self, x: FloatTensor<B>) -> FloatTensor<B> {
+        B::bool_into_float(
+            B::float_greater_elem(x, scalar(0.0), self.bool_dtype),
+            FloatDType::F32,
+        )
+    }
+
+    /// `values` uploaded as a tensor of `shape`.
+    fn upload(&self, values: Vec<f32>, shape: [usize; 3]) -> FloatTensor<B> {
+        B::float_from_data(TensorData::new(values, shape), &self.device)
+    }
+}
+
+/// The S-PSP matrix of a batch and the firing masks it was built with.
+struct Spsp<B: Backend> {
+    /// `e [B, n_out, n_in]`.
+    e: FloatTensor<B>,
+    /// Input counts `o_pre [B, 1, n_in]`.
+    o_pre: FloatTensor<B>,
+    /// 1 where the post neuron fired (after label insertion), `[B, n_out, 1]`.
+    post_fired: FloatTensor<B>,
+    /// 1 where the pre neuron fired, `[B, 1, n_in]`.
+    pre_fired: FloatTensor<B>,
+}
+
+/// `E = K · S_pre` per sample (S5), with `e = 0.1` for (silent post, active pre) pairs
+/// (§3.5.2): `kernels [B, n_out, T]`, `input [B, T, n_in]`, post `counts [B, n_out, 1]`.
+#[inline]
+fn spsp_matrix<B: Backend>(
+    p: &Pairs<B>,
+    kernels: FloatTensor<B>,
+    input: FloatTensor<B>,
+    counts: FloatTensor<B>,
+) -> Spsp<B> {
     let o_pre = B::float_sum_dim(input.clone(), 1); // [B, 1, n_in]
-    let mut e = B::float_matmul(kernels, input); // [B, n_out, n_in]
-    let counts = upload(terms.counts, [b, n_out, 1]);
-    let post_fired = B::bool_into_float(
-        B::float_greater_elem(counts.clone(), scalar(0.0), bool_dtype),
-        FloatDType::F32,
-    );
-    let pre_fired = B::bool_into_float(
-        B::float_greater_elem(o_pre.clone(), scalar(0.0), bool_dtype),
-        FloatDType::F32,
-    );
+    let e = B::float_matmul(kernels, input); // [B, n_out, n_in]
+    let post_fired = p.positive(counts);
+    let pre_fired = p.positive(o_pre.clone());
+    let silent_post = B::float_sub(p.ones(Shape::new([p.b, p.n_out, 1])), post_fired.clone());
     let silent_pairs = B::float_greater_elem(
         B::float_mul(
-            B::float_expand(
-                B::float_sub(
-                    B::float_ones(Shape::new([b, n_out, 1]), &device, FloatDType::F32),
-                    post_fired.clone(),
-                ),
-                full(),
-            ),
-            B::float_expand(pre_fired.clone(), full()),
+            B::float_expand(silent_post, p.full()),
+            B::float_expand(pre_fired.clone(), p.full()),
         ),
         scalar(0.0),
-        bool_dtype,
+        p.bool_dtype,
     );
-    e = B::float_mask_fill(e, silent_pairs, scalar(SILENT_POST_SPSP));
+    Spsp {
+        e: B::float_mask_fill(e, silent_pairs, scalar(SILENT_POST_SPSP)),
+        o_pre,
+        post_fired,
+        pre_fired,
+    }
+}
 
-    // Side effect s_i (S9, S11): Σ_l w_il e_il / (o_i ν), or 0.5 Σ_l w_il / ν when silent.
-    let w = B::float_expand(
-        B::float_reshape(weight, Shape::new([1, n_out, n_in])),
-        full(),
-    );
-    let we = B::float_sum_dim(B::float_mul(w.clone(), e.clone()), 2); // [B, n_out, 1]
-    let row_sums = B::float_sum_dim(w.clone(), 2);
+/// The side effect `s_i` (S9, S11), `[B, n_out, 1]`: `Σ_l w_il e_il / (o_i ν)`, or
+/// `0.5 Σ_l w_il / ν` when `i` is silent (`w [B, n_out, n_in]`, post `counts [B, n_out, 1]`).
+#[inline]
+fn side_effect<B: Backend>(
+    p: &Pairs<B>,
+    w: FloatTensor<B>,
+    spsp: &Spsp<B>,
+    counts: FloatTensor<B>,
+    nu: f32,
+) -> FloatTensor<B> {
+    let we = B::float_sum_dim(B::float_mul(w.clone(), spsp.e.clone()), 2); // [B, n_out, 1]
+    let row_sums = B::float_sum_dim(w, 2);
     let fired_side = B::float_div(
         we,
         B::float_mul_scalar(B::float_clamp_min(counts, scalar(1.0)), scalar(nu)),
     );
     let silent_side = B::float_mul_scalar(row_sums, scalar(SILENT_POST_SIDE_RATIO / nu));
-    let side = B::float_add(
-        B::float_mul(post_fired.clone(), fired_side),
-        B::float_mul(
-            B::float_sub(
-                B::float_ones(Shape::new([b, n_out, 1]), &device, FloatDType::F32),
-                post_fired.clone(),
-            ),
-            silent_side,
-        ),
+    let silent = B::float_sub(
+        p.ones(Shape::new([p.b, p.n_out, 1])),
+        spsp.post_fired.clone(),
     );
+    B::float_add(
+        B::float_mul(spsp.post_fired.clone(), fired_side),
+        B::float_mul(silent, silent_side),
+    )
+}
 
-    // δ = d/ν (S7); weight gradient Σ_b δ_i (1 + s_i) γ_i e_ij (S12 main term).
+/// The weight gradient `Σ_b δ_i (1 + s_i) γ_i e_ij` (S12 main term), `[n_out, n_in]`.
+#[inline]
+fn weight_grad<B: Backend>(
+    p: &Pairs<B>,
+    delta: FloatTensor<B>,
+    side: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    e: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let coef = B::float_mul(
+        B::float_mul(delta, B::float_add_scalar(side, scalar(1.0))),
+        gamma,
+    );
+    let g = B::float_sum_dim(B::float_mul(B::float_expand(coef, p.full()), e), 0);
+    B::float_reshape(g, Shape::new([p.n_out, p.n_in]))
+}
+
+/// The backpropagated error `Σ_i δ_i w_ij ρ_ij` (S10), `[B, n_in]`, with the effect ratio
+/// `ρ_ij = e_ij / o_j` when both neurons fired, else 1 (S8; 1 throughout without
+/// `effect_ratio`).
+#[inline]
+fn pre_error<B: Backend>(
+    p: &Pairs<B>,
+    delta: FloatTensor<B>,
+    w: FloatTensor<B>,
+    spsp: Spsp<B>,
+    effect_ratio: bool,
+) -> FloatTensor<B> {
+    let rho = if effect_ratio {
+        let both = B::float_mul(
+            B::float_expand(spsp.post_fired, p.full()),
+            B::float_expand(spsp.pre_fired, p.full()),
+        );
+        let ratio = B::float_div(
+            spsp.e,
+            B::float_expand(B::float_clamp_min(spsp.o_pre, scalar(1.0)), p.full()),
+        );
+        // both · e/o + (1 − both)
+        B::float_add(
+            B::float_mul(both, B::float_sub_scalar(ratio, scalar(1.0))),
+            p.ones(p.full()),
+        )
+    } else {
+        p.ones(p.full())
+    };
+    let terms = B::float_mul(B::float_mul(B::float_expand(delta, p.full()), w), rho);
+    B::float_reshape(B::float_sum_dim(terms, 1), Shape::new([p.b, p.n_in]))
+}
+
+/// The HM2-BP backward of a dense layer from its input `[B, T, n_in]`, the post `terms` of
+/// its output, `weight [n_out, n_in]` and `d_post [B, n_out]`: the weight gradient summed over
+/// the batch and `∂E/∂o_pre [B, n_in]`, as `needs` asks.
+fn dense_backward<B: Backend>(
+    input: FloatTensor<B>,
+    terms: PostTerms,
+    weight: FloatTensor<B>,
+    d_post: FloatTensor<B>,
+    spec: &DenseSpec,
+    needs: Needs,
+) -> LayerGrads<FloatTensor<B>> {
+    let [b, t, n_in] = dims::<3, _>(&input);
+    let n_out = weight.shape()[0];
+    let device = input.device();
+    let bool_dtype = get_device_settings::<B>(&device).bool_dtype;
+    let p = Pairs::<B> {
+        b,
+        n_out,
+        n_in,
+        device,
+        bool_dtype,
+    };
+    let nu = spec.lif.threshold;
+    let kernels = p.upload(terms.kernels, [b, n_out, t]);
+    let counts = p.upload(terms.counts, [b, n_out, 1]);
+    let spsp = spsp_matrix(&p, kernels, input, counts.clone());
+    let w = B::float_expand(
+        B::float_reshape(weight, Shape::new([1, n_out, n_in])),
+        p.full(),
+    );
+    let side = side_effect(&p, w.clone(), &spsp, counts, nu);
+    // δ = d/ν (S7).
     let delta = B::float_div_scalar(
         B::float_reshape(d_post, Shape::new([b, n_out, 1])),
         scalar(nu),
     );
-    let grad = need_grad.then(|| {
-        let gamma = upload(terms.gamma, [b, n_out, 1]);
-        let coef = B::float_mul(
-            B::float_mul(delta.clone(), B::float_add_scalar(side, scalar(1.0))),
-            gamma,
-        );
-        let g = B::float_sum_dim(B::float_mul(B::float_expand(coef, full()), e.clone()), 0);
-        B::float_reshape(g, Shape::new([n_out, n_in]))
+    let weight = needs.weight.then(|| {
+        let gamma = p.upload(terms.gamma, [b, n_out, 1]);
+        weight_grad(&p, delta.clone(), side, gamma, spsp.e.clone())
     });
-
-    // Backpropagated error (S10) with ρ (S8): e_ij / o_j when both fired, else 1.
-    let d_pre = need_d_pre.then(|| {
-        let rho = if spec.effect_ratio {
-            let both = B::float_mul(
-                B::float_expand(post_fired, full()),
-                B::float_expand(pre_fired, full()),
-            );
-            let ratio = B::float_div(
-                e,
-                B::float_expand(B::float_clamp_min(o_pre, scalar(1.0)), full()),
-            );
-            // both · e/o + (1 − both)
-            B::float_add(
-                B::float_mul(both.clone(), B::float_sub_scalar(ratio, scalar(1.0))),
-                B::float_ones(full(), &device, FloatDType::F32),
-            )
-        } else {
-            B::float_ones(full(), &device, FloatDType::F32)
-        };
-        let terms = B::float_mul(B::float_mul(B::float_expand(delta, full()), w), rho);
-        B::float_reshape(B::float_sum_dim(terms, 1), Shape::new([b, n_in]))
-    });
-    (grad, d_pre)
+    let input = needs
+        .input
+        .then(|| pre_error(&p, delta, w, spsp, spec.effect_ratio));
+    LayerGrads { weight, input }
 }

@@ -15,7 +15,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, TensorMetadata};
 use burn::tensor::TensorData;
 
-use super::{Hm2bpBackend, f32s, host_f32};
+use super::Hm2bpBackend;
+use super::host::{f32s, host_f32};
 use crate::rule::regularizer::WeightRegularizer;
 
 /// The penalty `[1]` of `weight [rows, row_len]`, and what its backward needs.
@@ -25,7 +26,7 @@ pub(super) fn host_penalty<B: Backend>(
 ) -> (FloatTensor<B>, PenaltyState) {
     let device = weight.device();
     let row_len = weight.shape()[1];
-    let weights = host_f32(B::float_into_data(weight));
+    let weights = host_f32::<B>("weights", weight);
     let barriers = regularizer.barriers(f32s(&weights), row_len);
     let p = regularizer.penalty(&barriers, row_len);
     let value = B::float_from_data(TensorData::new(vec![p as f32], [1]), &device);
@@ -64,7 +65,7 @@ impl<B: Backend> Backward<B, 1> for PenaltyBackward {
             return;
         };
         let device = g.device();
-        let g = f32s(&host_f32(B::float_into_data(g)))[0];
+        let g = f32s(&host_f32::<B>("the penalty's gradient", g))[0];
         let st = ops.state;
         let shape = st.weights.shape().clone();
         let grad = st

@@ -1,6 +1,6 @@
 //! A spiking convolution's forward and backward passes written as convolutions: neurons are
 //! held position-major (`[x][y][map]`) and the kernels offset-major (`[in_map][p][q][map]`),
-//! so that every per-pair operation of [`super::sparse`] (which these are tested against)
+//! so that every per-pair operation of [`super::local`] (which these are tested against)
 //! becomes a vector operation over the output maps at one position.
 //!
 //! - Forward: one input spike adds, per kernel offset, the contiguous weights of all output
@@ -264,7 +264,7 @@ pub fn backward_sample(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rule::sparse::{self, Connectivity};
+    use crate::rule::local::{self, Connectivity};
 
     #[test]
     fn equals_the_per_pair_forward() {
@@ -313,7 +313,7 @@ mod tests {
                 shape.out_maps,
                 shape.kernel,
             );
-            let want = sparse::forward_sample(&input, &conn, &weights, &lif);
+            let want = local::forward_sample(&input, &conn, &weights, &lif);
             let om = shape.offset_major(&weights);
             let got = forward_sample(&input, &shape, &om, &lif);
             assert!(want.num_spikes() > 20, "the case must fire");
@@ -325,13 +325,13 @@ mod tests {
                 .map(|_| (next() % 200) as f32 / 50.0 - 2.0)
                 .collect();
             let (mut g_want, mut d_want) = (vec![0.0f32; n_w], vec![0.0f32; n_in]);
-            sparse::backward_sample(
+            local::backward_sample(
                 &input,
                 &want,
                 &conn,
                 &weights,
                 &lif,
-                sparse::ErrorScale::Threshold,
+                local::ErrorScale::Threshold,
                 &d_post,
                 Some(&mut g_want),
                 Some(&mut d_want),

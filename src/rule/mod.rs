@@ -3,90 +3,38 @@
 //! - [`dense`]: event-driven forward and backward of one sample of a spiking dense layer.
 //! - [`output`]: output error (S6), lateral factor γ, label-spike insertion.
 //! - [`regularizer`]: the exponential weight regulariser (S12).
-//! - [`sparse`]: locally connected layers (convolution, sum pooling) with shared weights;
+//! - [`local`]: locally connected layers (convolution, sum pooling) with shared weights;
 //!   [`conv`]: the convolution's forward pass as a convolution.
 //! - [`reference`](mod@reference): the same rule pair by pair in `f64`, for tests and the `trace` mode.
 //!
 //! [`dense_forward_batch`] and [`dense_backward_batch`] run a batch on all cores (one sample per
-//! task); a batch of one is the authors' faithful batch-size-1 step.
+//! task); a batch of one is the authors' faithful batch-size-1 step. [`LayerSpec::prepare`] →
+//! [`PreparedLayer::forward`] → [`RasterTape::backward`] is the host kernels' side of the
+//! spiking layer's op ([`crate::ops`]). The spike-format codecs (rasters ↔ words, dense
+//! batches) live beside [`SpikeRaster`] in [`crate::spikes`].
+//!
+//! ## Global state: per-thread scratch
+//!
+//! The kernels reuse buffers per worker thread (`thread_local!`), so that a training step does
+//! not allocate (and page-fault) fresh megabytes per sample. Each holds only scratch that the
+//! next call overwrites; no result depends on what it held before:
+//!
+//! - `ROW_BUFFERS` (this module): the S-PSP row buffers of the last dense batch's samples.
+//! - `SCRATCH` in [`dense`]: one sample's dense backward scratch and kernel tables.
+//! - `SCRATCH` in [`conv`]: one sample's convolution backward scratch and kernel tables.
 
 pub mod conv;
 pub mod dense;
+pub mod local;
 pub mod output;
 pub mod reference;
 pub mod regularizer;
-pub mod sparse;
 pub mod terms;
 
 use rayon::prelude::*;
 
-use crate::spikes::SpikeRaster;
+use crate::spikes::{BatchShape, SpikeRaster, rasters_from_dense, rasters_to_dense};
 pub use dense::DenseSpec;
-
-/// Shape of a batch of spike trains, stored densely as `[batch][steps][neurons]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchShape {
-    /// Samples.
-    pub batch: usize,
-    /// Time steps.
-    pub steps: usize,
-    /// Neurons.
-    pub neurons: usize,
-}
-
-/// Reads every sample of a dense batch `[B][T][N]` into a raster (in parallel).
-pub fn rasters_from_dense(dense: &[f32], shape: BatchShape) -> Vec<SpikeRaster> {
-    let n = shape.steps * shape.neurons;
-    (0..shape.batch)
-        .into_par_iter()
-        .map(|b| SpikeRaster::from_dense(&dense[b * n..(b + 1) * n], shape.steps, shape.neurons))
-        .collect()
-}
-
-/// Writes rasters densely as `[B][T][N]`.
-pub fn rasters_to_dense(rasters: &[SpikeRaster]) -> Vec<f32> {
-    let n = rasters.first().map_or(0, |r| r.steps() * r.neurons());
-    // Zeroed on all threads (a batch of hidden-layer trains is tens of MB).
-    let mut out: Vec<f32> = (0..rasters.len() * n)
-        .into_par_iter()
-        .map(|_| 0.0)
-        .collect();
-    out.par_chunks_mut(n.max(1))
-        .zip(rasters)
-        .for_each(|(chunk, r)| r.scatter_ones(chunk));
-    out
-}
-
-/// Reads every sample of bit-packed trains `[B][T][⌈N/32⌉]` into a raster (in parallel).
-pub fn rasters_from_words(words: &[u32], shape: BatchShape) -> Vec<SpikeRaster> {
-    let n = shape.steps * crate::spikes::words_per_step(shape.neurons);
-    (0..shape.batch)
-        .into_par_iter()
-        .with_max_len(1)
-        .map(|b| SpikeRaster::from_words(&words[b * n..(b + 1) * n], shape.steps, shape.neurons))
-        .collect()
-}
-
-/// Spike counts of every sample's neurons, `[B][N]`, as `f32`.
-pub fn rasters_counts(rasters: &[SpikeRaster]) -> Vec<f32> {
-    rasters
-        .iter()
-        .flat_map(|r| r.counts().into_iter().map(|c| c as f32))
-        .collect()
-}
-
-/// Writes rasters bit-packed as `[B][T][⌈N/32⌉]` words (as `i32`, the type of Burn's int
-/// tensors).
-pub fn rasters_to_words(rasters: &[SpikeRaster]) -> Vec<i32> {
-    let n = rasters.first().map_or(0, |r| {
-        r.steps() * crate::spikes::words_per_step(r.neurons())
-    });
-    let mut out = vec![0u32; rasters.len() * n];
-    out.par_chunks_mut(n.max(1))
-        .zip(rasters)
-        .for_each(|(chunk, r)| r.write_words(chunk));
-    out.into_iter().map(|w| w as i32).collect()
-}
 
 /// Forward pass of a batch of rasters through a layer with weight `[n_out][n_in]`.
 pub fn dense_forward_rasters(
@@ -248,13 +196,22 @@ pub fn dense_backward_batch(
     )
 }
 
-/// A layer's weights in the layouts its kernels read ([`LayerSpec::prepare`]).
-#[derive(Clone, Debug)]
-pub enum PreparedWeights {
-    /// A dense layer's weights, transposed and blocked.
-    Dense(dense::LayerWeights),
-    /// The shared weights of a convolution or pooling layer, as they are.
-    Local(Vec<f32>),
+/// Which gradients a backward pass computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Needs {
+    /// The weight gradient.
+    pub weight: bool,
+    /// `∂E/∂o_pre` of the input neurons.
+    pub input: bool,
+}
+
+/// A backward pass's results, each computed only when asked for ([`Needs`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerGrads<T> {
+    /// The weight gradient, shaped as the weights.
+    pub weight: Option<T>,
+    /// `∂E/∂o_pre [B, n_in]`.
+    pub input: Option<T>,
 }
 
 /// Any spiking layer the custom op runs: fully connected or locally connected.
@@ -263,7 +220,7 @@ pub enum LayerSpec {
     /// Fully connected, weight `[n_out][n_in]`.
     Dense(DenseSpec),
     /// Convolution or pooling, shared weights `[n_weights]`.
-    Local(sparse::LocalSpec),
+    Local(local::LocalSpec),
 }
 
 impl LayerSpec {
@@ -275,61 +232,98 @@ impl LayerSpec {
         }
     }
 
-    /// The weights (`[n_out][n_in]` for a dense layer, the shared weights otherwise) in the
-    /// layouts the kernels read, built once per training step and used by the forward and
-    /// the backward pass.
-    pub fn prepare(&self, weight: &[f32], n_in: usize, n_out: usize) -> PreparedWeights {
-        match self {
-            LayerSpec::Dense(_) => {
-                PreparedWeights::Dense(dense::LayerWeights::new(weight, n_out, n_in))
+    /// The layer with its weights (`[n_out][n_in]` for a dense layer, the shared weights
+    /// otherwise) in the layouts the kernels read, built once per training step and used by
+    /// the forward and the backward pass.
+    pub fn prepare(&self, weight: &[f32], n_in: usize, n_out: usize) -> PreparedLayer {
+        match *self {
+            LayerSpec::Dense(d) => {
+                PreparedLayer::Dense(d, dense::LayerWeights::new(weight, n_out, n_in))
             }
-            LayerSpec::Local(_) => PreparedWeights::Local(weight.to_vec()),
-        }
-    }
-
-    /// Forward of a batch of rasters.
-    pub fn forward_rasters(
-        &self,
-        inputs: &[SpikeRaster],
-        weights: &PreparedWeights,
-    ) -> Vec<SpikeRaster> {
-        match (self, weights) {
-            (LayerSpec::Dense(d), PreparedWeights::Dense(w)) => {
-                dense_forward_prepared(inputs, w, d)
-            }
-            (LayerSpec::Local(l), PreparedWeights::Local(w)) => {
-                sparse::local_forward_rasters(inputs, w, l)
-            }
-            _ => panic!("hm2bp: weights prepared for another kind of layer"),
-        }
-    }
-
-    /// Backward of a batch: (weight gradient when `need_grad`, `∂E/∂o_pre` when `need_d_pre`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn backward_rasters(
-        &self,
-        inputs: &[SpikeRaster],
-        outputs: &[SpikeRaster],
-        weights: &PreparedWeights,
-        d_post: &[f32],
-        labels: Option<&[usize]>,
-        need_grad: bool,
-        need_d_pre: bool,
-    ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
-        match (self, weights) {
-            (LayerSpec::Dense(d), PreparedWeights::Dense(w)) => {
-                let g = dense_backward_prepared(inputs, outputs, w, d_post, labels, d, need_d_pre);
-                (need_grad.then_some(g.weight), g.input)
-            }
-            (LayerSpec::Local(l), PreparedWeights::Local(w)) => {
-                sparse::local_backward_rasters(inputs, outputs, w, d_post, l, need_grad, need_d_pre)
-            }
-            _ => panic!("hm2bp: weights prepared for another kind of layer"),
+            LayerSpec::Local(l) => PreparedLayer::Local(l, weight.to_vec()),
         }
     }
 
     /// Whether the rule needs the labels (output layer).
     pub fn needs_labels(&self) -> bool {
         matches!(self, LayerSpec::Dense(d) if d.output.is_some())
+    }
+}
+
+/// A layer and its weights in the layouts its kernels read ([`LayerSpec::prepare`]).
+#[derive(Clone, Debug)]
+pub enum PreparedLayer {
+    /// A dense layer; its weights transposed and blocked.
+    Dense(DenseSpec, dense::LayerWeights),
+    /// A convolution or pooling layer; its shared weights as they are.
+    Local(local::LocalSpec, Vec<f32>),
+}
+
+impl PreparedLayer {
+    /// The forward pass of a batch of rasters, kept with its weights for the backward.
+    pub fn forward(self, input: Vec<SpikeRaster>) -> RasterTape {
+        let output = match &self {
+            PreparedLayer::Dense(d, w) => dense_forward_prepared(&input, w, d),
+            PreparedLayer::Local(l, w) => local::local_forward_rasters(&input, w, l),
+        };
+        self.with_trains(input, output)
+    }
+
+    /// The tape of a forward pass from its input and output rasters (read back from a pass
+    /// that ran elsewhere, or just computed).
+    pub fn with_trains(self, input: Vec<SpikeRaster>, output: Vec<SpikeRaster>) -> RasterTape {
+        RasterTape {
+            input,
+            output,
+            layer: self,
+        }
+    }
+}
+
+/// A batch's forward pass on the host kernels, kept for its backward: the per-sample input and
+/// output rasters and the layer with the weights it ran with (the backward's pre-update
+/// weights), so that trains and weights are read from their tensors only once.
+#[derive(Debug)]
+pub struct RasterTape {
+    /// Input trains, one raster per sample.
+    pub input: Vec<SpikeRaster>,
+    /// Output trains, one raster per sample.
+    pub output: Vec<SpikeRaster>,
+    /// The layer and its prepared weights.
+    pub layer: PreparedLayer,
+}
+
+impl RasterTape {
+    /// Samples in the batch.
+    pub fn batch(&self) -> usize {
+        self.input.len()
+    }
+
+    /// Input neurons of the layer.
+    pub fn input_neurons(&self) -> usize {
+        self.input.first().map_or(0, SpikeRaster::neurons)
+    }
+
+    /// The HM2-BP backward of the batch from `d_post [B][n_out]` (`labels`: one class per
+    /// sample, for an output layer).
+    pub fn backward(
+        &self,
+        d_post: &[f32],
+        labels: Option<&[usize]>,
+        needs: Needs,
+    ) -> LayerGrads<Vec<f32>> {
+        let (input, output) = (&self.input, &self.output);
+        match &self.layer {
+            PreparedLayer::Dense(d, w) => {
+                let g = dense_backward_prepared(input, output, w, d_post, labels, d, needs.input);
+                LayerGrads {
+                    weight: needs.weight.then_some(g.weight),
+                    input: g.input,
+                }
+            }
+            PreparedLayer::Local(l, w) => {
+                local::local_backward_rasters(input, output, w, d_post, l, needs)
+            }
+        }
     }
 }

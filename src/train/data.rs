@@ -10,8 +10,8 @@ use rayon::prelude::*;
 
 use super::boosting::Boosting;
 use crate::datasets::{AugmentConfig, EncodingMode, RateEncoder, Samples};
+use crate::spike_trains::SpikeTrains;
 use crate::spikes::SpikeRaster;
-use crate::trains::SpikeTrains;
 
 /// The input of one sample.
 #[derive(Clone, Debug)]
@@ -101,7 +101,7 @@ impl InputSpikes {
             .rasters
             .first()
             .map_or((0, 0), |r| (r.steps(), r.neurons()));
-        let dense = crate::rule::rasters_to_dense(&self.rasters);
+        let dense = crate::spikes::rasters_to_dense(&self.rasters);
         Tensor::from_data(
             TensorData::new(dense, [self.rasters.len(), steps, neurons]),
             device,

@@ -1,7 +1,7 @@
 //! Convolution and pooling layers (locally connected, shared weights) as CubeCL kernels, over
-//! the index tables of their [`Connectivity`](crate::rule::sparse::Connectivity) ([`PairTables`]: one slot per connected
+//! the index tables of their [`Connectivity`](crate::rule::local::Connectivity) ([`PairTables`]: one slot per connected
 //! (output, input) pair, in fanin order), in the order and `f32` operations of the host
-//! kernels of [`crate::rule::sparse`]:
+//! kernels of [`crate::rule::local`]:
 //!
 //! - Forward: [`local_currents_kernel`] (per sample, step and output neuron, the weights of
 //!   the inputs that spiked, in ascending input order), then the LIF scan and packing of the
@@ -20,8 +20,8 @@
 // Kernel bodies are written in the forms the #[cube] expansion was tested with.
 #![allow(clippy::manual_div_ceil, clippy::assign_op_pattern)]
 
-use burn::backend::Cube;
 use burn::backend::ops::IntTensorOps;
+use burn::backend::{Cube, TensorMetadata};
 use burn::tensor::{DType, TensorData};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
@@ -29,11 +29,13 @@ use cubecl::prelude::*;
 
 use super::spsp::{side_effect, spsp_entry};
 use super::{
-    batch_cat, batch_chunks, batch_slice, dims3, elementwise, empty_like, forward_by_chunks,
-    largest_allocation, lif_scan, post_terms, spike_times,
+    Chunk, PostTerms, PreError, batch_cat, batch_chunks, batch_slice, dims3, elementwise,
+    empty_like, forward_by_chunks, largest_allocation, lif_scan, post_terms, spike_times,
 };
-use crate::rule::sparse::{ErrorScale, LocalSpec, PairTables};
+use crate::ops::tape::{Tape, WordsTape};
+use crate::rule::local::{ErrorScale, LocalSpec, PairTables};
 use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
+use crate::rule::{LayerGrads, Needs};
 use crate::spikes::words_per_step;
 
 /// Thread per (sample, step, output neuron `i`): `currents [B·T, n_out]`, the weights of
@@ -367,83 +369,108 @@ fn forward_chunk(
     lif_scan(currents, &words, b, t, n_out, &spec.lif, None)
 }
 
-/// The layer's HM2-BP backward on the device: input and output words, shared
-/// `weight [n_weights]`, `d_post [B, n_out]` → (weight gradient `[n_weights]`,
-/// `∂E/∂o_pre [B, n_in]`), each only when asked for.
+/// The layer's HM2-BP backward on the device from the forward's tape (input and output
+/// words, shared `weight [n_weights]`) and `d_post [B, n_out]` → (weight gradient
+/// `[n_weights]`, `∂E/∂o_pre [B, n_in]`), each only when asked for.
 pub(super) fn backward(
-    input: CubeTensor,
-    output: CubeTensor,
-    weight: CubeTensor,
-    d_post: CubeTensor,
+    tape: &Tape<Cube>,
+    words: &WordsTape<Cube>,
     spec: &LocalSpec,
-    need_grad: bool,
-    need_d_pre: bool,
-) -> (Option<CubeTensor>, Option<CubeTensor>) {
-    let [b, t, _] = dims3(&input);
+    d_post: CubeTensor,
+    needs: Needs,
+) -> LayerGrads<CubeTensor> {
+    let input = &words.input;
+    let [b, t, _] = dims3(input);
     let conn = spec.topology.connectivity();
     let per_sample = per_sample_bytes(spec, t);
-    let tab = DeviceTables::upload(conn.pair_tables(), &input);
-    let weight = into_contiguous(weight);
+    let layer = Layer {
+        spec,
+        tables: DeviceTables::upload(conn.pair_tables(), input),
+        weight: into_contiguous(tape.weight.clone()),
+    };
     let (mut partials, mut d_pre) = (Vec::new(), Vec::new());
-    for r in batch_chunks(&input, b, per_sample) {
-        let (p, d) = backward_chunk(
-            batch_slice(&input, &r),
-            batch_slice(&output, &r),
-            &weight,
-            batch_slice(&d_post, &r),
-            spec,
-            &tab,
-            need_grad,
-            need_d_pre,
-        );
-        partials.extend(p);
-        d_pre.extend(d);
+    for r in batch_chunks(input, b, per_sample) {
+        let chunk = Chunk {
+            input: batch_slice(input, &r),
+            output: batch_slice(&words.output, &r),
+            d_post: batch_slice(&d_post, &r),
+            labels: None,
+        };
+        let g = backward_chunk(chunk, &layer, needs);
+        partials.extend(g.weight);
+        d_pre.extend(g.input);
     }
-    // Each weight's per-sample sums, then over the whole batch in sample order.
-    let grad = (!partials.is_empty()).then(|| {
-        let partial = batch_cat(partials);
-        let client = partial.client.clone();
-        let grad = empty_like(&partial, vec![conn.n_weights], DType::F32);
-        let (count, dim) = elementwise(&client, conn.n_weights);
-        batch_sum_kernel::launch(
-            &client,
-            count,
-            dim,
-            partial.into_tensor_arg(),
-            grad.clone().into_tensor_arg(),
-            b as u32,
-        );
-        grad
-    });
-    (grad, (!d_pre.is_empty()).then(|| batch_cat(d_pre)))
+    LayerGrads {
+        weight: (!partials.is_empty()).then(|| batch_sum(batch_cat(partials), conn.n_weights)),
+        input: (!d_pre.is_empty()).then(|| batch_cat(d_pre)),
+    }
 }
 
-/// [`backward`] of a batch whose buffers fit the device: (per-sample weight gradients
-/// `[B, n_weights]`, `∂E/∂o_pre [B, n_in]`), each only when asked for.
-#[allow(clippy::too_many_arguments)]
-fn backward_chunk(
-    input: CubeTensor,
-    output: CubeTensor,
-    weight: &CubeTensor,
-    d_post: CubeTensor,
-    spec: &LocalSpec,
-    tab: &DeviceTables,
-    need_grad: bool,
-    need_d_pre: bool,
-) -> (Option<CubeTensor>, Option<CubeTensor>) {
-    let [b, t, _] = dims3(&input);
-    let conn = spec.topology.connectivity();
-    let (n_in, n_out, n_weights) = (conn.n_in, conn.n_out, conn.n_weights);
-    let client = input.client.clone();
-    let words = into_contiguous(input);
-    let d_post = into_contiguous(d_post);
-    let like = words.clone();
-    let empty = |shape: Vec<usize>, dtype| empty_like(&like, shape, dtype);
-    let (kernels, o_post, _) =
-        post_terms(into_contiguous(output), None, &spec.lif, None, b, t, n_out);
-    let (times, o_pre) = spike_times(words, n_in);
+/// Each weight's per-sample sums `partial [B, n_weights]` summed over the batch in sample
+/// order.
+fn batch_sum(partial: CubeTensor, n_weights: usize) -> CubeTensor {
+    let b = partial.shape()[0];
+    let client = partial.client.clone();
+    let grad = empty_like(&partial, vec![n_weights], DType::F32);
+    let (count, dim) = elementwise(&client, n_weights);
+    batch_sum_kernel::launch(
+        &client,
+        count,
+        dim,
+        partial.into_tensor_arg(),
+        grad.clone().into_tensor_arg(),
+        b as u32,
+    );
+    grad
+}
 
-    let e = empty(vec![b, tab.pairs], DType::F32);
+/// A layer's backward constants on the device: its spec, pair tables and shared weights.
+struct Layer<'a> {
+    spec: &'a LocalSpec,
+    tables: DeviceTables,
+    weight: CubeTensor,
+}
+
+/// [`backward`] of a chunk whose buffers fit the device: post terms, S-PSP per pair, side
+/// effect, then (per-sample weight gradients `[B, n_weights]`, `∂E/∂o_pre [B, n_in]`), each
+/// only when asked for.
+fn backward_chunk(chunk: Chunk, layer: &Layer, needs: Needs) -> LayerGrads<CubeTensor> {
+    let [b, t, _] = dims3(&chunk.input);
+    let conn = layer.spec.topology.connectivity();
+    let (n_in, n_out) = (conn.n_in, conn.n_out);
+    let words = into_contiguous(chunk.input);
+    let d_post = into_contiguous(chunk.d_post);
+    let post = post_terms(into_contiguous(chunk.output), n_out, None, &layer.spec.lif);
+    let (times, o_pre) = spike_times(words, n_in);
+    let e = local_spsp(times, &o_pre, &post, layer, [b, t, n_in, n_out]);
+    let (delta, coef) = local_coef(&e, &post.counts, d_post, layer);
+    let weight = needs
+        .weight
+        .then(|| local_weight_grad(&e, coef, layer, conn.n_weights));
+    let input = needs.input.then(|| {
+        let d = PreError {
+            delta,
+            o_post: post.counts,
+            o_pre,
+        };
+        local_pre_error(e, d, layer, n_in)
+    });
+    LayerGrads { weight, input }
+}
+
+/// `e [B, pairs]`: the S-PSP of every connected pair (S2–S3, §3.5.2) from the input spike
+/// `times` and counts `o_pre` and the post terms (`dims`: `[B, T, n_in, n_out]`).
+#[inline]
+fn local_spsp(
+    times: CubeTensor,
+    o_pre: &CubeTensor,
+    post: &PostTerms,
+    layer: &Layer,
+    [b, t, n_in, n_out]: [usize; 4],
+) -> CubeTensor {
+    let tab = &layer.tables;
+    let client = times.client.clone();
+    let e = empty_like(&times, vec![b, tab.pairs], DType::F32);
     let (count, dim) = elementwise(&client, b * tab.pairs);
     local_spsp_kernel::launch(
         &client,
@@ -451,8 +478,8 @@ fn backward_chunk(
         dim,
         times.into_tensor_arg(),
         o_pre.clone().into_tensor_arg(),
-        kernels.into_tensor_arg(),
-        o_post.clone().into_tensor_arg(),
+        post.kernels.clone().into_tensor_arg(),
+        post.counts.clone().into_tensor_arg(),
         tab.fanin_pre.clone().into_tensor_arg(),
         tab.fanin_post.clone().into_tensor_arg(),
         e.clone().into_tensor_arg(),
@@ -461,19 +488,34 @@ fn backward_chunk(
         n_out as u32,
         SILENT_POST_SPSP,
     );
+    e
+}
+
+/// The side effect `s_i` (S9, S11), `δ = d / divisor` (`ν` for a convolution, `size²` for
+/// pooling) and the weight coefficient `δ (1 + s)`: (`delta [B, n_out]`, `coef [B, n_out]`).
+#[inline]
+fn local_coef(
+    e: &CubeTensor,
+    o_post: &CubeTensor,
+    d_post: CubeTensor,
+    layer: &Layer,
+) -> (CubeTensor, CubeTensor) {
+    let [b, n_out] = [o_post.shape()[0], o_post.shape()[1]];
+    let (spec, tab) = (layer.spec, &layer.tables);
     let divisor = match spec.topology.error_scale() {
         ErrorScale::Threshold => spec.lif.threshold,
         ErrorScale::PoolArea(size) => (size * size) as f32,
     };
-    let delta = empty(vec![b, n_out], DType::F32);
-    let coef = empty(vec![b, n_out], DType::F32);
+    let client = e.client.clone();
+    let delta = empty_like(e, vec![b, n_out], DType::F32);
+    let coef = empty_like(e, vec![b, n_out], DType::F32);
     let (count, dim) = elementwise(&client, b * n_out);
     local_coef_kernel::launch(
         &client,
         count,
         dim,
         e.clone().into_tensor_arg(),
-        weight.clone().into_tensor_arg(),
+        layer.weight.clone().into_tensor_arg(),
         tab.fanin_start.clone().into_tensor_arg(),
         tab.fanin_weight.clone().into_tensor_arg(),
         o_post.clone().into_tensor_arg(),
@@ -485,48 +527,66 @@ fn backward_chunk(
         divisor,
         SILENT_POST_SIDE_RATIO,
     );
-    let grad = need_grad.then(|| {
-        let partial = empty(vec![b, n_weights], DType::F32);
-        let (count, dim) = elementwise(&client, b * n_weights);
-        local_weight_grad_kernel::launch(
-            &client,
-            count,
-            dim,
-            e.clone().into_tensor_arg(),
-            coef.into_tensor_arg(),
-            tab.fanin_post.clone().into_tensor_arg(),
-            tab.weight_start.clone().into_tensor_arg(),
-            tab.weight_slot.clone().into_tensor_arg(),
-            partial.clone().into_tensor_arg(),
-            n_out as u32,
-            n_weights as u32,
-        );
-        partial
-    });
-    let d_pre = need_d_pre.then(|| {
-        let d_pre = empty(vec![b, n_in], DType::F32);
-        let (count, dim) = elementwise(&client, b * n_in);
-        local_pre_error_kernel::launch(
-            &client,
-            count,
-            dim,
-            e.into_tensor_arg(),
-            delta.into_tensor_arg(),
-            o_post.into_tensor_arg(),
-            o_pre.into_tensor_arg(),
-            weight.clone().into_tensor_arg(),
-            tab.fanout_start.clone().into_tensor_arg(),
-            tab.fanout_post.clone().into_tensor_arg(),
-            tab.fanout_weight.clone().into_tensor_arg(),
-            tab.fanout_slot.clone().into_tensor_arg(),
-            d_pre.clone().into_tensor_arg(),
-            n_in as u32,
-            n_out as u32,
-            tab.pairs as u32,
-        );
-        d_pre
-    });
-    (grad, d_pre)
+    (delta, coef)
+}
+
+/// Each shared weight's gradient per sample, `Σ coef_i e_s` over its slots (S12 main term),
+/// `[B, n_weights]`.
+#[inline]
+fn local_weight_grad(
+    e: &CubeTensor,
+    coef: CubeTensor,
+    layer: &Layer,
+    n_weights: usize,
+) -> CubeTensor {
+    let [b, n_out] = [coef.shape()[0], coef.shape()[1]];
+    let tab = &layer.tables;
+    let client = e.client.clone();
+    let partial = empty_like(e, vec![b, n_weights], DType::F32);
+    let (count, dim) = elementwise(&client, b * n_weights);
+    local_weight_grad_kernel::launch(
+        &client,
+        count,
+        dim,
+        e.clone().into_tensor_arg(),
+        coef.into_tensor_arg(),
+        tab.fanin_post.clone().into_tensor_arg(),
+        tab.weight_start.clone().into_tensor_arg(),
+        tab.weight_slot.clone().into_tensor_arg(),
+        partial.clone().into_tensor_arg(),
+        n_out as u32,
+        n_weights as u32,
+    );
+    partial
+}
+
+/// The backpropagated error `Σ_i δ_i w ρ_ij` over each input's fanout (S10, S8), `[B, n_in]`.
+#[inline]
+fn local_pre_error(e: CubeTensor, d: PreError, layer: &Layer, n_in: usize) -> CubeTensor {
+    let [b, n_out] = [d.delta.shape()[0], d.delta.shape()[1]];
+    let tab = &layer.tables;
+    let client = e.client.clone();
+    let d_pre = empty_like(&e, vec![b, n_in], DType::F32);
+    let (count, dim) = elementwise(&client, b * n_in);
+    local_pre_error_kernel::launch(
+        &client,
+        count,
+        dim,
+        e.into_tensor_arg(),
+        d.delta.into_tensor_arg(),
+        d.o_post.into_tensor_arg(),
+        d.o_pre.into_tensor_arg(),
+        layer.weight.clone().into_tensor_arg(),
+        tab.fanout_start.clone().into_tensor_arg(),
+        tab.fanout_post.clone().into_tensor_arg(),
+        tab.fanout_weight.clone().into_tensor_arg(),
+        tab.fanout_slot.clone().into_tensor_arg(),
+        d_pre.clone().into_tensor_arg(),
+        n_in as u32,
+        n_out as u32,
+        tab.pairs as u32,
+    );
+    d_pre
 }
 
 /// Uploads index table `v` to `like`'s device.

@@ -31,17 +31,19 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::client::Client;
 use cubecl::{CubeCount, CubeDim, calculate_cube_count_elemwise};
 
-use super::{Hm2bpBackend, KernelPath, generic, host_forward, host_labels, host_local_backward};
+use super::host::{self, host_labels};
+use super::tape::{Saved, WordsTape};
+use super::{
+    Hm2bpBackend, KernelPath, LayerInput, SpikingOps, Tape, backward_off_device, forward_untaped,
+    generic,
+};
 use crate::neuron::LifParams;
 use crate::rule::output::OutputRule;
-use crate::rule::sparse::LocalSpec;
 use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
-use crate::rule::{DenseSpec, LayerSpec};
+use crate::rule::{DenseSpec, LayerGrads, LayerSpec, Needs};
 use crate::spikes::words_per_step;
 
 impl Hm2bpBackend for Cube {
-    const LOCAL_ON_DEVICE: bool = true;
-
     fn spiking_layer(
         counts: FloatTensor<Self>,
         words: IntTensor<Self>,
@@ -50,86 +52,56 @@ impl Hm2bpBackend for Cube {
         spec: LayerSpec,
         kernels: KernelPath,
     ) -> (FloatTensor<Self>, IntTensor<Self>) {
-        let _ = labels;
-        let n_in = counts.shape()[1];
-        match spec {
-            LayerSpec::Dense(d)
-                if kernels == KernelPath::EventDriven
-                    && device_kernels_fit(&words, &weight)
-                    && lateral_fits(&weight, &d) =>
-            {
-                dense_forward(words, weight, n_in, &d)
+        forward_untaped::<Self>(counts, words, weight, labels, spec, kernels)
+    }
+}
+
+impl SpikingOps for Cube {
+    /// Dense layers: the device kernels when asked for ([`KernelPath::EventDriven`]) and
+    /// the tensors are theirs (their backward then runs on the device too, at any size; the
+    /// forward of an output layer with lateral inhibition over more than
+    /// [`lif::MAX_LATERAL`] neurons runs the generic way); else the generic tensor operations.
+    /// Convolution and pooling: the device kernels where a sample fits the device, else the
+    /// host kernels.
+    fn spiking_forward(
+        input: LayerInput<Self>,
+    ) -> (FloatTensor<Self>, IntTensor<Self>, Tape<Self>) {
+        let fit = device_kernels_fit(&input.words, &input.weight);
+        match input.spec {
+            LayerSpec::Dense(d) => {
+                let device = input.kernels == KernelPath::EventDriven && fit;
+                Tape::run_on_device(input, device, |i| {
+                    if device && lateral_fits(&i.weight, &d) {
+                        dense_forward(i.words.clone(), i.weight.clone(), i.n_in, &d)
+                    } else {
+                        generic::forward_words::<Self>(i, &d)
+                    }
+                })
             }
-            LayerSpec::Dense(d) => generic::forward_words::<Self>(words, n_in, weight, &d),
-            LayerSpec::Local(l)
-                if device_kernels_fit(&words, &weight) && local::fits(&words, &l) =>
-            {
-                local::forward(words, weight, &l)
+            LayerSpec::Local(l) if fit && local::fits(&input.words, &l) => {
+                Tape::run_on_device(input, true, |i| {
+                    local::forward(i.words.clone(), i.weight.clone(), &l)
+                })
             }
-            LayerSpec::Local(_) => {
-                let (counts, words, _) = host_forward::<Self>(words, n_in, weight, spec);
-                (counts, words)
-            }
+            LayerSpec::Local(_) => host::forward::<Self>(input),
         }
     }
 
-    fn dense_backward(
-        input: IntTensor<Self>,
-        output: IntTensor<Self>,
-        weight: FloatTensor<Self>,
+    /// The device kernels where the forward chose them and the error is `f32`; else
+    /// [`backward_off_device`].
+    fn spiking_backward(
+        tape: Tape<Self>,
         d_post: FloatTensor<Self>,
-        labels: IntTensor<Self>,
-        spec: DenseSpec,
-        kernels: KernelPath,
-        n_in: usize,
-        need_grad: bool,
-        need_d_pre: bool,
-    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
-        if kernels == KernelPath::EventDriven
-            && device_kernels_fit(&input, &weight)
-            && d_post.dtype == DType::F32
-        {
-            let labels = spec
-                .output
-                .is_some()
-                .then(|| host_labels::<Self>(labels, weight.shape()[0]));
-            dense_backward(
-                input,
-                output,
-                weight,
-                d_post,
-                labels.as_deref(),
-                &spec,
-                n_in,
-                need_grad,
-                need_d_pre,
-            )
-        } else {
-            generic::backward_from_words::<Self>(
-                input, output, weight, d_post, labels, &spec, n_in, need_grad, need_d_pre,
-            )
-        }
-    }
-
-    fn local_backward(
-        input: IntTensor<Self>,
-        output: IntTensor<Self>,
-        weight: FloatTensor<Self>,
-        d_post: FloatTensor<Self>,
-        spec: LocalSpec,
-        n_in: usize,
-        need_grad: bool,
-        need_d_pre: bool,
-    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>) {
-        if device_kernels_fit(&input, &weight)
-            && d_post.dtype == DType::F32
-            && local::fits(&input, &spec)
-        {
-            local::backward(input, output, weight, d_post, &spec, need_grad, need_d_pre)
-        } else {
-            host_local_backward::<Self>(
-                input, output, weight, d_post, spec, n_in, need_grad, need_d_pre,
-            )
+        needs: Needs,
+    ) -> LayerGrads<FloatTensor<Self>> {
+        match (&tape.saved, tape.spec) {
+            (Saved::Words(words), spec) if words.device_kernels && d_post.dtype == DType::F32 => {
+                match spec {
+                    LayerSpec::Dense(d) => dense_backward(&tape, words, &d, d_post, needs),
+                    LayerSpec::Local(l) => local::backward(&tape, words, &l, d_post, needs),
+                }
+            }
+            _ => backward_off_device::<Self>(&tape, d_post, needs),
         }
     }
 }
@@ -283,98 +255,134 @@ fn pack(spikes: CubeTensor, like: &CubeTensor, b: usize, t: usize, n_out: usize)
     Cube::int_reshape(packed, Shape::new([b, t, w_out]))
 }
 
-/// The dense layer's HM2-BP backward on the device (see [`spsp`]): input words
-/// `[B, T, ⌈n_in/32⌉]`, output words, `weight [n_out, n_in]`, `d_post [B, n_out]`, the classes
-/// of an output layer → (weight gradient `[n_out, n_in]`, `∂E/∂o_pre [B, n_in]`), each only
+/// The dense layer's HM2-BP backward on the device (see [`spsp`]) from the forward's tape
+/// (input and output words, `weight [n_out, n_in]`, the classes of an output layer) and
+/// `d_post [B, n_out]` → (weight gradient `[n_out, n_in]`, `∂E/∂o_pre [B, n_in]`), each only
 /// when asked for.
-#[allow(clippy::too_many_arguments)]
 fn dense_backward(
-    input: CubeTensor,
-    output: CubeTensor,
-    weight: CubeTensor,
-    d_post: CubeTensor,
-    labels: Option<&[usize]>,
+    tape: &Tape<Cube>,
+    words: &WordsTape<Cube>,
     spec: &DenseSpec,
-    n_in: usize,
-    need_grad: bool,
-    need_d_pre: bool,
-) -> (Option<CubeTensor>, Option<CubeTensor>) {
-    let [b, t, _] = dims3(&input);
-    let n_out = weight.shape()[0];
+    d_post: CubeTensor,
+    needs: Needs,
+) -> LayerGrads<CubeTensor> {
+    let weight = &tape.weight;
+    let labels = spec
+        .output
+        .is_some()
+        .then(|| host_labels::<Cube>(tape.labels.clone(), weight.shape()[0]));
+    let [b, t, _] = dims3(&words.input);
+    let (n_in, n_out) = (words.n_in, weight.shape()[0]);
     let per_sample = 4 * (n_in * n_out).max(t * n_in.max(n_out));
     let mut grad: Option<CubeTensor> = None;
     let mut d_pre = Vec::new();
-    for r in batch_chunks(&input, b, per_sample) {
-        let (g, d) = dense_backward_chunk(
-            batch_slice(&input, &r),
-            batch_slice(&output, &r),
-            weight.clone(),
-            batch_slice(&d_post, &r),
-            labels.map(|l| &l[r.clone()]),
-            spec,
-            n_in,
-            need_grad,
-            need_d_pre,
-        );
-        grad = match (grad, g) {
+    for r in batch_chunks(&words.input, b, per_sample) {
+        let chunk = Chunk {
+            input: batch_slice(&words.input, &r),
+            output: batch_slice(&words.output, &r),
+            d_post: batch_slice(&d_post, &r),
+            labels: labels.as_deref().map(|l| &l[r.clone()]),
+        };
+        let g = dense_backward_chunk(chunk, weight.clone(), spec, n_in, needs);
+        grad = match (grad, g.weight) {
             (Some(sum), Some(g)) => Some(Cube::float_add(sum, g)),
             (sum, g) => sum.or(g),
         };
-        d_pre.extend(d);
+        d_pre.extend(g.input);
     }
-    (grad, (!d_pre.is_empty()).then(|| batch_cat(d_pre)))
+    LayerGrads {
+        weight: grad,
+        input: (!d_pre.is_empty()).then(|| batch_cat(d_pre)),
+    }
 }
 
-/// [`dense_backward`] of a batch whose buffers fit the device.
-#[allow(clippy::too_many_arguments)]
-fn dense_backward_chunk(
+/// Samples of a batch whose backward buffers fit the device: their input and output words,
+/// `d_post` and (output layer) classes.
+struct Chunk<'a> {
     input: CubeTensor,
     output: CubeTensor,
-    weight: CubeTensor,
     d_post: CubeTensor,
-    labels: Option<&[usize]>,
+    labels: Option<&'a [usize]>,
+}
+
+/// [`dense_backward`] of a chunk: post terms, S-PSP entries, side effect, then the weight
+/// gradient and the backpropagated error.
+fn dense_backward_chunk(
+    chunk: Chunk,
+    weight: CubeTensor,
     spec: &DenseSpec,
     n_in: usize,
-    need_grad: bool,
-    need_d_pre: bool,
-) -> (Option<CubeTensor>, Option<CubeTensor>) {
-    let [b, t, _] = dims3(&input);
+    needs: Needs,
+) -> LayerGrads<CubeTensor> {
+    let [b, t, _] = dims3(&chunk.input);
     let n_out = weight.shape()[0];
-    let client = input.client.clone();
-    let words = into_contiguous(input);
-    let d_post = into_contiguous(d_post);
+    let words = into_contiguous(chunk.input);
+    let d_post = into_contiguous(chunk.d_post);
     let weight_t = into_contiguous(Cube::float_transpose(weight));
-    let like = words.clone();
-    let empty = |shape: Vec<usize>, dtype| empty_like(&like, shape, dtype);
-    let (kernels, o_post, gamma) = post_terms(
-        into_contiguous(output),
-        labels,
-        &spec.lif,
-        spec.output,
-        b,
-        t,
-        n_out,
-    );
-
+    let rule = spec.output.zip(chunk.labels);
+    let post = post_terms(into_contiguous(chunk.output), n_out, rule, &spec.lif);
     let (times, o_pre) = spike_times(words, n_in);
-    let e = empty(vec![b, n_in, n_out], DType::F32);
+    let e = spsp_entries(&times, &o_pre, &post, [b, t, n_in, n_out]);
+    let (delta, coef) = dense_side_effect(&e, &weight_t, &o_pre, &post, d_post, spec);
+    let weight = needs
+        .weight
+        .then(|| dense_weight_grad(&e, coef, [b, n_in, n_out]));
+    let input = needs.input.then(|| {
+        let d = PreError {
+            delta,
+            o_post: post.counts,
+            o_pre,
+        };
+        dense_pre_error(e, d, weight_t, [b, n_in, n_out], spec.effect_ratio)
+    });
+    LayerGrads { weight, input }
+}
+
+/// `e [B, n_in, n_out]`: the S-PSP entries of every pair (S2–S3, §3.5.2) from the input
+/// spike `times` and counts `o_pre` and the post `terms` (`dims`: `[B, T, n_in, n_out]`).
+#[inline]
+fn spsp_entries(
+    times: &CubeTensor,
+    o_pre: &CubeTensor,
+    post: &PostTerms,
+    [b, t, n_in, n_out]: [usize; 4],
+) -> CubeTensor {
+    let client = times.client.clone();
+    let e = empty_like(times, vec![b, n_in, n_out], DType::F32);
     let (count, dim) = elementwise(&client, b * n_in * n_out);
     spsp::spsp_rows_kernel::launch(
         &client,
         count,
         dim,
-        times.into_tensor_arg(),
+        times.clone().into_tensor_arg(),
         o_pre.clone().into_tensor_arg(),
-        kernels.into_tensor_arg(),
-        o_post.clone().into_tensor_arg(),
+        post.kernels.clone().into_tensor_arg(),
+        post.counts.clone().into_tensor_arg(),
         e.clone().into_tensor_arg(),
         t as u32,
         n_in as u32,
         n_out as u32,
         SILENT_POST_SPSP,
     );
-    let delta = empty(vec![b, n_out], DType::F32);
-    let coef = empty(vec![b, n_out], DType::F32);
+    e
+}
+
+/// The side effect `s_i` (S9, S11), `δ = d/ν` (S7) and the weight coefficient `δ (1 + s) γ`:
+/// (`delta [B, n_out]`, `coef [B, n_out]`).
+#[inline]
+fn dense_side_effect(
+    e: &CubeTensor,
+    weight_t: &CubeTensor,
+    o_pre: &CubeTensor,
+    post: &PostTerms,
+    d_post: CubeTensor,
+    spec: &DenseSpec,
+) -> (CubeTensor, CubeTensor) {
+    let [b, n_out] = [d_post.shape()[0], d_post.shape()[1]];
+    let n_in = weight_t.shape()[0];
+    let client = e.client.clone();
+    let delta = empty_like(e, vec![b, n_out], DType::F32);
+    let coef = empty_like(e, vec![b, n_out], DType::F32);
     let (count, dim) = elementwise(&client, b * n_out);
     spsp::side_effect_kernel::launch(
         &client,
@@ -383,8 +391,8 @@ fn dense_backward_chunk(
         e.clone().into_tensor_arg(),
         weight_t.clone().into_tensor_arg(),
         o_pre.clone().into_tensor_arg(),
-        o_post.clone().into_tensor_arg(),
-        gamma.into_tensor_arg(),
+        post.counts.clone().into_tensor_arg(),
+        post.gamma.clone().into_tensor_arg(),
         d_post.into_tensor_arg(),
         delta.clone().into_tensor_arg(),
         coef.clone().into_tensor_arg(),
@@ -393,61 +401,88 @@ fn dense_backward_chunk(
         spec.lif.threshold,
         SILENT_POST_SIDE_RATIO,
     );
-    let grad = need_grad.then(|| {
-        let grad_t = empty(vec![n_in, n_out], DType::F32);
-        let (count, dim) = elementwise(&client, n_in * n_out);
-        spsp::weight_grad_kernel::launch(
-            &client,
-            count,
-            dim,
-            e.clone().into_tensor_arg(),
-            coef.into_tensor_arg(),
-            grad_t.clone().into_tensor_arg(),
-            b as u32,
-            n_out as u32,
-        );
-        into_contiguous(Cube::float_transpose(grad_t))
-    });
-    let d_pre = need_d_pre.then(|| {
-        let d_pre = empty(vec![b, n_in], DType::F32);
-        let (count, dim) = elementwise(&client, b * n_in);
-        spsp::pre_error_kernel::launch(
-            &client,
-            count,
-            dim,
-            e.into_tensor_arg(),
-            delta.into_tensor_arg(),
-            o_post.into_tensor_arg(),
-            o_pre.into_tensor_arg(),
-            weight_t.into_tensor_arg(),
-            d_pre.clone().into_tensor_arg(),
-            n_in as u32,
-            n_out as u32,
-            u32::from(spec.effect_ratio),
-        );
-        d_pre
-    });
-    (grad, d_pre)
+    (delta, coef)
 }
 
-/// The post-side terms of the backward (see [`post`]) from the output `words [B, T, ⌈n_out/32⌉]`
-/// and, for an output layer, the classes: (post kernels `[B, T, n_out]`, post counts after
-/// label-spike insertion `[B, n_out]`, lateral factors `[B, n_out]`).
+/// The weight gradient `Σ_b coef_i e_ij` (S12 main term), `[n_out, n_in]`.
+#[inline]
+fn dense_weight_grad(e: &CubeTensor, coef: CubeTensor, [b, n_in, n_out]: [usize; 3]) -> CubeTensor {
+    let client = e.client.clone();
+    let grad_t = empty_like(e, vec![n_in, n_out], DType::F32);
+    let (count, dim) = elementwise(&client, n_in * n_out);
+    spsp::weight_grad_kernel::launch(
+        &client,
+        count,
+        dim,
+        e.clone().into_tensor_arg(),
+        coef.into_tensor_arg(),
+        grad_t.clone().into_tensor_arg(),
+        b as u32,
+        n_out as u32,
+    );
+    into_contiguous(Cube::float_transpose(grad_t))
+}
+
+/// What the backpropagated error reads besides `e` and the weights: `δ [B, n_out]` and the
+/// post and pre counts.
+struct PreError {
+    delta: CubeTensor,
+    o_post: CubeTensor,
+    o_pre: CubeTensor,
+}
+
+/// The backpropagated error `Σ_i δ_i w_ij ρ_ij` (S10, S8), `[B, n_in]`.
+#[inline]
+fn dense_pre_error(
+    e: CubeTensor,
+    d: PreError,
+    weight_t: CubeTensor,
+    [b, n_in, n_out]: [usize; 3],
+    effect_ratio: bool,
+) -> CubeTensor {
+    let client = e.client.clone();
+    let d_pre = empty_like(&e, vec![b, n_in], DType::F32);
+    let (count, dim) = elementwise(&client, b * n_in);
+    spsp::pre_error_kernel::launch(
+        &client,
+        count,
+        dim,
+        e.into_tensor_arg(),
+        d.delta.into_tensor_arg(),
+        d.o_post.into_tensor_arg(),
+        d.o_pre.into_tensor_arg(),
+        weight_t.into_tensor_arg(),
+        d_pre.clone().into_tensor_arg(),
+        n_in as u32,
+        n_out as u32,
+        u32::from(effect_ratio),
+    );
+    d_pre
+}
+
+/// The post-side terms of the backward (see [`post`]).
+struct PostTerms {
+    /// Post kernels `K` `[B, T, n_out]`.
+    kernels: CubeTensor,
+    /// Post counts after label-spike insertion `[B, n_out]`.
+    counts: CubeTensor,
+    /// Lateral factors γ `[B, n_out]` (1 without lateral inhibition).
+    gamma: CubeTensor,
+}
+
+/// The post-side terms from the output `words [B, T, ⌈n_out/32⌉]` and, for an output layer,
+/// its rule and the classes: spike times, label-spike insertion, post kernels, lateral
+/// factors.
 fn post_terms(
     words: CubeTensor,
-    labels: Option<&[usize]>,
-    lif: &LifParams,
-    output: Option<OutputRule>,
-    b: usize,
-    t: usize,
     n_out: usize,
-) -> (CubeTensor, CubeTensor, CubeTensor) {
-    let client = words.client.clone();
+    rule: Option<(OutputRule, &[usize])>,
+    lif: &LifParams,
+) -> PostTerms {
+    let [b, _, _] = dims3(&words);
     let device = words.device.clone();
-    let like = words.clone();
-    let empty = |shape: Vec<usize>, dtype| empty_like(&like, shape, dtype);
     let (times, raw) = spike_times(words, n_out);
-    let labels = output.zip(labels).map(|(rule, labels)| {
+    let labels = rule.map(|(rule, labels)| {
         let classes: Vec<u32> = labels.iter().map(|&c| c as u32).collect();
         let labels = Cube::int_from_data(TensorData::new(classes, [b]), &device);
         (rule, labels)
@@ -455,25 +490,65 @@ fn post_terms(
     // Counts before (`raw`) and after label-spike insertion.
     let (raw, counts) = match &labels {
         Some((rule, labels)) => {
-            let counts = empty(vec![b, n_out], DType::F32);
-            let (count, dim) = elementwise(&client, b);
-            post::label_spikes_kernel::launch(
-                &client,
-                count,
-                dim,
-                labels.clone().into_tensor_arg(),
-                raw.clone().into_tensor_arg(),
-                times.clone().into_tensor_arg(),
-                counts.clone().into_tensor_arg(),
-                t as u32,
-                n_out as u32,
-                rule.label_spike_level,
-            );
+            let counts = label_spikes(&times, &raw, labels, rule.label_spike_level);
             (raw, counts)
         }
         None => (raw.clone(), raw),
     };
-    let kernels = empty(vec![b, t, n_out], DType::F32);
+    let kernels = post_kernels(&times, &counts, lif);
+    let gamma = match labels {
+        Some((rule, labels)) if rule.lateral_strength != 0.0 => {
+            let inputs = [times, raw, kernels.clone(), labels];
+            lateral_factors(inputs, rule.lateral_strength, lif.threshold)
+        }
+        _ => Cube::float_from_data(
+            TensorData::new(vec![1.0f32; b * n_out], [b, n_out]),
+            &device,
+        ),
+    };
+    PostTerms {
+        kernels,
+        counts,
+        gamma,
+    }
+}
+
+/// Label-spike insertion: the counts `[B, n_out]` after it (the label neuron's spike `times`
+/// are filled in place) from the counts before, `raw`.
+#[inline]
+fn label_spikes(
+    times: &CubeTensor,
+    raw: &CubeTensor,
+    labels: &CubeTensor,
+    level: u32,
+) -> CubeTensor {
+    let [b, n_out] = [raw.shape()[0], raw.shape()[1]];
+    let t = times.shape()[1];
+    let client = times.client.clone();
+    let counts = empty_like(raw, vec![b, n_out], DType::F32);
+    let (count, dim) = elementwise(&client, b);
+    post::label_spikes_kernel::launch(
+        &client,
+        count,
+        dim,
+        labels.clone().into_tensor_arg(),
+        raw.clone().into_tensor_arg(),
+        times.clone().into_tensor_arg(),
+        counts.clone().into_tensor_arg(),
+        t as u32,
+        n_out as u32,
+        level,
+    );
+    counts
+}
+
+/// The post kernels `K_i(t)` `[B, T, n_out]` of the spike `times` and `counts [B, n_out]`.
+#[inline]
+fn post_kernels(times: &CubeTensor, counts: &CubeTensor, lif: &LifParams) -> CubeTensor {
+    let [b, n_out] = [counts.shape()[0], counts.shape()[1]];
+    let t = times.shape()[1];
+    let client = times.client.clone();
+    let kernels = empty_like(counts, vec![b, t, n_out], DType::F32);
     let (count, dim) = elementwise(&client, b * t * n_out);
     post::post_kernels_kernel::launch(
         &client,
@@ -491,32 +566,37 @@ fn post_terms(
             crate::spsp::window_steps(lif),
         ),
     );
-    let gamma = match labels {
-        Some((rule, labels)) if rule.lateral_strength != 0.0 => {
-            let gamma = empty(vec![b, n_out], DType::F32);
-            let (count, dim) = elementwise(&client, b * n_out);
-            post::lateral_factor_kernel::launch(
-                &client,
-                count,
-                dim,
-                times.into_tensor_arg(),
-                raw.into_tensor_arg(),
-                kernels.clone().into_tensor_arg(),
-                labels.into_tensor_arg(),
-                gamma.clone().into_tensor_arg(),
-                t as u32,
-                n_out as u32,
-                rule.lateral_strength,
-                lif.threshold,
-            );
-            gamma
-        }
-        _ => Cube::float_from_data(
-            TensorData::new(vec![1.0f32; b * n_out], [b, n_out]),
-            &device,
-        ),
-    };
-    (kernels, counts, gamma)
+    kernels
+}
+
+/// The lateral factors γ `[B, n_out]` of an output layer with lateral inhibition, from its
+/// spike times, raw counts, post kernels and classes.
+#[inline]
+fn lateral_factors(
+    [times, raw, kernels, labels]: [CubeTensor; 4],
+    strength: f32,
+    nu: f32,
+) -> CubeTensor {
+    let [b, n_out] = [raw.shape()[0], raw.shape()[1]];
+    let t = times.shape()[1];
+    let client = times.client.clone();
+    let gamma = empty_like(&raw, vec![b, n_out], DType::F32);
+    let (count, dim) = elementwise(&client, b * n_out);
+    post::lateral_factor_kernel::launch(
+        &client,
+        count,
+        dim,
+        times.into_tensor_arg(),
+        raw.into_tensor_arg(),
+        kernels.into_tensor_arg(),
+        labels.into_tensor_arg(),
+        gamma.clone().into_tensor_arg(),
+        t as u32,
+        n_out as u32,
+        strength,
+        nu,
+    );
+    gamma
 }
 
 /// Each neuron's spike steps, ascending, `[B·n, T]` (the first `counts` entries), and its count

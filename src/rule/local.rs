@@ -8,6 +8,7 @@
 use crate::neuron::{LifParams, LifPopulation};
 use crate::rule::conv::ConvShape;
 use crate::rule::terms;
+use crate::rule::{LayerGrads, Needs};
 use crate::spikes::SpikeRaster;
 use crate::spsp::KernelTables;
 use multiversion::multiversion;
@@ -520,10 +521,10 @@ pub fn local_backward_rasters(
     weights: &[f32],
     d_post: &[f32],
     spec: &LocalSpec,
-    need_grad: bool,
-    need_d_pre: bool,
-) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    needs: Needs,
+) -> LayerGrads<Vec<f32>> {
     use rayon::prelude::*;
+    let (need_grad, need_d_pre) = (needs.weight, needs.input);
     let conn = spec.topology.connectivity();
     let (n_in, n_out, n_w) = (conn.n_in, conn.n_out, conn.n_weights);
     let scale = spec.topology.error_scale();
@@ -593,7 +594,10 @@ pub fn local_backward_rasters(
         Some(shape) if need_grad => shape.map_major(&grad),
         _ => grad,
     };
-    (need_grad.then_some(grad), d_pre)
+    LayerGrads {
+        weight: need_grad.then_some(grad),
+        input: d_pre,
+    }
 }
 
 #[cfg(test)]

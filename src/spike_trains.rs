@@ -11,14 +11,22 @@
 //!
 //! [`SpikeTrains::from_dense`] and [`SpikeTrains::to_dense`] convert from and to dense 0/1
 //! tensors `[B, T, N]` with the backend's tensor operations (on its device).
+//!
+//! The layers' functions on trains live here too: [`spiking_dense`] and [`spiking_local`]
+//! run the spiking layer's op ([`crate::ops::Hm2bpBackend::spiking_layer`]) and
+//! [`weight_penalty`] the regulariser's, through Burn's `Dispatch`.
 
-use burn::prelude::*;
-use burn::tensor::DType;
-
-use crate::ops::Hm2bpBackend;
-use crate::rule::BatchShape;
-use crate::spikes::{SpikeRaster, words_per_step};
 use burn::backend::Dispatch;
+use burn::prelude::*;
+
+use crate::ops::host::{NO_LABEL, read, words_of};
+use crate::ops::{Hm2bpBackend, KernelPath};
+use crate::rule::local::LocalSpec;
+use crate::rule::regularizer::WeightRegularizer;
+use crate::rule::{DenseSpec, LayerSpec};
+use crate::spikes::{
+    BatchShape, SpikeRaster, rasters_counts, rasters_from_words, rasters_to_words, words_per_step,
+};
 
 /// A batch of spike trains: differentiable counts and bit-packed trains.
 #[derive(Clone, Debug)]
@@ -58,8 +66,8 @@ impl SpikeTrains {
     pub fn from_rasters(rasters: &[SpikeRaster], device: &Device) -> Self {
         let (steps, neurons) = rasters.first().map_or((0, 0), |r| (r.steps(), r.neurons()));
         let b = rasters.len();
-        let counts = crate::rule::rasters_counts(rasters);
-        let words = crate::rule::rasters_to_words(rasters);
+        let counts = rasters_counts(rasters);
+        let words = rasters_to_words(rasters);
         Self {
             counts: Tensor::from_data(TensorData::new(counts, [b, neurons]), device),
             words: Tensor::from_data(
@@ -79,24 +87,18 @@ impl SpikeTrains {
     }
 
     /// The trains as per-sample rasters on the host.
+    ///
+    /// # Panics
+    /// When the device fails to hand the trains back.
     pub fn to_rasters(&self) -> Vec<SpikeRaster> {
         let [b, t, n] = self.dims();
-        let data = self
-            .words
-            .clone()
-            .into_data()
-            .convert_dtype(DType::I64)
-            .try_into_vec::<i64>()
-            .unwrap_or_default();
-        let words: Vec<u32> = data.iter().map(|&w| w as u32).collect();
-        crate::rule::rasters_from_words(
-            &words,
-            BatchShape {
-                batch: b,
-                steps: t,
-                neurons: n,
-            },
-        )
+        let data = read("spike trains", self.words.clone().into_data_async());
+        let shape = BatchShape {
+            batch: b,
+            steps: t,
+            neurons: n,
+        };
+        rasters_from_words(&words_of(&data), shape)
     }
 
     /// Spike counts `[B, N]` (tracked by autodiff).
@@ -146,7 +148,65 @@ impl SpikeTrains {
         }
     }
 
-    pub(crate) fn into_parts(self) -> (Tensor<2>, Tensor<3, Int>) {
+    fn into_parts(self) -> (Tensor<2>, Tensor<3, Int>) {
         (self.counts, self.words)
     }
+}
+
+/// Runs a spiking dense layer: `input` trains of `n_in` neurons, `weight [n_out, n_in]`,
+/// optional `labels [B]` (output layer) → trains of `n_out` neurons, differentiable with the
+/// HM2-BP rule on autodiff devices.
+pub fn spiking_dense(
+    input: SpikeTrains,
+    weight: Tensor<2>,
+    labels: Option<Tensor<1, Int>>,
+    spec: DenseSpec,
+    kernels: KernelPath,
+) -> SpikeTrains {
+    spiking_layer(input, weight, labels, LayerSpec::Dense(spec), kernels)
+}
+
+/// Runs a convolution or pooling layer: `input` trains (maps flattened channel-major), shared
+/// `weight [n_weights]` → output trains, differentiable with HM2-BP.
+pub fn spiking_local(input: SpikeTrains, weight: Tensor<1>, spec: LocalSpec) -> SpikeTrains {
+    spiking_layer(
+        input,
+        weight,
+        None,
+        LayerSpec::Local(spec),
+        KernelPath::EventDriven,
+    )
+}
+
+/// The weight regulariser's penalty of `weight [rows, row_len]` (rows: post neurons or output
+/// maps), `[1]`, differentiable on autodiff devices (gradient `R`, spec S12).
+pub fn weight_penalty(weight: Tensor<2>, regularizer: &WeightRegularizer) -> Tensor<1> {
+    if regularizer.lambda == 0.0 {
+        return Tensor::zeros([1], &weight.device());
+    }
+    Tensor::from_dispatch(Dispatch::weight_penalty(
+        weight.into_dispatch(),
+        *regularizer,
+    ))
+}
+
+fn spiking_layer<const D: usize>(
+    input: SpikeTrains,
+    weight: Tensor<D>,
+    labels: Option<Tensor<1, Int>>,
+    spec: LayerSpec,
+    kernels: KernelPath,
+) -> SpikeTrains {
+    let device = input.device();
+    let labels = labels.unwrap_or_else(|| Tensor::full([input.dims()[0]], NO_LABEL, &device));
+    let (counts, words) = input.into_parts();
+    let (counts, words) = Dispatch::spiking_layer(
+        counts.into_dispatch(),
+        words.into_dispatch(),
+        weight.into_dispatch(),
+        labels.into_dispatch(),
+        spec,
+        kernels,
+    );
+    SpikeTrains::new(Tensor::from_dispatch(counts), Tensor::from_dispatch(words))
 }
