@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
+use hm2bp::neuron::LifParams;
 use hm2bp::prelude::*;
+use hm2bp::rule::output::OutputRule;
 
 /// 784 → 100 hidden LIF neurons → 10 output neurons with lateral inhibition.
 #[derive(Module, Debug)]
@@ -24,10 +26,9 @@ struct TwoLayer {
 impl TwoLayer {
     fn new(device: &Device) -> Self {
         Self {
-            hidden: SpikingDenseConfig::new(784, 100, 20.0).init(device),
-            output: SpikingDenseConfig::new(100, 10, 8.0)
-                .with_is_output(true)
-                .with_lateral_strength(1.0)
+            hidden: SpikingDenseConfig::new(784, 100, LifParams::paper(20.0)).init(device),
+            output: SpikingDenseConfig::new(100, 10, LifParams::paper(8.0))
+                .with_output(Some(OutputRule::default()))
                 .init(device),
         }
     }

@@ -13,7 +13,8 @@ use crate::datasets::{
 };
 use crate::definition::{DefinitionError, read_definition};
 use crate::rule::output::CountTargets;
-use crate::rule::regularizer::RegularizerDef;
+use crate::datasets::DataOrderKind;
+use crate::rule::regularizer::{RegularizerDef, RegularizerSetting};
 
 /// Learning-rate schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -291,16 +292,98 @@ impl ExperimentDef {
     /// This experiment run with `method` instead (see [`MethodSpec`]).
     pub fn with_method(&self, method: &MethodSpec) -> Result<Self, String> {
         let mut exp = self.clone();
-        exp.method = method.method;
-        if let Some(s) = method.surrogate {
-            exp.bptt.surrogate = s;
-        }
-        if let Some(steps) = method.steps {
-            exp.steps = steps;
-        }
+        exp.set_method(method);
         exp.validate()?;
         Ok(exp)
     }
+
+    /// Runs this experiment with `method` (its surrogate and simulation length, if it names
+    /// them).
+    fn set_method(&mut self, method: &MethodSpec) {
+        self.method = method.method;
+        if let Some(s) = method.surrogate {
+            self.bptt.surrogate = s;
+        }
+        if let Some(steps) = method.steps {
+            self.steps = steps;
+        }
+    }
+
+    /// This experiment with the settings `patch` gives replaced, validated once, after every
+    /// change: the method first (with its `:STEPS`), then the other settings (`steps` wins
+    /// over the method's).
+    ///
+    /// # Errors
+    /// A method that does not parse, or a result that [`validate`](Self::validate) refuses;
+    /// the message names the setting.
+    pub fn apply(&self, patch: &ExperimentPatch) -> Result<Self, String> {
+        let mut exp = self.clone();
+        if let Some(m) = &patch.method {
+            exp.set_method(&MethodSpec::parse(m, &exp.bptt).map_err(|e| format!("method: {e}"))?);
+        }
+        exp.epochs = patch.epochs.unwrap_or(exp.epochs);
+        exp.batch_size = patch.batch_size.unwrap_or(exp.batch_size);
+        exp.steps = patch.steps.unwrap_or(exp.steps);
+        exp.average_last = patch.average_last.unwrap_or(exp.average_last);
+        exp.train_samples = patch.train_samples.or(exp.train_samples);
+        exp.test_samples = patch.test_samples.or(exp.test_samples);
+        exp.seed = patch.seed.unwrap_or(exp.seed);
+        if let Some(setting) = patch.regularizer {
+            exp.regularizer = RegularizerDef::Named(setting);
+        }
+        exp.order.kind = patch.order.unwrap_or(exp.order.kind);
+        if let Some(lr) = patch.lr {
+            exp.lr.base = lr;
+            exp.bptt.lr = exp.bptt.lr.map(|_| lr);
+        }
+        exp.checkpoint_minutes = patch.checkpoint_minutes.unwrap_or(exp.checkpoint_minutes);
+        exp.validate()?;
+        Ok(exp)
+    }
+}
+
+/// Settings of an experiment replaced for one run, as given on the command line (the
+/// `experiment` flags parse straight into it; ripgrep's low-level arguments): every `Some`
+/// replaces one setting when [`ExperimentDef::apply`] applies the patch.
+#[derive(Clone, Debug, Default, PartialEq, clap::Args)]
+pub struct ExperimentPatch {
+    /// Number of epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Train on the first N training samples only.
+    #[arg(long)]
+    pub train_samples: Option<usize>,
+    /// Test on the first N test samples only.
+    #[arg(long)]
+    pub test_samples: Option<usize>,
+    /// Batch size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Simulation length T.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Base learning rate of every method (the schedule stays the experiment's).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Weight regulariser setting (replaces the experiment's `[regularizer]`).
+    #[arg(long, value_enum)]
+    pub regularizer: Option<RegularizerSetting>,
+    /// Order of the training samples in each epoch.
+    #[arg(long, value_enum)]
+    pub order: Option<DataOrderKind>,
+    /// Training method: hm2bp, bptt (the experiment's [bptt] surrogate) or bptt-SURROGATE
+    /// (arctan, fast-sigmoid, triangle, super-spike, exponential), optionally with :STEPS.
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Minutes between mid-epoch checkpoints (a flag of `train` only).
+    #[arg(skip)]
+    pub checkpoint_minutes: Option<f64>,
+    /// Epochs whose mean parameters are also tested (a flag of `train` only).
+    #[arg(skip)]
+    pub average_last: Option<usize>,
 }
 
 /// A training method as named on the command line: `hm2bp`, `bptt` (the experiment's
@@ -416,6 +499,67 @@ mod tests {
             spec("bptt:0x")
                 .unwrap_err()
                 .contains("not a number of steps")
+        );
+    }
+
+    /// A patch replaces exactly the settings it gives, the method first, and validates once.
+    #[test]
+    fn a_patch_replaces_what_it_gives() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+        let exp = ExperimentDef::load("tiny", &dir).unwrap();
+        assert_eq!(exp.apply(&ExperimentPatch::default()).unwrap(), exp);
+        let patch = ExperimentPatch {
+            method: Some("bptt-triangle:7".into()),
+            epochs: Some(3),
+            lr: Some(0.5),
+            regularizer: Some(RegularizerSetting::Off),
+            average_last: Some(2),
+            ..ExperimentPatch::default()
+        };
+        let got = exp.apply(&patch).unwrap();
+        let want = ExperimentDef {
+            method: Method::Bptt,
+            steps: 7,
+            epochs: 3,
+            lr: LrDef {
+                base: 0.5,
+                ..exp.lr
+            },
+            regularizer: RegularizerDef::Named(RegularizerSetting::Off),
+            average_last: 2,
+            bptt: BpttDef {
+                surrogate: Surrogate::Triangle { width: 1.0 },
+                lr: exp.bptt.lr.map(|_| 0.5),
+                ..exp.bptt
+            },
+            ..exp.clone()
+        };
+        assert_eq!(got, want);
+        // `steps` wins over the method's `:STEPS`; the result is validated once.
+        let steps = ExperimentPatch {
+            method: Some("bptt:1".into()),
+            steps: Some(5),
+            ..ExperimentPatch::default()
+        };
+        assert_eq!(exp.apply(&steps).unwrap().steps, 5);
+        let bad = |patch: ExperimentPatch| exp.apply(&patch).unwrap_err();
+        let zero = bad(ExperimentPatch {
+            batch_size: Some(0),
+            ..ExperimentPatch::default()
+        });
+        assert_eq!(zero, "batch_size: must be at least 1");
+        let minutes = bad(ExperimentPatch {
+            checkpoint_minutes: Some(-1.0),
+            ..ExperimentPatch::default()
+        });
+        assert!(minutes.starts_with("checkpoint_minutes:"), "{minutes}");
+        let method = bad(ExperimentPatch {
+            method: Some("sgd".into()),
+            ..ExperimentPatch::default()
+        });
+        assert!(
+            method.starts_with("method: unknown method 'sgd'"),
+            "{method}"
         );
     }
 

@@ -7,7 +7,10 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::definition::{DefinitionError, read_definition};
+use crate::neuron::LifParams;
 use crate::ops::KernelPath;
+use crate::rule::output::OutputRule;
+use crate::rule::regularizer::WeightRegularizer;
 use crate::spike_trains::SpikeTrains;
 
 use crate::layers::{
@@ -27,12 +30,33 @@ pub struct NeuronDef {
     pub t_ref: u32,
 }
 
+impl NeuronDef {
+    /// The parameters of a layer of these neurons with threshold ν that fire when
+    /// `v > ν − 1e-6` (the paper's FC and pooling neurons; its conv neurons are
+    /// [`LifParams::strict`]).
+    pub fn lif(&self, threshold: f32) -> LifParams {
+        LifParams {
+            tau_m: self.tau_m,
+            tau_s: self.tau_s,
+            t_ref: self.t_ref,
+            ..LifParams::paper(threshold)
+        }
+    }
+}
+
 impl Default for NeuronDef {
+    /// The paper's constants (τm 64, τs 8, t_ref 2).
     fn default() -> Self {
+        let LifParams {
+            tau_m,
+            tau_s,
+            t_ref,
+            ..
+        } = LifParams::paper(1.0);
         Self {
-            tau_m: 64.0,
-            tau_s: 8.0,
-            t_ref: 2,
+            tau_m,
+            tau_s,
+            t_ref,
         }
     }
 }
@@ -163,6 +187,57 @@ impl NetworkDef {
     pub fn input_size(&self) -> usize {
         self.input.iter().product()
     }
+
+    /// An error about this definition's file (`models/NAME.json`).
+    fn malformed(&self, message: String) -> ModelError {
+        ModelError::Malformed {
+            path: PathBuf::from(format!("models/{}.json", self.name)),
+            message,
+        }
+    }
+
+    /// Builds the layer `layer` reading trains of `input` shape (`is_output`: the last layer)
+    /// with random weights.
+    fn build_layer(
+        &self,
+        layer: &LayerDef,
+        input: [usize; 3],
+        is_output: bool,
+        rule: &RuleOptions,
+        device: &Device,
+    ) -> Result<SpikingLayer, LayerConfigError> {
+        let neuron = &self.neuron;
+        Ok(match *layer {
+            LayerDef::Dense { size, threshold } => {
+                let output = is_output.then_some(OutputRule {
+                    lateral_strength: self.lateral_strength,
+                    label_spike_level: rule.label_spike_level,
+                });
+                let d_input = input.iter().product();
+                let config = SpikingDenseConfig::new(d_input, size, neuron.lif(threshold))
+                    .with_init_scale(self.init_scale)
+                    .with_output(output)
+                    .with_effect_ratio(rule.effect_ratio)
+                    .with_regularizer(rule.regularizer);
+                SpikingLayer::Dense(config.try_init(device)?)
+            }
+            LayerDef::Conv {
+                maps,
+                kernel,
+                threshold,
+            } => {
+                let lif = neuron.lif(threshold).strict();
+                let config = SpikingConv2dConfig::new(input, maps, kernel, lif)
+                    .with_init_scale(self.conv_init_scale)
+                    .with_regularizer(rule.regularizer);
+                SpikingLayer::Conv(config.try_init(device)?)
+            }
+            LayerDef::Pool { size, threshold } => {
+                let config = SpikingPool2dConfig::new(input, size, neuron.lif(threshold));
+                SpikingLayer::Pool(config.try_init()?)
+            }
+        })
+    }
 }
 
 /// File stems with extension `ext` in `dir`, sorted.
@@ -188,8 +263,8 @@ pub fn list_stems(dir: &Path, ext: &str) -> Vec<String> {
 pub struct RuleOptions {
     /// Effect ratio ρ (S8) on.
     pub effect_ratio: bool,
-    /// Weight regulariser (applied to every FC layer).
-    pub regularizer: crate::rule::regularizer::WeightRegularizer,
+    /// Weight regulariser (applied to every layer with weights).
+    pub regularizer: WeightRegularizer,
     /// Label-spike insertion level (`DESIRED_LEVEL`).
     pub label_spike_level: u32,
 }
@@ -215,6 +290,15 @@ impl SpikingLayer {
         }
     }
 
+    /// The shape `[maps, height, width]` of the layer's output (a dense layer: `[n, 1, 1]`).
+    pub fn output_shape(&self) -> [usize; 3] {
+        match self {
+            SpikingLayer::Dense(l) => [l.weight.dims()[0], 1, 1],
+            SpikingLayer::Conv(l) => l.output_shape(),
+            SpikingLayer::Pool(l) => l.output_shape(),
+        }
+    }
+
     /// The layer's weight-regulariser penalty, if it has weights.
     pub fn regularizer_penalty(&self) -> Option<Tensor<1>> {
         match self {
@@ -236,76 +320,17 @@ impl SpikingNet {
     /// Builds the network of `def` with random weights.
     pub fn new(def: &NetworkDef, rule: &RuleOptions, device: &Device) -> Result<Self, ModelError> {
         let mut shape = def.input;
-        let last = def.layers.len() - 1;
         let mut layers = Vec::with_capacity(def.layers.len());
-        let n = &def.neuron;
         for (k, l) in def.layers.iter().enumerate() {
-            let bad = |e: LayerConfigError| ModelError::Malformed {
-                path: PathBuf::from(format!("models/{}.json", def.name)),
-                message: format!("layers[{k}]: {e}"),
-            };
-            let layer = match *l {
-                LayerDef::Dense { size, threshold } => {
-                    let is_output = k == last;
-                    let d_in = shape.iter().product();
-                    shape = [size, 1, 1];
-                    SpikingLayer::Dense(
-                        SpikingDenseConfig::new(d_in, size, threshold)
-                            .with_tau_m(n.tau_m)
-                            .with_tau_s(n.tau_s)
-                            .with_t_ref(n.t_ref)
-                            .with_init_scale(def.init_scale)
-                            .with_is_output(is_output)
-                            .with_lateral_strength(if is_output {
-                                def.lateral_strength
-                            } else {
-                                0.0
-                            })
-                            .with_label_spike_level(rule.label_spike_level)
-                            .with_effect_ratio(rule.effect_ratio)
-                            .with_reg_lambda(rule.regularizer.lambda)
-                            .with_reg_beta(rule.regularizer.beta)
-                            .with_reg_limit(rule.regularizer.limit)
-                            .try_init(device)
-                            .map_err(bad)?,
-                    )
-                }
-                LayerDef::Conv {
-                    maps,
-                    kernel,
-                    threshold,
-                } => {
-                    let conv = SpikingConv2dConfig::new(shape, maps, kernel, threshold)
-                        .with_tau_m(n.tau_m)
-                        .with_tau_s(n.tau_s)
-                        .with_t_ref(n.t_ref)
-                        .with_init_scale(def.conv_init_scale)
-                        .with_reg_lambda(rule.regularizer.lambda)
-                        .with_reg_beta(rule.regularizer.beta)
-                        .with_reg_limit(rule.regularizer.limit)
-                        .try_init(device)
-                        .map_err(bad)?;
-                    shape = conv.output_shape();
-                    SpikingLayer::Conv(conv)
-                }
-                LayerDef::Pool { size, threshold } => {
-                    let pool = SpikingPool2dConfig::new(shape, size, threshold)
-                        .with_tau_m(n.tau_m)
-                        .with_tau_s(n.tau_s)
-                        .with_t_ref(n.t_ref)
-                        .try_init()
-                        .map_err(bad)?;
-                    shape = pool.output_shape();
-                    SpikingLayer::Pool(pool)
-                }
-            };
+            let is_output = k + 1 == def.layers.len();
+            let layer = def
+                .build_layer(l, shape, is_output, rule, device)
+                .map_err(|e| def.malformed(format!("layers[{k}]: {e}")))?;
+            shape = layer.output_shape();
             layers.push(layer);
         }
         if !matches!(layers.last(), Some(SpikingLayer::Dense(_))) {
-            return Err(ModelError::Malformed {
-                path: PathBuf::from(format!("models/{}.json", def.name)),
-                message: "the output layer must be a dense layer".into(),
-            });
+            return Err(def.malformed("the output layer must be a dense layer".into()));
         }
         Ok(Self { layers })
     }
@@ -391,7 +416,7 @@ mod tests {
         let zero_tau = r#"{"tau_m": 0.0, "tau_s": 8.0, "t_ref": 2}"#;
         assert_eq!(
             err("[1, 8, 8]", dense, zero_tau),
-            "models/t.json: layers[0]: SpikingDense: tau_m must be a finite number > 0 (got 0)"
+            "models/t.json: layers[0]: SpikingDense: lif.tau_m must be a finite number > 0 (got 0)"
         );
         let conv = r#"{"kind": "conv", "maps": 2, "kernel": 9, "threshold": 1.0}"#;
         assert_eq!(

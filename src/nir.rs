@@ -133,6 +133,38 @@ fn cuba_lif(
     }))
 }
 
+/// A graph under construction as a chain of nodes.
+struct Chain {
+    g: NirGraph,
+    /// The last node of the chain.
+    last: String,
+}
+
+impl Chain {
+    /// Inserts `node` as `name`, fed by the last node of the chain.
+    fn insert_after_last(&mut self, name: &str, node: NirNode) -> Result<(), NirError> {
+        self.g
+            .insert_node(name.to_string(), node)
+            .map_err(|e| unsupported(e.to_string()))?;
+        self.g.add_edge(self.last.as_str(), name.to_string());
+        Ok(())
+    }
+
+    /// Appends `node` as `name`: it becomes the last node of the chain.
+    fn push(&mut self, name: String, node: NirNode) -> Result<(), NirError> {
+        self.insert_after_last(&name, node)?;
+        self.last = name;
+        Ok(())
+    }
+
+    /// Adds `node` as `name` in a loop from the last node of the chain back to it.
+    fn push_loop(&mut self, name: String, node: NirNode) -> Result<(), NirError> {
+        self.insert_after_last(&name, node)?;
+        self.g.add_edge(name, self.last.clone());
+        Ok(())
+    }
+}
+
 /// Builds the NIR graph of `net`, which reads inputs of shape `input` (`[maps, h, w]`; a dense
 /// first layer reads it flattened).
 ///
@@ -145,12 +177,6 @@ pub fn export(
     refractory: Refractory,
 ) -> Result<NirGraph, NirError> {
     let mut g = NirGraph::new();
-    let add = |g: &mut NirGraph, name: String, node: NirNode, from: &str| {
-        g.insert_node(name.clone(), node)
-            .map_err(|e| unsupported(e.to_string()))?;
-        g.add_edge(from, name.clone());
-        Ok::<String, NirError>(name)
-    };
     g.insert_node(
         "input",
         NirNode::Input(Input {
@@ -159,107 +185,126 @@ pub fn export(
         }),
     )
     .map_err(|e| unsupported(e.to_string()))?;
-    let mut prev = "input".to_string();
+    let mut chain = Chain {
+        g,
+        last: "input".to_string(),
+    };
     let mut shape = input.to_vec();
     for (k, layer) in net.layers.iter().enumerate() {
-        let (kind, reads, node, out_shape) = match layer {
-            SpikingLayer::Dense(d) => {
-                let (w_shape, w) = weights(&d.weight)?;
-                if shape.len() > 1 {
-                    let flatten = NirNode::Flatten(Flatten {
-                        start_dim: 0,
-                        end_dim: -1,
-                        input_type: Some(shape.clone()),
-                        metadata: MetadataMap::new(),
-                    });
-                    prev = add(&mut g, format!("flatten{k}"), flatten, &prev)?;
-                    shape = vec![shape.iter().product()];
-                }
-                let node = NirNode::Linear(Linear {
-                    weight: f32_tensor(&w_shape, w)?,
-                    metadata: MetadataMap::new(),
-                });
-                ("dense", vec![w_shape[1]], node, vec![w_shape[0]])
-            }
-            SpikingLayer::Conv(c) => {
-                let Topology::Conv(t) = c.spec().topology else {
-                    unreachable!("a conv layer has a conv topology")
-                };
-                let (w_shape, w) = weights(&c.weight)?;
-                let node = NirNode::Conv2d(Conv2d {
-                    weight: f32_tensor(&w_shape, w)?,
-                    stride: vec![1, 1],
-                    padding: Padding::pair(0, 0),
-                    dilation: vec![1, 1],
-                    groups: 1,
-                    bias: filled(&[t.out_maps], 0.0)?,
-                    input_shape: Some(vec![t.height, t.width]),
-                    metadata: MetadataMap::new(),
-                });
-                let reads = vec![t.in_maps, t.height, t.width];
-                ("conv", reads, node, c.output_shape().to_vec())
-            }
-            SpikingLayer::Pool(p) => {
-                let Topology::Pool {
-                    maps,
-                    height,
-                    width,
-                    size,
-                } = p.spec().topology
-                else {
-                    unreachable!("a pool layer has a pool topology")
-                };
-                let node = NirNode::SumPool2d(SumPool2d {
-                    kernel_size: pair(size)?,
-                    stride: pair(size)?,
-                    padding: pair(0)?,
-                    metadata: MetadataMap::new(),
-                });
-                (
-                    "pool",
-                    vec![maps, height, width],
-                    node,
-                    p.output_shape().to_vec(),
-                )
-            }
-        };
-        let what = format!("layer {k} ({kind})");
-        if reads != shape {
-            return Err(unsupported(format!(
-                "{what} reads {reads:?} but its input is {shape:?}"
-            )));
-        }
-        prev = add(&mut g, format!("{kind}{k}"), node, &prev)?;
-        let lif = cuba_lif(&layer_lif(layer), &out_shape, refractory, &what)?;
-        prev = add(&mut g, format!("lif{k}"), lif, &prev)?;
-        if let SpikingLayer::Dense(d) = layer
-            && let Some(o) = d.spec().output.filter(|o| o.lateral_strength != 0.0)
-        {
-            let n = out_shape[0];
-            let w = (0..n * n)
-                .map(|i| {
-                    if i % (n + 1) == 0 {
-                        0.0
-                    } else {
-                        -o.lateral_strength
-                    }
-                })
-                .collect();
-            let lateral = NirNode::Linear(Linear {
-                weight: f32_tensor(&[n, n], w)?,
-                metadata: MetadataMap::new(),
-            });
-            add(&mut g, format!("lateral{k}"), lateral, &prev)?;
-            g.add_edge(format!("lateral{k}"), prev.clone());
-        }
-        shape = out_shape;
+        shape = export_layer(&mut chain, k, layer, shape, refractory)?;
     }
     let output = NirNode::Output(Output {
         shape,
         metadata: MetadataMap::new(),
     });
-    add(&mut g, "output".into(), output, &prev)?;
-    Ok(g)
+    chain.push("output".into(), output)?;
+    Ok(chain.g)
+}
+
+/// Appends layer `k` (reading trains of `shape`) to `chain`: a `Flatten` before a dense layer
+/// that reads a map, its weight node, its `CubaLIF` and the output layer's lateral inhibition.
+/// Returns the shape it writes.
+fn export_layer(
+    chain: &mut Chain,
+    k: usize,
+    layer: &SpikingLayer,
+    mut shape: Vec<usize>,
+    refractory: Refractory,
+) -> Result<Vec<usize>, NirError> {
+    if let SpikingLayer::Dense(_) = layer
+        && shape.len() > 1
+    {
+        let flatten = NirNode::Flatten(Flatten {
+            start_dim: 0,
+            end_dim: -1,
+            input_type: Some(shape.clone()),
+            metadata: MetadataMap::new(),
+        });
+        chain.push(format!("flatten{k}"), flatten)?;
+        shape = vec![shape.iter().product()];
+    }
+    let (kind, reads, node, out_shape) = weight_node(layer)?;
+    let what = format!("layer {k} ({kind})");
+    if reads != shape {
+        return Err(unsupported(format!(
+            "{what} reads {reads:?} but its input is {shape:?}"
+        )));
+    }
+    chain.push(format!("{kind}{k}"), node)?;
+    let lif = cuba_lif(&layer_lif(layer), &out_shape, refractory, &what)?;
+    chain.push(format!("lif{k}"), lif)?;
+    if let SpikingLayer::Dense(d) = layer
+        && let Some(o) = d.spec().output.filter(|o| o.lateral_strength != 0.0)
+    {
+        let lateral = lateral_node(out_shape[0], o.lateral_strength)?;
+        chain.push_loop(format!("lateral{k}"), lateral)?;
+    }
+    Ok(out_shape)
+}
+
+/// The weight node of a layer: its kind, the shape it reads, the node and the shape it writes.
+fn weight_node(
+    layer: &SpikingLayer,
+) -> Result<(&'static str, Vec<usize>, NirNode, Vec<usize>), NirError> {
+    Ok(match layer {
+        SpikingLayer::Dense(d) => {
+            let (w_shape, w) = weights(&d.weight)?;
+            let node = NirNode::Linear(Linear {
+                weight: f32_tensor(&w_shape, w)?,
+                metadata: MetadataMap::new(),
+            });
+            ("dense", vec![w_shape[1]], node, vec![w_shape[0]])
+        }
+        SpikingLayer::Conv(c) => {
+            let Topology::Conv(t) = c.spec().topology else {
+                unreachable!("a conv layer has a conv topology")
+            };
+            let (w_shape, w) = weights(&c.weight)?;
+            let node = NirNode::Conv2d(Conv2d {
+                weight: f32_tensor(&w_shape, w)?,
+                stride: vec![1, 1],
+                padding: Padding::pair(0, 0),
+                dilation: vec![1, 1],
+                groups: 1,
+                bias: filled(&[t.out_maps], 0.0)?,
+                input_shape: Some(vec![t.height, t.width]),
+                metadata: MetadataMap::new(),
+            });
+            let reads = vec![t.in_maps, t.height, t.width];
+            ("conv", reads, node, c.output_shape().to_vec())
+        }
+        SpikingLayer::Pool(p) => {
+            let Topology::Pool {
+                maps,
+                height,
+                width,
+                size,
+            } = p.spec().topology
+            else {
+                unreachable!("a pool layer has a pool topology")
+            };
+            let node = NirNode::SumPool2d(SumPool2d {
+                kernel_size: pair(size)?,
+                stride: pair(size)?,
+                padding: pair(0)?,
+                metadata: MetadataMap::new(),
+            });
+            let reads = vec![maps, height, width];
+            ("pool", reads, node, p.output_shape().to_vec())
+        }
+    })
+}
+
+/// The lateral inhibition of `n` output neurons: an `[n, n]` `Linear`, −`strength` off the
+/// diagonal, 0 on it.
+fn lateral_node(n: usize, strength: f32) -> Result<NirNode, NirError> {
+    let w = (0..n * n)
+        .map(|i| if i % (n + 1) == 0 { 0.0 } else { -strength })
+        .collect();
+    Ok(NirNode::Linear(Linear {
+        weight: f32_tensor(&[n, n], w)?,
+        metadata: MetadataMap::new(),
+    }))
 }
 
 /// Writes `graph` to the `.nir` (HDF5) file `path`.
@@ -651,28 +696,85 @@ pub fn import(
     device: &Device,
 ) -> Result<(NetworkDef, SpikingNet), NirError> {
     let edges = Edges::of(g);
+    let (input_name, input) = graph_input(g)?;
+    let input_shape = network_input(input_name, input)?;
+    let (layers, shape, output_shape) = read_chain(g, &edges, input_name, input.shape.clone())?;
+    let lateral_strength = output_lateral(&layers)?;
+    if output_shape.iter().product::<usize>() != shape.iter().product::<usize>() {
+        return Err(unsupported(format!(
+            "Output shape {output_shape:?} does not match the last layer's {shape:?}"
+        )));
+    }
+    let mut def = NetworkDef {
+        name: name.to_string(),
+        input: input_shape,
+        layers: layers.iter().map(|l| l.def.clone()).collect(),
+        neuron: shared_neurons(&layers)?,
+        init_scale: 1.0,
+        conv_init_scale: 0.5,
+        lateral_strength,
+    };
+    let build = |def: &NetworkDef| {
+        SpikingNet::new(def, rule, device).map_err(|e| unsupported(e.to_string()))
+    };
+    // The layers' threshold_eps decide ν from v_threshold = ν − eps.
+    let probe = build(&def)?;
+    set_nominal_thresholds(&mut def, &layers, &probe)?;
+    let mut net = build(&def)?;
+    for (layer, l) in net.layers.iter_mut().zip(&layers) {
+        let Some((w_shape, w)) = &l.weights else {
+            continue;
+        };
+        let data = TensorData::new(w.clone(), w_shape.clone());
+        match layer {
+            SpikingLayer::Dense(d) => {
+                d.weight = Param::from_tensor(Tensor::from_data(data, device))
+            }
+            SpikingLayer::Conv(c) => c.weight = Param::from_tensor(Tensor::from_data(data, device)),
+            SpikingLayer::Pool(_) => {}
+        }
+    }
+    Ok((def, net))
+}
+
+/// The single `Input` node of a graph and its name.
+fn graph_input(g: &NirGraph) -> Result<(&str, &Input), NirError> {
     let inputs: Vec<_> = g
         .nodes
         .iter()
         .filter(|(_, n)| matches!(n, NirNode::Input(_)))
         .collect();
-    let [(input_name, NirNode::Input(input))] = inputs[..] else {
-        return Err(unsupported(format!(
+    match inputs[..] {
+        [(name, NirNode::Input(input))] => Ok((name.as_str(), input)),
+        _ => Err(unsupported(format!(
             "the graph has {} Input nodes, hm2bp needs exactly one",
             inputs.len()
-        )));
-    };
-    let input_shape = match input.shape[..] {
-        [n] => [n, 1, 1],
-        [c, h, w] => [c, h, w],
-        ref s => {
-            return Err(unsupported(format!(
-                "node '{input_name}': input shape {s:?} is neither [n] nor [maps, h, w]"
-            )));
-        }
-    };
-    let mut shape = input.shape.clone();
-    let mut at = input_name.as_str();
+        ))),
+    }
+}
+
+/// The network input `[maps, h, w]` of the `Input` node `name` (`[n]`: `[n, 1, 1]`).
+fn network_input(name: &str, input: &Input) -> Result<[usize; 3], NirError> {
+    match input.shape[..] {
+        [n] => Ok([n, 1, 1]),
+        [c, h, w] => Ok([c, h, w]),
+        ref s => Err(unsupported(format!(
+            "node '{name}': input shape {s:?} is neither [n] nor [maps, h, w]"
+        ))),
+    }
+}
+
+/// The layers of the chain that starts at the input node `at` (of shape `shape`) and ends at
+/// an `Output` node, the shape the last layer writes and the `Output` node's shape.
+type Chained<'a> = (Vec<ImportedLayer<'a>>, Vec<usize>, Vec<usize>);
+
+/// Reads the chain of layers that starts at the input node `at` (of shape `shape`).
+fn read_chain<'a>(
+    g: &'a NirGraph,
+    edges: &Edges<'a>,
+    mut at: &'a str,
+    mut shape: Vec<usize>,
+) -> Result<Chained<'a>, NirError> {
     let mut layers: Vec<ImportedLayer> = Vec::new();
     let mut visited = 0;
     let output_shape = loop {
@@ -697,24 +799,31 @@ pub fn import(
                 )));
             }
             _ => {
-                let (layer, out_shape) = read_layer(g, &edges, next, &shape)?;
+                let (layer, out_shape) = read_layer(g, edges, next, &shape)?;
                 at = layer.lif_node;
                 layers.push(layer);
                 shape = out_shape;
             }
         }
     };
+    Ok((layers, shape, output_shape))
+}
+
+/// The lateral inhibition of the output layer (0 without layers), or a refusal of lateral
+/// inhibition in another layer.
+fn output_lateral(layers: &[ImportedLayer]) -> Result<f32, NirError> {
     if let Some(l) = layers.iter().rev().skip(1).find(|l| l.lateral != 0.0) {
         return Err(unsupported(format!(
             "node '{}': only the output layer may have lateral inhibition",
             l.lif_node
         )));
     }
-    if output_shape.iter().product::<usize>() != shape.iter().product::<usize>() {
-        return Err(unsupported(format!(
-            "Output shape {output_shape:?} does not match the last layer's {shape:?}"
-        )));
-    }
+    Ok(layers.last().map_or(0.0, |l| l.lateral))
+}
+
+/// The neuron constants every layer shares, or a refusal of layers that differ or of no
+/// layer at all.
+fn shared_neurons(layers: &[ImportedLayer]) -> Result<NeuronDef, NirError> {
     let Some(first) = layers.first() else {
         return Err(unsupported("the graph has no layer".into()));
     };
@@ -725,21 +834,16 @@ pub fn import(
             l.lif_node, l.neuron, first.lif_node
         )));
     }
-    let lateral_strength = layers.last().map_or(0.0, |l| l.lateral);
-    let mut def = NetworkDef {
-        name: name.to_string(),
-        input: input_shape,
-        layers: layers.iter().map(|l| l.def.clone()).collect(),
-        neuron,
-        init_scale: 1.0,
-        conv_init_scale: 0.5,
-        lateral_strength,
-    };
-    let build = |def: &NetworkDef| {
-        SpikingNet::new(def, rule, device).map_err(|e| unsupported(e.to_string()))
-    };
-    // The layers' threshold_eps decide ν from v_threshold = ν − eps.
-    let probe = build(&def)?;
+    Ok(neuron)
+}
+
+/// Sets the threshold ν of every layer of `def` from its `CubaLIF`'s `v_threshold = ν − eps`,
+/// with the `eps` of the layer `probe` (built from `def`) has.
+fn set_nominal_thresholds(
+    def: &mut NetworkDef,
+    layers: &[ImportedLayer],
+    probe: &SpikingNet,
+) -> Result<(), NirError> {
     for ((l, layer), d) in layers.iter().zip(&probe.layers).zip(&mut def.layers) {
         let eps = layer_lif(layer).threshold_eps;
         let nu = nominal_threshold(l.v_threshold, eps).ok_or_else(|| {
@@ -754,19 +858,5 @@ pub fn import(
             | LayerDef::Pool { threshold, .. } => *threshold = nu,
         }
     }
-    let mut net = build(&def)?;
-    for (layer, l) in net.layers.iter_mut().zip(&layers) {
-        let Some((w_shape, w)) = &l.weights else {
-            continue;
-        };
-        let data = TensorData::new(w.clone(), w_shape.clone());
-        match layer {
-            SpikingLayer::Dense(d) => {
-                d.weight = Param::from_tensor(Tensor::from_data(data, device))
-            }
-            SpikingLayer::Conv(c) => c.weight = Param::from_tensor(Tensor::from_data(data, device)),
-            SpikingLayer::Pool(_) => {}
-        }
-    }
-    Ok((def, net))
+    Ok(())
 }

@@ -32,9 +32,9 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> CaseError {
     }
 }
 
-/// Adam settings of the trace step.
+/// Adam settings of the trace step (`params.adam` of a case file).
 #[derive(Clone, Copy, Debug, Deserialize)]
-pub struct AdamParams {
+pub struct AdamDef {
     /// Learning rate.
     pub lr: f64,
     /// β1.
@@ -47,10 +47,10 @@ pub struct AdamParams {
     pub step: i32,
 }
 
-/// `params` of a case.
+/// `params` of a case file.
 #[derive(Clone, Debug, Deserialize)]
 #[allow(non_snake_case)]
-pub struct CaseParams {
+pub struct CaseParamsDef {
     /// Time steps.
     pub T: usize,
     /// τm.
@@ -86,14 +86,14 @@ pub struct CaseParams {
     /// Regulariser L.
     pub weight_limit: f64,
     /// Optimizer.
-    pub adam: AdamParams,
+    pub adam: AdamDef,
 }
 
 /// A validated case.
 #[derive(Clone, Debug)]
 pub struct Case {
     /// Parameters.
-    pub params: CaseParams,
+    pub params: CaseParamsDef,
     /// Input spike steps per input neuron.
     pub input: Vec<Vec<u32>>,
     /// `W_k[post][pre]` per weight layer.
@@ -153,7 +153,7 @@ impl Case {
             parse::<Value>(params_v, &format!("adam.{key}"))
                 .map_err(|_| err(format!("params.adam.{key}"), "missing field"))?;
         }
-        let params: CaseParams = parse(&v, "params")?;
+        let params: CaseParamsDef = parse(&v, "params")?;
         let input: Vec<Vec<u32>> = parse(&v, "inputs.spikes")?;
         let weights: Vec<Vec<Vec<f64>>> = parse(&v, "weights")?;
         let case = Case {
@@ -307,36 +307,66 @@ pub struct Trace {
     pub layers: Vec<LayerTrace>,
 }
 
+impl CaseParamsDef {
+    /// Weight layers.
+    fn layers(&self) -> usize {
+        self.sizes.len() - 1
+    }
+
+    /// The neurons of weight layer `k`.
+    fn lif(&self, k: usize) -> LifParams {
+        LifParams {
+            tau_m: self.tau_m,
+            tau_s: self.tau_s,
+            t_ref: self.t_ref,
+            threshold: self.vth[k],
+            threshold_eps: self.threshold_eps,
+        }
+    }
+
+    /// The neurons and rule of weight layer `k` (the last: the output layer).
+    fn spec(&self, k: usize) -> DenseSpec {
+        DenseSpec {
+            lif: self.lif(k),
+            output: (k == self.layers() - 1).then_some(OutputRule {
+                lateral_strength: self.lateral_strength,
+                label_spike_level: self.desired as u32,
+            }),
+            effect_ratio: self.effect_ratio,
+        }
+    }
+}
+
 /// Runs the faithful step on a case.
 pub fn run_trace(case: &Case) -> Trace {
-    let p = &case.params;
-    let layers = p.sizes.len() - 1;
-    let lif = |k: usize| LifParams {
-        tau_m: p.tau_m,
-        tau_s: p.tau_s,
-        t_ref: p.t_ref,
-        threshold: p.vth[k],
-        threshold_eps: p.threshold_eps,
-    };
-    let spec = |k: usize| DenseSpec {
-        lif: lif(k),
-        output: (k == layers - 1).then_some(OutputRule {
-            lateral_strength: p.lateral_strength,
-            label_spike_level: p.desired as u32,
-        }),
-        effect_ratio: p.effect_ratio,
-    };
+    let (times, forward) = trace_forward(case);
+    let output = trace_output(case, &times, &forward);
+    let layers = trace_backward(case, &times, &output);
+    Trace {
+        schema: "hm2bp-trace/1",
+        forward,
+        output,
+        layers,
+    }
+}
 
-    // Forward.
+/// The forward pass: the spike times of every layer (input first) and the trace of the
+/// weight layers' rasters.
+fn trace_forward(case: &Case) -> (Vec<Vec<Vec<u32>>>, ForwardTrace) {
+    let p = &case.params;
     let mut rasters = vec![SpikeRaster::from_times(&case.input, p.T)];
-    for k in 0..layers {
+    for k in 0..p.layers() {
         let (rows, cols) = (p.sizes[k + 1], p.sizes[k]);
         let w32: Vec<f32> = case.weights[k]
             .iter()
             .flatten()
             .map(|&x| x as f32)
             .collect();
-        let out = forward_sample(&rasters[k], &LayerWeights::new(&w32, rows, cols), &spec(k));
+        let out = forward_sample(
+            &rasters[k],
+            &LayerWeights::new(&w32, rows, cols),
+            &p.spec(k),
+        );
         rasters.push(out);
     }
     let times: Vec<Vec<Vec<u32>>> = rasters.iter().map(SpikeRaster::times).collect();
@@ -344,8 +374,13 @@ pub fn run_trace(case: &Case) -> Trace {
         spikes: times[1..].to_vec(),
         counts: rasters[1..].iter().map(SpikeRaster::counts).collect(),
     };
+    (times, forward)
+}
 
-    // Output error, γ, insertion.
+/// The output error, the lateral factors γ and the label-spike insertion.
+fn trace_output(case: &Case, times: &[Vec<Vec<u32>>], forward: &ForwardTrace) -> OutputTrace {
+    let p = &case.params;
+    let layers = p.layers();
     let targets = CountTargets {
         desired: p.desired,
         undesired: p.undesired,
@@ -357,37 +392,41 @@ pub fn run_trace(case: &Case) -> Trace {
         .collect();
     let (d, cost) = targets.error(&out_counts, p.label, p.sample_weight);
     let out_times = &times[layers];
-    let gamma = lateral_factor(out_times, p.label, p.lateral_strength, &lif(layers - 1));
+    let gamma = lateral_factor(out_times, p.label, p.lateral_strength, &p.lif(layers - 1));
     let mut after = out_times.clone();
     let inserted = insert_label_spikes(&mut after[p.label], p.T, p.desired as u32);
-    let output = OutputTrace {
+    OutputTrace {
         target: (0..out_counts.len())
             .map(|i| targets.target(i, p.label))
             .collect(),
-        d: d.clone(),
+        d,
         cost,
-        gamma: gamma.clone(),
+        gamma,
         label_spikes_inserted: inserted,
         counts_after_insertion: after.iter().map(|t| t.len() as u32).collect(),
-        spikes_after_insertion: after.clone(),
-    };
+        spikes_after_insertion: after,
+    }
+}
 
-    // Backward, top-down, all with the pre-update weights.
+/// The backward pass, top-down, all with the pre-update weights, and each layer's Adam step.
+fn trace_backward(case: &Case, times: &[Vec<Vec<u32>>], output: &OutputTrace) -> Vec<LayerTrace> {
+    let p = &case.params;
+    let layers = p.layers();
     let reg = WeightRegularizer {
         lambda: p.lambda_reg,
         beta: p.beta_reg,
         limit: p.weight_limit,
     };
-    let mut d_post: Vec<f64> = d.iter().map(|&x| x as f64).collect();
+    let mut d_post: Vec<f64> = output.d.iter().map(|&x| x as f64).collect();
     let mut traces = Vec::with_capacity(layers);
     for k in (0..layers).rev() {
         let post = if k == layers - 1 {
-            &after
+            &output.spikes_after_insertion
         } else {
             &times[k + 1]
         };
         let g: Vec<f64> = if k == layers - 1 {
-            gamma.iter().map(|&x| x as f64).collect()
+            output.gamma.iter().map(|&x| x as f64).collect()
         } else {
             vec![1.0; p.sizes[k + 1]]
         };
@@ -397,7 +436,7 @@ pub fn run_trace(case: &Case) -> Trace {
             weight: &case.weights[k],
             d_post: &d_post,
             gamma: &g,
-            lif: &lif(k),
+            lif: &p.lif(k),
             effect_ratio: p.effect_ratio,
             need_d_pre: k > 0,
             regularizer: &reg,
@@ -405,36 +444,35 @@ pub fn run_trace(case: &Case) -> Trace {
         if let Some(dp) = &b.d_pre {
             d_post = dp.clone();
         }
-        let a = p.adam;
-        let mut adam_m = Vec::new();
-        let mut adam_v = Vec::new();
-        let mut w_new = Vec::new();
-        for (g_row, w_row) in b.grad.iter().zip(&case.weights[k]) {
-            let m: Vec<f64> = g_row.iter().map(|g| (1.0 - a.beta1) * g).collect();
-            let v: Vec<f64> = g_row.iter().map(|g| (1.0 - a.beta2) * g * g).collect();
-            let (c1, c2) = (1.0 - a.beta1.powi(a.step), 1.0 - a.beta2.powi(a.step));
-            w_new.push(
-                w_row
-                    .iter()
-                    .zip(m.iter().zip(&v))
-                    .map(|(w, (m, v))| w - a.lr * (m / c1) / ((v / c2).sqrt() + a.eps))
-                    .collect(),
-            );
-            adam_m.push(m);
-            adam_v.push(v);
-        }
-        traces.push(LayerTrace {
-            backward: b,
-            adam_m,
-            adam_v,
-            w_new,
-        });
+        traces.push(adam_step(&p.adam, b, &case.weights[k]));
     }
     traces.reverse();
-    Trace {
-        schema: "hm2bp-trace/1",
-        forward,
-        output,
-        layers: traces,
+    traces
+}
+
+/// The first Adam step (from zero moments) of one layer on its gradient `b.grad`.
+fn adam_step(a: &AdamDef, b: LayerBackward, weights: &[Vec<f64>]) -> LayerTrace {
+    let mut adam_m = Vec::new();
+    let mut adam_v = Vec::new();
+    let mut w_new = Vec::new();
+    for (g_row, w_row) in b.grad.iter().zip(weights) {
+        let m: Vec<f64> = g_row.iter().map(|g| (1.0 - a.beta1) * g).collect();
+        let v: Vec<f64> = g_row.iter().map(|g| (1.0 - a.beta2) * g * g).collect();
+        let (c1, c2) = (1.0 - a.beta1.powi(a.step), 1.0 - a.beta2.powi(a.step));
+        w_new.push(
+            w_row
+                .iter()
+                .zip(m.iter().zip(&v))
+                .map(|(w, (m, v))| w - a.lr * (m / c1) / ((v / c2).sqrt() + a.eps))
+                .collect(),
+        );
+        adam_m.push(m);
+        adam_v.push(v);
+    }
+    LayerTrace {
+        backward: b,
+        adam_m,
+        adam_v,
+        w_new,
     }
 }

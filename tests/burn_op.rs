@@ -5,6 +5,8 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use hm2bp::SpikeTrains;
 use hm2bp::layers::SpikingDenseConfig;
+use hm2bp::neuron::LifParams;
+use hm2bp::rule::output::OutputRule;
 use hm2bp::rule::{dense_backward_batch, dense_forward_batch};
 use hm2bp::spikes::BatchShape;
 use hm2bp::spikes::SpikeRaster;
@@ -24,9 +26,8 @@ fn autodiff_gradient_is_hm2bp() {
     let dev = device().autodiff();
     let (b, t, n_in, n_out) = (3, 150, 20, 6);
     dev.seed(5);
-    let layer = SpikingDenseConfig::new(n_in, n_out, 3.0)
-        .with_is_output(true)
-        .with_lateral_strength(1.0)
+    let layer = SpikingDenseConfig::new(n_in, n_out, LifParams::paper(3.0))
+        .with_output(Some(OutputRule::default()))
         .init(&dev);
     let input = random_spikes(b, t, n_in, 0.08, &dev).require_grad();
     let labels = Tensor::<1, Int>::from_ints([1, 4, 0], &dev);
@@ -102,7 +103,7 @@ fn autodiff_gradient_is_hm2bp() {
 #[test]
 fn runs_without_autodiff() {
     let dev = device();
-    let layer = SpikingDenseConfig::new(10, 4, 2.0).init(&dev);
+    let layer = SpikingDenseConfig::new(10, 4, LifParams::paper(2.0)).init(&dev);
     let out = layer.forward(
         SpikeTrains::from_dense(random_spikes(2, 50, 10, 0.2, &dev)),
         None,
@@ -200,10 +201,16 @@ fn words_pack_and_unpack_like_the_host() {
     }
 }
 
+/// An output layer's rule without lateral inhibition.
+const NO_LATERAL: OutputRule = OutputRule {
+    lateral_strength: 0.0,
+    label_spike_level: 35,
+};
+
 fn output_layer_backward(labels: Option<Tensor<1, Int>>) {
     let dev = device().autodiff();
-    let layer = SpikingDenseConfig::new(8, 3, 2.0)
-        .with_is_output(true)
+    let layer = SpikingDenseConfig::new(8, 3, LifParams::paper(2.0))
+        .with_output(Some(NO_LATERAL))
         .init(&dev);
     let input = random_spikes(2, 40, 8, 0.2, &dev);
     let counts = layer
@@ -218,8 +225,8 @@ fn output_layer_backward(labels: Option<Tensor<1, Int>>) {
 #[should_panic(expected = "output layer trained without labels")]
 fn an_output_layer_trained_without_labels_panics() {
     let dev = device();
-    let layer = SpikingDenseConfig::new(8, 3, 2.0)
-        .with_is_output(true)
+    let layer = SpikingDenseConfig::new(8, 3, LifParams::paper(2.0))
+        .with_output(Some(NO_LATERAL))
         .init(&dev);
     let out = layer.forward(
         SpikeTrains::from_dense(random_spikes(2, 40, 8, 0.2, &dev)),

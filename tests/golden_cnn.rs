@@ -298,35 +298,42 @@ fn whole_cnn_through_burn_modules() {
     use hm2bp::layers::{SpikingConv2dConfig, SpikingDenseConfig, SpikingPool2dConfig};
     use hm2bp::loss::count_loss;
     use hm2bp::model::{SpikingLayer, SpikingNet};
+    use hm2bp::neuron::LifParams;
+    use hm2bp::rule::output::OutputRule;
+    use hm2bp::rule::regularizer::WeightRegularizer;
 
     let dir = common::unfetchable_data("hm2bp-golden/cnn-mnist");
     let g = load_golden_cnn(&dir).expect("golden data loads");
     let dev = Device::flex().autodiff();
     let t = |v: &[f64]| Tensor::<1>::from_data(TensorData::new(f32s(v), [v.len()]), &dev);
     let w0 = &g.weights_before;
-    let reg = (10.0, 0.4, 8.0);
+    let reg = WeightRegularizer {
+        lambda: 10.0,
+        beta: 0.4,
+        limit: 8.0,
+    };
+    // The authors' conv neurons fire when v > ν (pooling and FC: v > ν − 1e-6).
     let conv = |input, maps, w: &[f64]| {
-        SpikingConv2dConfig::new(input, maps, 5, 5.0)
-            .with_reg_lambda(reg.0)
-            .with_reg_beta(reg.1)
-            .with_reg_limit(reg.2)
+        SpikingConv2dConfig::new(input, maps, 5, LifParams::paper(5.0).strict())
+            .with_regularizer(reg)
             .init_with(t(w).reshape([maps, input[0], 5, 5]))
     };
     let dense = |d_in, d_out, nu, w: &[f64], output: bool| {
-        SpikingDenseConfig::new(d_in, d_out, nu)
-            .with_is_output(output)
-            .with_lateral_strength(if output { 1.0 } else { 0.0 })
-            .with_reg_lambda(reg.0)
-            .with_reg_beta(reg.1)
-            .with_reg_limit(reg.2)
+        SpikingDenseConfig::new(d_in, d_out, LifParams::paper(nu))
+            .with_output(output.then(OutputRule::default))
+            .with_regularizer(reg)
             .init_with(t(w).reshape([d_out, d_in]))
     };
     let net = SpikingNet {
         layers: vec![
             SpikingLayer::Conv(conv([1, 28, 28], 5, &w0.conv1)),
-            SpikingLayer::Pool(SpikingPool2dConfig::new([5, 24, 24], 2, 2.0).init()),
+            SpikingLayer::Pool(
+                SpikingPool2dConfig::new([5, 24, 24], 2, LifParams::paper(2.0)).init(),
+            ),
             SpikingLayer::Conv(conv([5, 12, 12], 3, &w0.conv2)),
-            SpikingLayer::Pool(SpikingPool2dConfig::new([3, 8, 8], 2, 2.0).init()),
+            SpikingLayer::Pool(
+                SpikingPool2dConfig::new([3, 8, 8], 2, LifParams::paper(2.0)).init(),
+            ),
             SpikingLayer::Dense(dense(48, 100, 10.0, &w0.hidden, false)),
             SpikingLayer::Dense(dense(100, 10, 5.0, &w0.output, true)),
         ],

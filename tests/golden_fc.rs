@@ -12,7 +12,9 @@ use hm2bp::datasets::golden::{GOLDEN_LABEL, GOLDEN_STEPS, load_golden_cnn};
 use hm2bp::layers::SpikingDenseConfig;
 use hm2bp::loss::count_loss;
 use hm2bp::model::{SpikingLayer, SpikingNet};
-use hm2bp::rule::output::CountTargets;
+use hm2bp::neuron::LifParams;
+use hm2bp::rule::output::{CountTargets, OutputRule};
+use hm2bp::rule::regularizer::WeightRegularizer;
 use hm2bp::spikes::SpikeRaster;
 
 fn input_trains(times: &[Vec<u32>], device: &Device) -> SpikeTrains {
@@ -63,15 +65,19 @@ fn fc_part_matches_golden_data() {
     let g = load_golden_cnn(&dir).expect("golden data loads");
     let dev = Device::flex().autodiff();
     let reg = |c: SpikingDenseConfig| {
-        c.with_reg_lambda(10.0)
-            .with_reg_beta(0.4)
-            .with_reg_limit(8.0)
+        c.with_regularizer(WeightRegularizer {
+            lambda: 10.0,
+            beta: 0.4,
+            limit: 8.0,
+        })
     };
-    let hidden_cfg = reg(SpikingDenseConfig::new(48, 100, 10.0));
-    let output_cfg = reg(SpikingDenseConfig::new(100, 10, 5.0)
-        .with_is_output(true)
-        .with_lateral_strength(1.0)
-        .with_label_spike_level(35));
+    let hidden_cfg = reg(SpikingDenseConfig::new(48, 100, LifParams::paper(10.0)));
+    let output_cfg = reg(
+        SpikingDenseConfig::new(100, 10, LifParams::paper(5.0)).with_output(Some(OutputRule {
+            lateral_strength: 1.0,
+            label_spike_level: 35,
+        })),
+    );
     let net = SpikingNet {
         layers: vec![
             SpikingLayer::Dense(hidden_cfg.init_with(weights(

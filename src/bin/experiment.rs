@@ -9,12 +9,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use hm2bp::datasets::DataOrderKind;
 use hm2bp::datasets::fetch::{FetchOptions, fetch_datasets};
 use hm2bp::datasets::{DatasetKind, ImageDatasetKind, Split, load_image_set};
-use hm2bp::experiment::{ExperimentDef, MethodSpec};
+use hm2bp::experiment::{ExperimentDef, ExperimentPatch};
 use hm2bp::ops::KernelPath;
-use hm2bp::rule::regularizer::{RegularizerDef, RegularizerSetting};
 use hm2bp::train::{RunOptions, evaluate, train};
 
 /// Large, short-lived tensors (spike trains of a batch) are allocated every step: mimalloc
@@ -183,7 +181,7 @@ struct SpikesArgs {
     #[command(flatten)]
     common: Common,
     #[command(flatten)]
-    overrides: Overrides,
+    patch: ExperimentPatch,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -206,85 +204,6 @@ struct Common {
     kernels: KernelPath,
 }
 
-#[derive(Args, Debug, Default)]
-struct Overrides {
-    /// Number of epochs.
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Train on the first N training samples only.
-    #[arg(long)]
-    train_samples: Option<usize>,
-    /// Test on the first N test samples only.
-    #[arg(long)]
-    test_samples: Option<usize>,
-    /// Batch size.
-    #[arg(long)]
-    batch_size: Option<usize>,
-    /// Simulation length T.
-    #[arg(long)]
-    steps: Option<usize>,
-    /// Seed.
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Base learning rate of every method (the schedule stays the experiment's).
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Weight regulariser setting (replaces the experiment's `[regularizer]`).
-    #[arg(long, value_enum)]
-    regularizer: Option<RegularizerSetting>,
-    /// Order of the training samples in each epoch.
-    #[arg(long, value_enum)]
-    order: Option<DataOrderKind>,
-    /// Training method: hm2bp, bptt (the experiment's [bptt] surrogate) or bptt-SURROGATE
-    /// (arctan, fast-sigmoid, triangle, super-spike, exponential), optionally with :STEPS.
-    #[arg(long)]
-    method: Option<String>,
-}
-
-impl Overrides {
-    fn apply(&self, exp: &mut ExperimentDef) -> Result<()> {
-        if let Some(m) = &self.method {
-            let spec =
-                MethodSpec::parse(m, &exp.bptt).map_err(|m| anyhow::anyhow!("--method: {m}"))?;
-            *exp = exp
-                .with_method(&spec)
-                .map_err(|m| anyhow::anyhow!("--method: {m}"))?;
-        }
-        if let Some(v) = self.epochs {
-            exp.epochs = v;
-        }
-        if let Some(v) = self.train_samples {
-            exp.train_samples = Some(v);
-        }
-        if let Some(v) = self.test_samples {
-            exp.test_samples = Some(v);
-        }
-        if let Some(v) = self.batch_size {
-            exp.batch_size = v;
-        }
-        if let Some(v) = self.steps {
-            exp.steps = v;
-        }
-        if let Some(v) = self.seed {
-            exp.seed = v;
-        }
-        if let Some(v) = self.regularizer {
-            exp.regularizer = RegularizerDef::Named(v);
-        }
-        if let Some(v) = self.order {
-            exp.order.kind = v;
-        }
-        if let Some(v) = self.lr {
-            exp.lr.base = v;
-            if exp.bptt.lr.is_some() {
-                exp.bptt.lr = Some(v);
-            }
-        }
-        exp.validate()
-            .map_err(|m| anyhow::anyhow!("invalid option: {m}"))
-    }
-}
-
 #[derive(Args, Debug)]
 struct TrainArgs {
     /// Experiment name (a folder of experiments/) or path to an experiment.toml.
@@ -293,7 +212,7 @@ struct TrainArgs {
     #[command(flatten)]
     common: Common,
     #[command(flatten)]
-    overrides: Overrides,
+    patch: ExperimentPatch,
     /// Output folder (default: runs/EXPERIMENT).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -337,7 +256,7 @@ struct CompareArgs {
     #[command(flatten)]
     common: Common,
     #[command(flatten)]
-    overrides: Overrides,
+    patch: ExperimentPatch,
     /// Output folder (default: runs/EXPERIMENT-compare).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -357,7 +276,7 @@ struct EvalArgs {
     #[command(flatten)]
     common: Common,
     #[command(flatten)]
-    overrides: Overrides,
+    patch: ExperimentPatch,
 }
 
 #[derive(Args, Debug)]
@@ -431,10 +350,11 @@ fn device(common: &Common) -> Result<(burn::prelude::Device, String)> {
     Ok((device, name))
 }
 
-fn load_experiment(name: &str, common: &Common, overrides: &Overrides) -> Result<ExperimentDef> {
-    let mut exp = ExperimentDef::load(name, &common.experiments_dir)?;
-    overrides.apply(&mut exp)?;
-    Ok(exp)
+/// The experiment `name` with the settings `patch` gives replaced.
+fn load_experiment(name: &str, common: &Common, patch: &ExperimentPatch) -> Result<ExperimentDef> {
+    ExperimentDef::load(name, &common.experiments_dir)?
+        .apply(patch)
+        .map_err(|m| anyhow::anyhow!("invalid option: {m}"))
 }
 
 /// Fetches the experiment's dataset if it is missing (the default run gets its own data);
@@ -464,15 +384,12 @@ fn ensure_data(kind: DatasetKind, data_dir: &Path) -> Result<()> {
 }
 
 fn run_train(a: TrainArgs) -> Result<()> {
-    let mut exp = load_experiment(&a.experiment, &a.common, &a.overrides)?;
-    if let Some(minutes) = a.checkpoint_minutes {
-        exp.checkpoint_minutes = minutes;
-        exp.validate()
-            .map_err(|m| anyhow::anyhow!("--checkpoint-minutes: {m}"))?;
-    }
-    if let Some(n) = a.average_last {
-        exp.average_last = n;
-    }
+    let patch = ExperimentPatch {
+        checkpoint_minutes: a.checkpoint_minutes,
+        average_last: a.average_last,
+        ..a.patch
+    };
+    let exp = load_experiment(&a.experiment, &a.common, &patch)?;
     // A bad model name fails before any download.
     hm2bp::model::NetworkDef::load(&exp.model, &a.common.models_dir)?;
     if !a.no_fetch {
@@ -523,7 +440,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
 }
 
 fn run_compare(a: CompareArgs) -> Result<()> {
-    let exp = load_experiment(&a.experiment, &a.common, &a.overrides)?;
+    let exp = load_experiment(&a.experiment, &a.common, &a.patch)?;
     hm2bp::model::NetworkDef::load(&exp.model, &a.common.models_dir)?;
     if !a.no_fetch {
         ensure_data(exp.dataset, &a.common.data_dir)?;
@@ -574,7 +491,7 @@ fn run_compare(a: CompareArgs) -> Result<()> {
 }
 
 fn run_eval(a: EvalArgs) -> Result<()> {
-    let (exp, opts, model) = trained_model(&a.experiment, a.common, &a.overrides, a.model)?;
+    let (exp, opts, model) = trained_model(&a.experiment, a.common, &a.patch, a.model)?;
     let acc = evaluate(&exp, &opts, &model)?;
     println!("test accuracy {:.2}% ({})", 100.0 * acc, model.display());
     Ok(())
@@ -585,10 +502,10 @@ fn run_eval(a: EvalArgs) -> Result<()> {
 fn trained_model(
     name: &str,
     common: Common,
-    overrides: &Overrides,
+    patch: &ExperimentPatch,
     model: Option<PathBuf>,
 ) -> Result<(ExperimentDef, RunOptions, PathBuf)> {
-    let exp = load_experiment(name, &common, overrides)?;
+    let exp = load_experiment(name, &common, patch)?;
     let (device, backend) = device(&common)?;
     let model = model.unwrap_or_else(|| PathBuf::from("runs").join(&exp.name).join("model.bpk"));
     let opts = RunOptions {
@@ -641,7 +558,7 @@ fn run_curves(a: CurvesArgs) -> Result<()> {
 }
 
 fn run_spikes(a: SpikesArgs) -> Result<()> {
-    let (exp, opts, model) = trained_model(&a.experiment, a.common, &a.overrides, a.model)?;
+    let (exp, opts, model) = trained_model(&a.experiment, a.common, &a.patch, a.model)?;
     let written = hm2bp::plot::spikes::plot_spikes(
         &exp,
         &opts,
@@ -695,7 +612,7 @@ fn run_export(a: ExportArgs) -> Result<()> {
     let (exp, opts, model) = trained_model(
         &a.experiment,
         a.common,
-        &Overrides::default(),
+        &ExperimentPatch::default(),
         Some(a.model),
     )?;
     let def = hm2bp::model::NetworkDef::load(&exp.model, &opts.models_dir)?;

@@ -1,6 +1,9 @@
 //! Refusals of layer configurations: which layer, which field, what is wrong. A layer's
 //! `try_init` returns them; its `init` panics with the same message (as Burn's modules do).
 
+use crate::neuron::LifParams;
+use crate::rule::regularizer::WeightRegularizer;
+
 /// The most weights, or neurons, one layer may have (2³⁰: 4 GiB of `f32`). A hostile or
 /// mistyped size is refused before anything is allocated.
 pub const MAX_LAYER_ELEMENTS: usize = 1 << 30;
@@ -108,28 +111,19 @@ impl Checks {
         }
     }
 
-    /// The time constants and threshold of LIF neurons.
-    pub(crate) fn lif(
-        &self,
-        threshold: f32,
-        tau_m: f32,
-        tau_s: f32,
-    ) -> Result<(), LayerConfigError> {
-        self.positive("threshold", threshold.into())?;
-        self.positive("tau_m", tau_m.into())?;
-        self.positive("tau_s", tau_s.into())
+    /// The threshold, time constants and threshold margin of LIF neurons (field `lif`).
+    pub(crate) fn lif(&self, p: &LifParams) -> Result<(), LayerConfigError> {
+        self.positive("lif.threshold", p.threshold.into())?;
+        self.positive("lif.tau_m", p.tau_m.into())?;
+        self.positive("lif.tau_s", p.tau_s.into())?;
+        self.non_negative("lif.threshold_eps", p.threshold_eps.into())
     }
 
-    /// The weight regulariser's λ, β and L.
-    pub(crate) fn regularizer(
-        &self,
-        lambda: f64,
-        beta: f64,
-        limit: f64,
-    ) -> Result<(), LayerConfigError> {
-        self.non_negative("reg_lambda", lambda)?;
-        self.finite("reg_beta", beta)?;
-        self.positive("reg_limit", limit)
+    /// The weight regulariser's λ, β and L (field `regularizer`).
+    pub(crate) fn regularizer(&self, r: &WeightRegularizer) -> Result<(), LayerConfigError> {
+        self.non_negative("regularizer.lambda", r.lambda)?;
+        self.finite("regularizer.beta", r.beta)?;
+        self.positive("regularizer.limit", r.limit)
     }
 
     /// Given weights must have the configured shape.

@@ -1,5 +1,5 @@
-//! Spiking convolution (stride 1, no padding, cross-correlation, no bias; fires when `v > ν`)
-//! trained with HM2-BP (spec §4).
+//! Spiking convolution (stride 1, no padding, cross-correlation, no bias; the paper's neurons
+//! fire when `v > ν`) trained with HM2-BP (spec §4).
 
 use burn::module::{Module, Param};
 use burn::prelude::*;
@@ -22,29 +22,15 @@ pub struct SpikingConv2dConfig {
     pub maps: usize,
     /// Kernel side.
     pub kernel: usize,
-    /// Threshold ν.
-    pub threshold: f32,
-    /// Membrane time constant τm.
-    #[config(default = 64.0)]
-    pub tau_m: f32,
-    /// Synaptic time constant τs.
-    #[config(default = 8.0)]
-    pub tau_s: f32,
-    /// Refractory period (steps).
-    #[config(default = 2)]
-    pub t_ref: u32,
+    /// The layer's LIF neurons. The paper's conv neurons fire when `v > ν`:
+    /// `LifParams::paper(ν).strict()`.
+    pub lif: LifParams,
     /// Initial kernels uniform in `[−init_scale, init_scale]` (the authors: 0.5).
     #[config(default = 0.5)]
     pub init_scale: f64,
-    /// λ of the per-map exponential regulariser (0 = off; the CNN config: 0).
-    #[config(default = 0.0)]
-    pub reg_lambda: f64,
-    /// β of the regulariser.
-    #[config(default = 0.04)]
-    pub reg_beta: f64,
-    /// L of the regulariser.
-    #[config(default = 8.0)]
-    pub reg_limit: f64,
+    /// The per-map exponential regulariser (default off; the CNN config: off).
+    #[config(default = "WeightRegularizer::OFF")]
+    pub regularizer: WeightRegularizer,
 }
 
 impl SpikingConv2dConfig {
@@ -58,13 +44,7 @@ impl SpikingConv2dConfig {
                 out_maps: self.maps,
                 kernel: self.kernel,
             }),
-            lif: LifParams {
-                tau_m: self.tau_m,
-                tau_s: self.tau_s,
-                t_ref: self.t_ref,
-                threshold: self.threshold,
-                threshold_eps: 0.0,
-            },
+            lif: self.lif,
         }
     }
 
@@ -85,9 +65,9 @@ impl SpikingConv2dConfig {
         let (k, maps) = (self.kernel, self.maps);
         c.bounded("maps", "kernels", &[maps, in_maps, k, k])?;
         c.bounded("maps", "neurons", &[maps, height - k + 1, width - k + 1])?;
-        c.lif(self.threshold, self.tau_m, self.tau_s)?;
+        c.lif(&self.lif)?;
         c.positive("init_scale", self.init_scale)?;
-        c.regularizer(self.reg_lambda, self.reg_beta, self.reg_limit)
+        c.regularizer(&self.regularizer)
     }
 
     /// Creates the layer with uniform random kernels, or refuses an invalid configuration.
@@ -115,11 +95,7 @@ impl SpikingConv2dConfig {
         Ok(SpikingConv2d {
             weight: Param::from_tensor(kernels),
             spec: self.spec(),
-            regularizer: WeightRegularizer {
-                lambda: self.reg_lambda,
-                beta: self.reg_beta,
-                limit: self.reg_limit,
-            },
+            regularizer: self.regularizer,
         })
     }
 
@@ -184,23 +160,34 @@ mod tests {
         config.try_init(&Device::flex()).unwrap_err().to_string()
     }
 
+    fn conv(input: [usize; 3], maps: usize, kernel: usize, threshold: f32) -> SpikingConv2dConfig {
+        SpikingConv2dConfig::new(input, maps, kernel, LifParams::paper(threshold).strict())
+    }
+
     #[test]
     fn refuses_bad_values_naming_the_field() {
-        let ok = || SpikingConv2dConfig::new([1, 8, 8], 2, 5, 1.0);
+        let ok = || conv([1, 8, 8], 2, 5, 1.0);
         assert!(ok().try_init(&Device::flex()).is_ok());
-        let err = refused(SpikingConv2dConfig::new([1, 8, 4], 2, 5, 1.0));
+        let err = refused(conv([1, 8, 4], 2, 5, 1.0));
         assert_eq!(err, "SpikingConv2d: kernel 5 is larger than the 8×4 input");
-        assert!(refused(SpikingConv2dConfig::new([1, 0, 8], 2, 5, 1.0)).contains("input"));
-        assert!(refused(SpikingConv2dConfig::new([1, 8, 8], 0, 5, 1.0)).contains("maps"));
-        assert!(refused(SpikingConv2dConfig::new([1, 8, 8], 2, 0, 1.0)).contains("kernel"));
-        let huge = refused(SpikingConv2dConfig::new([1, 1 << 16, 1 << 16], 1, 1, 1.0));
+        assert!(refused(conv([1, 0, 8], 2, 5, 1.0)).contains("input"));
+        assert!(refused(conv([1, 8, 8], 0, 5, 1.0)).contains("maps"));
+        assert!(refused(conv([1, 8, 8], 2, 0, 1.0)).contains("kernel"));
+        let huge = refused(conv([1, 1 << 16, 1 << 16], 1, 1, 1.0));
         assert!(huge.starts_with("SpikingConv2d: input gives input neurons"));
-        let many = refused(SpikingConv2dConfig::new([1, 8, 8], 1 << 28, 3, 1.0));
+        let many = refused(conv([1, 8, 8], 1 << 28, 3, 1.0));
         assert!(many.starts_with("SpikingConv2d: maps gives kernels [268435456, 1, 3, 3]"));
-        assert!(refused(SpikingConv2dConfig::new([1, 8, 8], 2, 5, 0.0)).contains("threshold"));
-        assert!(refused(ok().with_tau_s(f32::NAN)).contains("tau_s"));
+        assert!(refused(conv([1, 8, 8], 2, 5, 0.0)).contains("lif.threshold"));
+        let mut nan_tau = ok();
+        nan_tau.lif.tau_s = f32::NAN;
+        assert!(refused(nan_tau).contains("lif.tau_s"));
         assert!(refused(ok().with_init_scale(-0.5)).contains("init_scale"));
-        assert!(refused(ok().with_reg_lambda(-1.0)).contains("reg_lambda"));
+        let negative = WeightRegularizer {
+            lambda: -1.0,
+            ..WeightRegularizer::OFF
+        };
+        let err = refused(ok().with_regularizer(negative));
+        assert!(err.contains("regularizer.lambda"), "{err}");
         let wrong = Tensor::zeros([2, 1, 3, 3], &Device::flex());
         assert!(
             ok().try_init_with(wrong)

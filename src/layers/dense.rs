@@ -13,78 +13,39 @@ use crate::rule::regularizer::WeightRegularizer;
 use crate::spike_trains::SpikeTrains;
 use crate::spike_trains::spiking_dense;
 
-/// Configuration of a [`SpikingDense`] layer.
+/// Configuration of a [`SpikingDense`] layer: its size, its neurons ([`LifParams`]), its
+/// learning rule and its weight regulariser, each setting in one place (as Burn nests
+/// `PaddingConfig2d` in `Conv2dConfig`).
 #[derive(Config, Debug)]
 pub struct SpikingDenseConfig {
     /// Input neurons.
     pub d_input: usize,
     /// Output neurons.
     pub d_output: usize,
-    /// Firing threshold ν.
-    pub threshold: f32,
-    /// Membrane time constant τm (steps).
-    #[config(default = 64.0)]
-    pub tau_m: f32,
-    /// Synaptic time constant τs (steps).
-    #[config(default = 8.0)]
-    pub tau_s: f32,
-    /// Refractory period (steps).
-    #[config(default = 2)]
-    pub t_ref: u32,
-    /// Fire when `v > ν − threshold_eps` (1e-6 in FC layers).
-    #[config(default = 1e-6)]
-    pub threshold_eps: f32,
+    /// The layer's LIF neurons: threshold ν, τm, τs, refractory period and the comparison
+    /// `v > ν − threshold_eps` ([`LifParams::paper`]: the paper's FC neurons).
+    pub lif: LifParams,
     /// Initial weights are uniform in `[−init_scale, init_scale]` (the authors' "Bernoulli").
     #[config(default = 1.0)]
     pub init_scale: f64,
-    /// Lateral inhibition strength between the layer's neurons (output layer: 1.0).
-    #[config(default = 0.0)]
-    pub lateral_strength: f32,
-    /// Whether this is the output layer (lateral factor γ and label-spike insertion).
-    #[config(default = false)]
-    pub is_output: bool,
-    /// Label-spike insertion level (`DESIRED_LEVEL`) of the output layer.
-    #[config(default = 35)]
-    pub label_spike_level: u32,
+    /// The output layer's lateral inhibition and label-spike insertion (`None`: a hidden
+    /// layer).
+    pub output: Option<OutputRule>,
     /// Use the effect ratio ρ = e/o_pre in the backpropagated error (S8).
     #[config(default = true)]
     pub effect_ratio: bool,
-    /// λ of the exponential weight regulariser (0 = off).
-    #[config(default = 0.0)]
-    pub reg_lambda: f64,
-    /// β of the exponential weight regulariser.
-    #[config(default = 0.04)]
-    pub reg_beta: f64,
-    /// L (`WEIGHT_LIMIT`) of the regulariser.
-    #[config(default = 8.0)]
-    pub reg_limit: f64,
+    /// The exponential weight regulariser (S12; default off).
+    #[config(default = "WeightRegularizer::OFF")]
+    pub regularizer: WeightRegularizer,
 }
 
 impl SpikingDenseConfig {
     /// The layer's neuron parameters and learning rule.
     pub fn spec(&self) -> DenseSpec {
         DenseSpec {
-            lif: LifParams {
-                tau_m: self.tau_m,
-                tau_s: self.tau_s,
-                t_ref: self.t_ref,
-                threshold: self.threshold,
-                threshold_eps: self.threshold_eps,
-            },
-            output: self.is_output.then_some(OutputRule {
-                lateral_strength: self.lateral_strength,
-                label_spike_level: self.label_spike_level,
-            }),
+            lif: self.lif,
+            output: self.output,
             effect_ratio: self.effect_ratio,
-        }
-    }
-
-    /// The layer's weight regulariser.
-    pub fn regularizer(&self) -> WeightRegularizer {
-        WeightRegularizer {
-            lambda: self.reg_lambda,
-            beta: self.reg_beta,
-            limit: self.reg_limit,
         }
     }
 
@@ -94,11 +55,12 @@ impl SpikingDenseConfig {
         c.nonzero("d_input", self.d_input)?;
         c.nonzero("d_output", self.d_output)?;
         c.bounded("d_output", "weights", &[self.d_output, self.d_input])?;
-        c.lif(self.threshold, self.tau_m, self.tau_s)?;
-        c.non_negative("threshold_eps", self.threshold_eps.into())?;
+        c.lif(&self.lif)?;
         c.positive("init_scale", self.init_scale)?;
-        c.finite("lateral_strength", self.lateral_strength.into())?;
-        c.regularizer(self.reg_lambda, self.reg_beta, self.reg_limit)
+        if let Some(output) = &self.output {
+            c.finite("output.lateral_strength", output.lateral_strength.into())?;
+        }
+        c.regularizer(&self.regularizer)
     }
 
     /// Creates the layer with uniform random weights, or refuses an invalid configuration.
@@ -128,7 +90,7 @@ impl SpikingDenseConfig {
         Ok(SpikingDense {
             weight: Param::from_tensor(weight),
             spec: self.spec(),
-            regularizer: self.regularizer(),
+            regularizer: self.regularizer,
             kernels: KernelPath::default(),
         })
     }
@@ -202,23 +164,48 @@ mod tests {
         config.try_init(&Device::flex()).unwrap_err().to_string()
     }
 
+    fn dense(d_input: usize, d_output: usize, threshold: f32) -> SpikingDenseConfig {
+        SpikingDenseConfig::new(d_input, d_output, LifParams::paper(threshold))
+    }
+
+    /// A valid configuration with `change` applied to its neuron parameters.
+    fn lif(change: impl FnOnce(&mut LifParams)) -> SpikingDenseConfig {
+        let mut config = dense(4, 3, 1.0);
+        change(&mut config.lif);
+        config
+    }
+
     #[test]
     fn refuses_bad_values_naming_the_field() {
-        let ok = || SpikingDenseConfig::new(4, 3, 1.0);
+        let ok = || dense(4, 3, 1.0);
         assert!(ok().try_init(&Device::flex()).is_ok());
-        assert!(refused(SpikingDenseConfig::new(0, 3, 1.0)).starts_with("SpikingDense: d_input"));
-        assert!(refused(SpikingDenseConfig::new(4, 0, 1.0)).contains("d_output"));
-        assert!(refused(SpikingDenseConfig::new(4, 3, f32::NAN)).contains("threshold"));
-        assert!(refused(ok().with_tau_m(0.0)).contains("tau_m must be a finite number > 0"));
-        assert!(refused(ok().with_tau_s(-8.0)).contains("tau_s"));
-        assert!(refused(ok().with_threshold_eps(-1.0)).contains("threshold_eps"));
+        assert!(refused(dense(0, 3, 1.0)).starts_with("SpikingDense: d_input"));
+        assert!(refused(dense(4, 0, 1.0)).contains("d_output"));
+        assert!(refused(dense(4, 3, f32::NAN)).contains("lif.threshold"));
+        let tau_m = refused(lif(|p| p.tau_m = 0.0));
+        assert!(
+            tau_m.contains("lif.tau_m must be a finite number > 0"),
+            "{tau_m}"
+        );
+        assert!(refused(lif(|p| p.tau_s = -8.0)).contains("lif.tau_s"));
+        assert!(refused(lif(|p| p.threshold_eps = -1.0)).contains("lif.threshold_eps"));
         assert!(refused(ok().with_init_scale(0.0)).contains("init_scale"));
-        assert!(refused(ok().with_lateral_strength(f32::INFINITY)).contains("lateral_strength"));
-        assert!(refused(ok().with_reg_limit(0.0)).contains("reg_limit"));
+        let lateral = OutputRule {
+            lateral_strength: f32::INFINITY,
+            ..OutputRule::default()
+        };
+        let err = refused(ok().with_output(Some(lateral)));
+        assert!(err.contains("output.lateral_strength"), "{err}");
+        let limit = WeightRegularizer {
+            limit: 0.0,
+            ..WeightRegularizer::OFF
+        };
+        let err = refused(ok().with_regularizer(limit));
+        assert!(err.contains("regularizer.limit"), "{err}");
         // A hostile size is refused before anything is allocated.
-        let huge = refused(SpikingDenseConfig::new(1 << 20, 1 << 20, 1.0));
+        let huge = refused(dense(1 << 20, 1 << 20, 1.0));
         assert!(huge.starts_with("SpikingDense: d_output gives weights [1048576, 1048576], more"));
-        assert!(refused(SpikingDenseConfig::new(usize::MAX, 2, 1.0)).contains("more than"));
+        assert!(refused(dense(usize::MAX, 2, 1.0)).contains("more than"));
         let wrong = Tensor::zeros([4, 3], &Device::flex());
         let err = ok().try_init_with(wrong).unwrap_err().to_string();
         assert!(
@@ -228,10 +215,8 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "SpikingDense: tau_m")]
+    #[should_panic(expected = "SpikingDense: lif.tau_m")]
     fn init_panics_with_the_refusal() {
-        SpikingDenseConfig::new(4, 3, 1.0)
-            .with_tau_m(f32::NAN)
-            .init(&Device::flex());
+        lif(|p| p.tau_m = f32::NAN).init(&Device::flex());
     }
 }

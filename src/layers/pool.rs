@@ -1,5 +1,5 @@
 //! Spiking sum pooling: non-overlapping windows of LIF neurons fed with unit weights (their own
-//! ν, `v > ν − 1e-6`); HM2-BP backpropagates `d/size² · ρ` through them (spec §4).
+//! ν; the paper's fire when `v > ν − 1e-6`); HM2-BP backpropagates `d/size² · ρ` through them (spec §4).
 
 use burn::module::Module;
 use burn::prelude::*;
@@ -17,17 +17,9 @@ pub struct SpikingPool2dConfig {
     pub input: [usize; 3],
     /// Window side (and stride).
     pub size: usize,
-    /// Threshold ν.
-    pub threshold: f32,
-    /// Membrane time constant τm.
-    #[config(default = 64.0)]
-    pub tau_m: f32,
-    /// Synaptic time constant τs.
-    #[config(default = 8.0)]
-    pub tau_s: f32,
-    /// Refractory period (steps).
-    #[config(default = 2)]
-    pub t_ref: u32,
+    /// The layer's LIF neurons (the paper's: `LifParams::paper(ν)`, firing when
+    /// `v > ν − 1e-6`).
+    pub lif: LifParams,
 }
 
 impl SpikingPool2dConfig {
@@ -44,7 +36,7 @@ impl SpikingPool2dConfig {
                 format!("{} does not tile the {height}×{width} input", self.size),
             ));
         }
-        c.lif(self.threshold, self.tau_m, self.tau_s)
+        c.lif(&self.lif)
     }
 
     /// Creates the layer.
@@ -67,13 +59,7 @@ impl SpikingPool2dConfig {
                     width,
                     size: self.size,
                 },
-                lif: LifParams {
-                    tau_m: self.tau_m,
-                    tau_s: self.tau_s,
-                    t_ref: self.t_ref,
-                    threshold: self.threshold,
-                    threshold_eps: 1e-6,
-                },
+                lif: self.lif,
             },
         })
     }
@@ -116,20 +102,20 @@ mod tests {
         config.try_init().unwrap_err().to_string()
     }
 
+    fn pool(input: [usize; 3], size: usize, threshold: f32) -> SpikingPool2dConfig {
+        SpikingPool2dConfig::new(input, size, LifParams::paper(threshold))
+    }
+
     #[test]
     fn refuses_bad_values_naming_the_field() {
-        assert!(
-            SpikingPool2dConfig::new([2, 8, 8], 2, 1.0)
-                .try_init()
-                .is_ok()
-        );
-        let err = refused(SpikingPool2dConfig::new([2, 8, 9], 2, 1.0));
+        assert!(pool([2, 8, 8], 2, 1.0).try_init().is_ok());
+        let err = refused(pool([2, 8, 9], 2, 1.0));
         assert_eq!(err, "SpikingPool2d: size 2 does not tile the 8×9 input");
-        assert!(refused(SpikingPool2dConfig::new([2, 8, 8], 0, 1.0)).contains("size"));
-        assert!(refused(SpikingPool2dConfig::new([0, 8, 8], 2, 1.0)).contains("input"));
-        let inf = SpikingPool2dConfig::new([2, 8, 8], 2, f32::INFINITY);
-        assert!(refused(inf).contains("threshold"));
-        let tau = SpikingPool2dConfig::new([2, 8, 8], 2, 1.0).with_tau_m(0.0);
-        assert!(refused(tau).contains("tau_m"));
+        assert!(refused(pool([2, 8, 8], 0, 1.0)).contains("size"));
+        assert!(refused(pool([0, 8, 8], 2, 1.0)).contains("input"));
+        assert!(refused(pool([2, 8, 8], 2, f32::INFINITY)).contains("lif.threshold"));
+        let mut tau = pool([2, 8, 8], 2, 1.0);
+        tau.lif.tau_m = 0.0;
+        assert!(refused(tau).contains("lif.tau_m"));
     }
 }

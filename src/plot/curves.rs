@@ -61,6 +61,12 @@ pub fn read_summary(path: &Path) -> Result<RunSummary> {
     serde_json::from_str(&text).with_context(|| format!("{}: not a run summary", path.display()))
 }
 
+/// Points `(epoch, value)` of one curve.
+type Curve = Vec<(f64, f64)>;
+
+/// The drawing area of one panel.
+type Panel<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
 /// Draws the curves of `runs` (label, summary) into a 1400×600 PNG at `path`.
 pub fn learning_curves(
     runs: &[(String, RunSummary)],
@@ -69,7 +75,7 @@ pub fn learning_curves(
     path: &Path,
 ) -> Result<()> {
     register_bundled_font();
-    let accuracy: Vec<(String, Vec<(f64, f64)>)> = runs
+    let accuracy: Vec<(String, Curve)> = runs
         .iter()
         .map(|(label, s)| {
             let points = s
@@ -80,7 +86,7 @@ pub fn learning_curves(
             (label.clone(), points)
         })
         .collect();
-    let loss: Vec<Vec<(f64, f64)>> = runs
+    let loss: Vec<Curve> = runs
         .iter()
         .map(|(_, s)| {
             s.epochs
@@ -96,28 +102,46 @@ pub fn learning_curves(
         .max()
         .unwrap_or(1)
         .max(2) as f64;
-    let authors: Vec<(f64, f64)> = authors
+    let authors: Curve = authors
         .points()
         .iter()
         .filter(|(e, _)| *e as f64 <= last_epoch)
         .map(|&(e, a)| (e as f64, a))
         .collect();
+    let root = BitMapBackend::new(path, (1400, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_error)?;
+    let root = root.titled(title, ("sans-serif", 26)).map_err(draw_error)?;
+    let (left, right) = root.split_horizontally(760);
+    draw_accuracy(&left, &accuracy, &authors, last_epoch)?;
+    draw_loss(&right, &loss, last_epoch)?;
+    root.present().map_err(draw_error)?;
+    Ok(())
+}
+
+/// The accuracy axis (%): the range of every curve's points, rounded outwards (0–100 when
+/// there are none).
+fn accuracy_range(accuracy: &[(String, Curve)], authors: &[(f64, f64)]) -> (f64, f64) {
     let all_acc = accuracy
         .iter()
         .flat_map(|(_, p)| p.iter().map(|(_, a)| *a))
         .chain(authors.iter().map(|(_, a)| *a));
     let (lo, hi) = all_acc.fold((100.0f64, 0.0f64), |(lo, hi), a| (lo.min(a), hi.max(a)));
-    let (lo, hi) = if lo > hi {
+    if lo > hi {
         (0.0, 100.0)
     } else {
         ((lo - 1.0).max(0.0).floor(), (hi + 0.5).min(100.0).ceil())
-    };
-    let root = BitMapBackend::new(path, (1400, 600)).into_drawing_area();
-    root.fill(&WHITE).map_err(draw_error)?;
-    let root = root.titled(title, ("sans-serif", 26)).map_err(draw_error)?;
-    let (left, right) = root.split_horizontally(760);
+    }
+}
 
-    let mut chart = ChartBuilder::on(&left)
+/// The test-accuracy panel: one line per run, the authors' curve in black, a legend.
+fn draw_accuracy(
+    area: &Panel,
+    accuracy: &[(String, Curve)],
+    authors: &[(f64, f64)],
+    last_epoch: f64,
+) -> Result<()> {
+    let (lo, hi) = accuracy_range(accuracy, authors);
+    let mut chart = ChartBuilder::on(area)
         .caption("test accuracy", ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(45)
@@ -176,7 +200,11 @@ pub fn learning_curves(
         .label_font(("sans-serif", 15))
         .draw()
         .map_err(draw_error)?;
+    Ok(())
+}
 
+/// The training-loss panel (log scale): one line per run.
+fn draw_loss(area: &Panel, loss: &[Curve], last_epoch: f64) -> Result<()> {
     let max_loss = loss
         .iter()
         .flatten()
@@ -187,7 +215,7 @@ pub fn learning_curves(
         .flatten()
         .map(|(_, l)| *l)
         .fold(max_loss, f64::min);
-    let mut chart = ChartBuilder::on(&right)
+    let mut chart = ChartBuilder::on(area)
         .caption("training loss (log scale)", ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(45)
@@ -214,6 +242,5 @@ pub fn learning_curves(
             ))
             .map_err(draw_error)?;
     }
-    root.present().map_err(draw_error)?;
     Ok(())
 }

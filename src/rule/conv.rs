@@ -15,7 +15,7 @@
 use crate::neuron::{LifParams, LifPopulation};
 use crate::rule::terms;
 use crate::simd::LANES;
-use crate::spikes::SpikeRaster;
+use crate::spikes::{NeuronTimes, SpikeRaster};
 use crate::spsp::{KernelTables, sum_kernel_rows};
 use multiversion::multiversion;
 
@@ -161,7 +161,7 @@ pub fn backward_sample(
     let (mut grad, mut d_pre) = (grad, d_pre);
     let steps = input.steps();
     let (oh, ow) = shape.out_hw();
-    let (k, maps, per_map) = (shape.kernel, shape.out_maps, shape.per_map());
+    let (maps, per_map) = (shape.out_maps, shape.per_map());
     let lanes = shape.lanes();
     let positions = oh * ow;
     let nu = lif.threshold;
@@ -171,10 +171,19 @@ pub fn backward_sample(
         Some(t) if t.fits(steps, lif) => t,
         _ => KernelTables::new(steps, lif),
     };
-    // Σ_l w_il of every map, in the per-pair order (ascending input).
-    let w_sum: Vec<f32> = (0..maps)
-        .map(|o| (0..per_map).map(|r| offset_major[r * lanes + o]).sum())
-        .collect();
+    let pass = PositionPass {
+        shape,
+        offset_major,
+        pre: &pre,
+        post: &post,
+        // Σ_l w_il of every map, in the per-pair order (ascending input).
+        w_sum: (0..maps)
+            .map(|o| (0..per_map).map(|r| offset_major[r * lanes + o]).sum())
+            .collect(),
+        nu,
+        positions,
+        lanes,
+    };
     if let Some(d) = d_pre.as_deref_mut() {
         d.fill(0.0);
     }
@@ -196,69 +205,154 @@ pub fn backward_sample(
         // Post kernels of the maps that fired here (a position where none fired needs none).
         let any_fired = o_post.iter().any(|&o| o > 0.0);
         if any_fired {
-            kernel.clear();
-            kernel.resize(steps * lanes, 0.0);
-            for o in 0..maps {
-                tables.add_post_kernel(post.of(o * positions + pos), &mut kernel[o..], lanes);
-            }
+            pass.post_kernels(&tables, kernel, pos, steps);
         }
-        // e rows, one per (input map, offset), each over all maps.
-        for (r, row) in e.chunks_exact_mut(lanes).enumerate() {
-            let (c, p, q) = (r / (k * k), r / k % k, r % k);
-            let j = (c * shape.height + x + p) * shape.width + y + q;
+        pass.spsp_rows(e, kernel, &o_post, any_fired, (x, y));
+        if let Some(g) = grad.as_deref_mut() {
+            pass.weight_coefficients(e, &o_post, &delta, &mut we, &mut coef);
+            pass.add_weight_grad(g, e, &coef);
+        }
+        if let Some(d) = d_pre.as_deref_mut() {
+            pass.add_backpropagated_error(d, e, &o_post, &delta, (x, y));
+        }
+    }
+    scratch.tables = Some(tables);
+    SCRATCH.set(scratch);
+}
+
+/// What the backward of one sample reads at every output position: `e` rows are indexed by
+/// `r = (input map, p, q)`, each over all output maps (`lanes` wide, padding maps 0).
+struct PositionPass<'a> {
+    shape: &'a ConvShape,
+    offset_major: &'a [f32],
+    pre: &'a NeuronTimes,
+    post: &'a NeuronTimes,
+    /// `Σ_l w_il` of every map.
+    w_sum: Vec<f32>,
+    /// Threshold ν.
+    nu: f32,
+    /// Output positions per map (`oh · ow`).
+    positions: usize,
+    lanes: usize,
+}
+
+impl PositionPass<'_> {
+    /// The input neuron of row `r` (input map `c`, offset `(p, q)`) at output position
+    /// `(x, y)`.
+    #[inline(always)]
+    fn input_of(&self, r: usize, (x, y): (usize, usize)) -> usize {
+        let (k, shape) = (self.shape.kernel, self.shape);
+        let (c, p, q) = (r / (k * k), r / k % k, r % k);
+        (c * shape.height + x + p) * shape.width + y + q
+    }
+
+    /// The post kernels `K_i(t)` of every map at position `pos`, time-major `[T][lanes]`.
+    #[inline(always)]
+    fn post_kernels(&self, tables: &KernelTables, kernel: &mut Vec<f32>, pos: usize, steps: usize) {
+        let lanes = self.lanes;
+        kernel.clear();
+        kernel.resize(steps * lanes, 0.0);
+        for o in 0..self.shape.out_maps {
+            let post = self.post.of(o * self.positions + pos);
+            tables.add_post_kernel(post, &mut kernel[o..], lanes);
+        }
+    }
+
+    /// The S-PSP rows `e_{i|j}`, one per (input map, offset), each over all maps: the post
+    /// kernels summed at the input's spike times, and the silent-post value where a map did not
+    /// fire.
+    #[inline(always)]
+    fn spsp_rows(
+        &self,
+        e: &mut [f32],
+        kernel: &[f32],
+        o_post: &[f32],
+        any_fired: bool,
+        at: (usize, usize),
+    ) {
+        let maps = self.shape.out_maps;
+        for (r, row) in e.chunks_exact_mut(self.lanes).enumerate() {
+            let j = self.input_of(r, at);
             if any_fired {
-                sum_kernel_rows(kernel, lanes, pre.of(j), row);
+                sum_kernel_rows(kernel, self.lanes, self.pre.of(j), row);
             } else {
                 row.fill(0.0);
             }
-            let pre_fired = pre.count(j) > 0;
-            for (ev, &o) in row[..maps].iter_mut().zip(&o_post) {
+            let pre_fired = self.pre.count(j) > 0;
+            for (ev, &o) in row[..maps].iter_mut().zip(o_post) {
                 if o == 0.0 {
                     *ev = terms::silent_post_spsp(pre_fired);
                 }
             }
         }
-        if let Some(g) = grad.as_deref_mut() {
-            we.fill(0.0);
-            for (r, row) in e.chunks_exact(lanes).enumerate() {
-                let w = &offset_major[r * lanes..(r + 1) * lanes];
-                for ((acc, &wv), &ev) in we.iter_mut().zip(w).zip(row) {
-                    *acc += wv * ev;
-                }
-            }
-            for o in 0..maps {
-                let s = terms::side_effect(o_post[o], we[o], w_sum[o], nu);
-                coef[o] = terms::weight_coefficient(delta[o], s, 1.0);
-            }
-            for (r, row) in e.chunks_exact(lanes).enumerate() {
-                let g = &mut g[r * lanes..(r + 1) * lanes];
-                for ((gv, &cv), &ev) in g.iter_mut().zip(&coef).zip(row) {
-                    *gv += cv * ev;
-                }
+    }
+
+    /// The coefficients `δ_i (1+s_i)` of the weight gradient (S12 main term) into `coef`, with
+    /// the side effects `s_i` (S9, S11) from `Σ_l w_il e_il` (summed into `we`).
+    #[inline(always)]
+    fn weight_coefficients(
+        &self,
+        e: &[f32],
+        o_post: &[f32],
+        delta: &[f32],
+        we: &mut [f32],
+        coef: &mut [f32],
+    ) {
+        let lanes = self.lanes;
+        we.fill(0.0);
+        for (r, row) in e.chunks_exact(lanes).enumerate() {
+            let w = &self.offset_major[r * lanes..(r + 1) * lanes];
+            for ((acc, &wv), &ev) in we.iter_mut().zip(w).zip(row) {
+                *acc += wv * ev;
             }
         }
-        if let Some(d) = d_pre.as_deref_mut() {
-            for (r, row) in e.chunks_exact(lanes).enumerate() {
-                let (c, p, q) = (r / (k * k), r / k % k, r % k);
-                let j = (c * shape.height + x + p) * shape.width + y + q;
-                let w = &offset_major[r * lanes..(r + 1) * lanes];
-                let n = pre.count(j);
-                let inv_o = 1.0 / n.max(1) as f32;
-                let mut sum = d[j];
-                for o in 0..maps {
-                    let rho = if n > 0 {
-                        terms::effect_ratio(row[o], inv_o, o_post[o] > 0.0)
-                    } else {
-                        1.0
-                    };
-                    sum += delta[o] * w[o] * rho;
-                }
-                d[j] = sum;
+        for o in 0..self.shape.out_maps {
+            let s = terms::side_effect(o_post[o], we[o], self.w_sum[o], self.nu);
+            coef[o] = terms::weight_coefficient(delta[o], s, 1.0);
+        }
+    }
+
+    /// Adds `coef ⊙ e_r` to the gradient of every row `r` (offset-major).
+    #[inline(always)]
+    fn add_weight_grad(&self, grad: &mut [f32], e: &[f32], coef: &[f32]) {
+        let lanes = self.lanes;
+        for (r, row) in e.chunks_exact(lanes).enumerate() {
+            let g = &mut grad[r * lanes..(r + 1) * lanes];
+            for ((gv, &cv), &ev) in g.iter_mut().zip(coef).zip(row) {
+                *gv += cv * ev;
             }
         }
     }
-    scratch.tables = Some(tables);
-    SCRATCH.set(scratch);
+
+    /// Adds this position's terms `δ_i w ρ_ij` (S10, with the effect ratio ρ of S8) to the
+    /// backpropagated error `d_j` of every input it reads.
+    #[inline(always)]
+    fn add_backpropagated_error(
+        &self,
+        d: &mut [f32],
+        e: &[f32],
+        o_post: &[f32],
+        delta: &[f32],
+        at: (usize, usize),
+    ) {
+        let lanes = self.lanes;
+        for (r, row) in e.chunks_exact(lanes).enumerate() {
+            let j = self.input_of(r, at);
+            let w = &self.offset_major[r * lanes..(r + 1) * lanes];
+            let n = self.pre.count(j);
+            let inv_o = 1.0 / n.max(1) as f32;
+            let mut sum = d[j];
+            for o in 0..self.shape.out_maps {
+                let rho = if n > 0 {
+                    terms::effect_ratio(row[o], inv_o, o_post[o] > 0.0)
+                } else {
+                    1.0
+                };
+                sum += delta[o] * w[o] * rho;
+            }
+            d[j] = sum;
+        }
+    }
 }
 
 #[cfg(test)]

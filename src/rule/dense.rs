@@ -14,7 +14,7 @@ use crate::neuron::{LifLanes, LifParams, LifPopulation, LifStep};
 use crate::rule::output::{OutputRule, insert_label_spikes, lateral_factor};
 use crate::rule::terms;
 use crate::simd::{F32x8, LANES};
-use crate::spikes::SpikeRaster;
+use crate::spikes::{NeuronTimes, SpikeRaster};
 use crate::spsp::{KernelTables, sum_kernel_rows};
 
 /// Everything that defines a spiking dense layer's dynamics and learning rule.
@@ -361,11 +361,60 @@ pub fn sample_rows<'a>(
     // so that the body is this function's, compiled per instruction set.
     let mut scratch = SCRATCH.take();
     let mut e = buffer;
-    let steps = args.input.steps();
     let n_out = weights.n_out;
     let nu = spec.lif.threshold;
-    let mut post_times = args.output.times();
+    let (post_times, gamma, inserted) = lateral_factors_and_label_spikes(args, spec, n_out);
+    let o_post: Vec<f32> = post_times.iter().map(|t| t.len() as f32).collect();
+    let pre = args.input.by_neuron();
+    let row_of = active_inputs(&pre, weights.n_in, &mut scratch.active);
+    let steps = args.input.steps();
+    spsp_rows(&mut e, &mut scratch, &post_times, &pre, spec, steps, n_out);
+    set_silent_post_spsp(&mut e, &o_post, n_out);
+    let side_effect = side_effects(&e, &scratch.active, weights, &o_post, nu);
 
+    // Coefficients of the weight gradient (S12 main term).
+    let delta: Vec<f32> = args.d_post.iter().map(|d| d / nu).collect();
+    let coef: Vec<f32> = (0..n_out)
+        .map(|i| terms::weight_coefficient(delta[i], side_effect[i], gamma[i]))
+        .collect();
+    let coef = coef.iter().any(|&c| c != 0.0).then_some(coef);
+
+    if let Some(d_pre) = d_pre {
+        let error = Backpropagation {
+            e: &e,
+            row_of: &row_of,
+            weights,
+            delta: &delta,
+            o_post: &o_post,
+            effect_ratio: spec.effect_ratio,
+        };
+        error.d_pre(&pre, d_pre);
+    }
+
+    SCRATCH.set(scratch);
+    SampleRows {
+        e,
+        row_of,
+        coef,
+        result: SampleBackward {
+            side_effect,
+            gamma,
+            label_spikes_inserted: inserted,
+        },
+    }
+}
+
+/// The output times as the rule sees them, the lateral factors `γ_i` and whether label spikes
+/// were inserted: an output layer with a label gets its `γ` and a silent label neuron's
+/// inserted spikes (spec §3.5.1–3.5.2); a hidden layer keeps its times and `γ = 1`.
+#[inline(always)]
+fn lateral_factors_and_label_spikes(
+    args: &SampleGrad<'_>,
+    spec: &DenseSpec,
+    n_out: usize,
+) -> (Vec<Vec<u32>>, Vec<f32>, bool) {
+    let steps = args.input.steps();
+    let mut post_times = args.output.times();
     let mut gamma = vec![1.0f32; n_out];
     let mut inserted = false;
     if let (Some(rule), Some(label)) = (spec.output, args.label) {
@@ -374,12 +423,14 @@ pub fn sample_rows<'a>(
             inserted = insert_label_spikes(&mut post_times[label], steps, rule.label_spike_level);
         }
     }
-    let o_post: Vec<f32> = post_times.iter().map(|t| t.len() as f32).collect();
-    let pre = args.input.by_neuron();
+    (post_times, gamma, inserted)
+}
 
-    // e for the inputs that fired: rows [active][n_out].
-    let mut row_of = vec![u32::MAX; weights.n_in];
-    let active = &mut scratch.active;
+/// The inputs that fired, in ascending order, into `active`; returns the row of `e` of each
+/// input neuron (`u32::MAX`: silent).
+#[inline(always)]
+fn active_inputs(pre: &NeuronTimes, n_in: usize, active: &mut Vec<usize>) -> Vec<u32> {
+    let mut row_of = vec![u32::MAX; n_in];
     active.clear();
     for (j, row) in row_of.iter_mut().enumerate() {
         if pre.count(j) > 0 {
@@ -387,14 +438,29 @@ pub fn sample_rows<'a>(
             active.push(j);
         }
     }
+    row_of
+}
+
+/// The S-PSPs `e_{i|j}` for the inputs that fired (`scratch.active`): rows `[active][n_out]`
+/// into `e`. Per block of output neurons: their post kernels K (time-major), then each active
+/// input's row `e_j = Σ_{t ∈ spikes(j)} K(t)`, summed in ascending t.
+#[inline(always)]
+fn spsp_rows(
+    e: &mut Vec<f32>,
+    scratch: &mut BackwardScratch,
+    post_times: &[Vec<u32>],
+    pre: &NeuronTimes,
+    spec: &DenseSpec,
+    steps: usize,
+    n_out: usize,
+) {
+    let active = &scratch.active;
     e.clear();
     e.resize(active.len() * n_out, 0.0);
     let tables = match scratch.tables.take() {
         Some(t) if t.fits(steps, &spec.lif) => t,
         _ => KernelTables::new(steps, &spec.lif),
     };
-    // Per block of output neurons: their post kernels K (time-major), then each active input's
-    // row e_j = Σ_{t ∈ spikes(j)} K(t), summed in ascending t.
     let kernel = &mut scratch.kernel;
     for lo in (0..n_out).step_by(SPSP_BLOCK) {
         let hi = (lo + SPSP_BLOCK).min(n_out);
@@ -414,6 +480,11 @@ pub fn sample_rows<'a>(
         }
     }
     scratch.tables = Some(tables);
+}
+
+/// The S-PSP of a silent output neuron (`o_i = 0`) from every input that fired.
+#[inline(always)]
+fn set_silent_post_spsp(e: &mut [f32], o_post: &[f32], n_out: usize) {
     let silent: Vec<usize> = (0..n_out).filter(|&i| o_post[i] == 0.0).collect();
     if !silent.is_empty() {
         for row in e.chunks_exact_mut(n_out.max(1)) {
@@ -422,8 +493,18 @@ pub fn sample_rows<'a>(
             }
         }
     }
+}
 
-    // Side effect s_i (S9, S11) from Σ_l w_il e_il.
+/// The side effects `s_i` (S9, S11) from `Σ_l w_il e_il` over the inputs that fired.
+#[inline(always)]
+fn side_effects(
+    e: &[f32],
+    active: &[usize],
+    weights: &LayerWeights,
+    o_post: &[f32],
+    nu: f32,
+) -> Vec<f32> {
+    let n_out = weights.n_out;
     let mut we = vec![0.0f32; n_out];
     for (r, &j) in active.iter().enumerate() {
         let row = &e[r * n_out..(r + 1) * n_out];
@@ -433,53 +514,51 @@ pub fn sample_rows<'a>(
             }
         }
     }
-    let side_effect: Vec<f32> = (0..n_out)
+    (0..n_out)
         .map(|i| terms::side_effect(o_post[i], we[i], weights.row_sums[i], nu))
-        .collect();
+        .collect()
+}
 
-    // Coefficients of the weight gradient (S12 main term).
-    let delta: Vec<f32> = args.d_post.iter().map(|d| d / nu).collect();
-    let coef: Vec<f32> = (0..n_out)
-        .map(|i| terms::weight_coefficient(delta[i], side_effect[i], gamma[i]))
-        .collect();
-    let coef = coef.iter().any(|&c| c != 0.0).then_some(coef);
+/// What the backpropagated error `d_j` of the inputs is computed from.
+struct Backpropagation<'e> {
+    /// S-PSP rows of the inputs that fired.
+    e: &'e [f32],
+    /// Row of `e` of each input (`u32::MAX`: silent).
+    row_of: &'e [u32],
+    weights: &'e LayerWeights,
+    /// `δ_i = d_i / ν`.
+    delta: &'e [f32],
+    o_post: &'e [f32],
+    effect_ratio: bool,
+}
 
-    // Backpropagated error (S10) with ρ (S8).
-    if let Some(d_pre) = d_pre {
-        let post_fired: Vec<bool> = o_post.iter().map(|&o| o > 0.0).collect();
+impl Backpropagation<'_> {
+    /// `d_j = Σ_i δ_i w_ij ρ_ij` (S10) into `d_pre`, with the effect ratio ρ (S8) when on.
+    #[inline(always)]
+    fn d_pre(&self, pre: &NeuronTimes, d_pre: &mut [f32]) {
+        let n_out = self.weights.n_out;
+        let post_fired: Vec<bool> = self.o_post.iter().map(|&o| o > 0.0).collect();
         for (j, d) in d_pre.iter_mut().enumerate() {
             let o_pre = pre.count(j);
-            let ratio = (spec.effect_ratio && o_pre > 0).then(|| {
-                let row = &e[row_of[j] as usize * n_out..(row_of[j] as usize + 1) * n_out];
-                (row, 1.0 / o_pre as f32)
+            let ratio = (self.effect_ratio && o_pre > 0).then(|| {
+                let r = self.row_of[j] as usize;
+                (&self.e[r * n_out..(r + 1) * n_out], 1.0 / o_pre as f32)
             });
             // Σ_i in ascending i, as one sum over the whole column.
             let mut sum = -0.0f32;
-            for (lo, w) in weights.column_blocks(j) {
+            for (lo, w) in self.weights.column_blocks(j) {
                 for (k, &wv) in w.iter().enumerate() {
                     let i = lo + k;
                     sum += match ratio {
                         Some((row, inv_o)) => {
-                            delta[i] * wv * terms::effect_ratio(row[i], inv_o, post_fired[i])
+                            self.delta[i] * wv * terms::effect_ratio(row[i], inv_o, post_fired[i])
                         }
-                        None => delta[i] * wv,
+                        None => self.delta[i] * wv,
                     };
                 }
             }
             *d = sum;
         }
-    }
-
-    SCRATCH.set(scratch);
-    SampleRows {
-        e,
-        row_of,
-        coef,
-        result: SampleBackward {
-            side_effect,
-            gamma,
-            label_spikes_inserted: inserted,
-        },
     }
 }
 
