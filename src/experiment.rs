@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::bptt::Surrogate;
 use crate::datasets::DataOrder;
+use crate::datasets::DataOrderKind;
 use crate::datasets::{
     AudioOptions, AugmentConfig, DatasetKind, EncodingMode, InputOptions, NmnistOptions,
     SpikeProcess,
 };
 use crate::definition::{DefinitionError, read_definition};
 use crate::rule::output::CountTargets;
-use crate::datasets::DataOrderKind;
 use crate::rule::regularizer::{RegularizerDef, RegularizerSetting};
 
 /// Learning-rate schedule.
