@@ -182,7 +182,6 @@ pub fn backward_sample(
             .collect(),
         nu,
         positions,
-        ow,
         lanes,
     };
     if let Some(d) = d_pre.as_deref_mut() {
@@ -234,8 +233,6 @@ struct PositionPass<'a> {
     nu: f32,
     /// Output positions per map (`oh · ow`).
     positions: usize,
-    /// Output width.
-    ow: usize,
     lanes: usize,
 }
 
