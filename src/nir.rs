@@ -223,7 +223,12 @@ fn export_layer(
         chain.push(format!("flatten{k}"), flatten)?;
         shape = vec![shape.iter().product()];
     }
-    let (kind, reads, node, out_shape) = weight_node(layer)?;
+    let WeightNode {
+        kind,
+        reads,
+        node,
+        writes: out_shape,
+    } = weight_node(layer)?;
     let what = format!("layer {k} ({kind})");
     if reads != shape {
         return Err(unsupported(format!(
@@ -242,10 +247,27 @@ fn export_layer(
     Ok(out_shape)
 }
 
-/// The weight node of a layer: its kind, the shape it reads, the node and the shape it writes.
-fn weight_node(
-    layer: &SpikingLayer,
-) -> Result<(&'static str, Vec<usize>, NirNode, Vec<usize>), NirError> {
+/// The weight node of a layer, with its kind and the shapes it reads and writes.
+struct WeightNode {
+    kind: &'static str,
+    reads: Vec<usize>,
+    node: NirNode,
+    writes: Vec<usize>,
+}
+
+impl WeightNode {
+    fn new(kind: &'static str, reads: Vec<usize>, node: NirNode, writes: Vec<usize>) -> Self {
+        Self {
+            kind,
+            reads,
+            node,
+            writes,
+        }
+    }
+}
+
+/// The weight node of a layer.
+fn weight_node(layer: &SpikingLayer) -> Result<WeightNode, NirError> {
     Ok(match layer {
         SpikingLayer::Dense(d) => {
             let (w_shape, w) = weights(&d.weight)?;
@@ -253,7 +275,7 @@ fn weight_node(
                 weight: f32_tensor(&w_shape, w)?,
                 metadata: MetadataMap::new(),
             });
-            ("dense", vec![w_shape[1]], node, vec![w_shape[0]])
+            WeightNode::new("dense", vec![w_shape[1]], node, vec![w_shape[0]])
         }
         SpikingLayer::Conv(c) => {
             let Topology::Conv(t) = c.spec().topology else {
@@ -271,7 +293,7 @@ fn weight_node(
                 metadata: MetadataMap::new(),
             });
             let reads = vec![t.in_maps, t.height, t.width];
-            ("conv", reads, node, c.output_shape().to_vec())
+            WeightNode::new("conv", reads, node, c.output_shape().to_vec())
         }
         SpikingLayer::Pool(p) => {
             let Topology::Pool {
@@ -290,7 +312,7 @@ fn weight_node(
                 metadata: MetadataMap::new(),
             });
             let reads = vec![maps, height, width];
-            ("pool", reads, node, p.output_shape().to_vec())
+            WeightNode::new("pool", reads, node, p.output_shape().to_vec())
         }
     })
 }
