@@ -243,9 +243,10 @@ fn export_layer(
 }
 
 /// The weight node of a layer: its kind, the shape it reads, the node and the shape it writes.
-fn weight_node(
-    layer: &SpikingLayer,
-) -> Result<(&'static str, Vec<usize>, NirNode, Vec<usize>), NirError> {
+type WeightNode = (&'static str, Vec<usize>, NirNode, Vec<usize>);
+
+/// The [`WeightNode`] of `layer`.
+fn weight_node(layer: &SpikingLayer) -> Result<WeightNode, NirError> {
     Ok(match layer {
         SpikingLayer::Dense(d) => {
             let (w_shape, w) = weights(&d.weight)?;
