@@ -26,6 +26,16 @@ pub fn count_loss(
     sample_weight: Option<Tensor<1>>,
     targets: &CountTargets,
 ) -> Tensor<1> {
+    count_loss_per_sample(counts, labels, sample_weight, targets).mean()
+}
+
+/// [`count_loss`] of every sample, `[B]` (a data-parallel step sums these over its shard).
+pub fn count_loss_per_sample(
+    counts: Tensor<2>,
+    labels: Tensor<1, Int>,
+    sample_weight: Option<Tensor<1>>,
+    targets: &CountTargets,
+) -> Tensor<1> {
     let batch = counts.dims()[0];
     let mut per_sample = masked_squared_error(counts, labels, targets)
         .sum_dim(1)
@@ -34,12 +44,22 @@ pub fn count_loss(
     if let Some(w) = sample_weight {
         per_sample = per_sample * w;
     }
-    per_sample.mean()
+    per_sample
 }
 
 /// Cross-entropy of `softmax(logit_scale · counts)` against the labels, averaged over the
 /// batch (weighted per sample by `sample_weight [B]` when given): `counts [B, C]` → `[1]`.
 pub fn count_cross_entropy(
+    counts: Tensor<2>,
+    labels: Tensor<1, Int>,
+    sample_weight: Option<Tensor<1>>,
+    logit_scale: f32,
+) -> Tensor<1> {
+    count_cross_entropy_per_sample(counts, labels, sample_weight, logit_scale).mean()
+}
+
+/// [`count_cross_entropy`] of every sample, `[B]`.
+pub fn count_cross_entropy_per_sample(
     counts: Tensor<2>,
     labels: Tensor<1, Int>,
     sample_weight: Option<Tensor<1>>,
@@ -53,7 +73,7 @@ pub fn count_cross_entropy(
     if let Some(w) = sample_weight {
         per_sample = per_sample * w;
     }
-    per_sample.mean()
+    per_sample
 }
 
 /// The cost the authors log (spec S12 note): `Σ_i 1[|o'_i − y_i| > margin] (o'_i − y_i)²` per

@@ -376,6 +376,38 @@ fn tiny_training_run_resumes_and_evaluates() {
     assert!(checkpoints.join("model-5.bpk").is_file());
 }
 
+/// `--virtual-workers N` sums N shards' gradients in order (the same weights as N ranks
+/// under `mpirun`, tests/mpi.rs): it trains, and only the summation order differs from one
+/// worker, so the first epoch's test metrics agree; a batch too small to split is refused.
+#[test]
+fn virtual_workers_train_and_refuse_batches_they_cannot_split() {
+    let data = common::mnist_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (one, four) = (dir.path().join("one"), dir.path().join("four"));
+    for (out, workers) in [(&one, "1"), (&four, "4")] {
+        let run = train_tiny(&data, out, &["--epochs", "1", "--virtual-workers", workers]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let accuracy = |out: &Path| {
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        s["epochs"][0]["test_accuracy"].as_f64().unwrap()
+    };
+    assert_eq!(accuracy(&one), accuracy(&four));
+    let out = train_tiny(
+        &data,
+        &dir.path().join("bad"),
+        &["--virtual-workers", "4", "--batch-size", "2"],
+    );
+    assert_clean_error(&out, "batch_size 2 cannot be split among 4 workers");
+    let out = train_tiny(&data, &dir.path().join("bad"), &["--virtual-workers", "0"]);
+    assert_clean_error(&out, "--virtual-workers must be at least 1");
+}
+
 #[test]
 fn bad_methods_are_named() {
     let out = experiment(

@@ -13,6 +13,8 @@ use hm2bp::datasets::fetch::{FetchOptions, fetch_datasets};
 use hm2bp::datasets::{DatasetKind, ImageDatasetKind, Split, load_image_set};
 use hm2bp::experiment::{ExperimentDef, ExperimentPatch};
 use hm2bp::ops::KernelPath;
+use hm2bp::train::launcher::Ranks;
+use hm2bp::train::sharded::Workers;
 use hm2bp::train::{RunOptions, evaluate, train};
 
 /// Large, short-lived tensors (spike trains of a batch) are allocated every step: mimalloc
@@ -36,17 +38,29 @@ fn keep_freed_memory() {
 /// Unpinned, the kernel at times woke a worker on the CPU of the worker that woke it and left
 /// the two time-slicing one CPU (4 ms turns) while the other CPU idled: ~20 % of a 2-core
 /// training step. `HM2BP_PIN_THREADS=0` leaves the workers unpinned.
-fn pin_workers() {
-    if std::env::var("HM2BP_PIN_THREADS").is_ok_and(|v| v == "0") {
-        return;
-    }
+///
+/// The ranks of an MPI job on one machine (`local` = (rank on this machine, ranks on it))
+/// share its CPUs: without `RAYON_NUM_THREADS` each gets `CPUs / ranks` workers (at least
+/// one), pinned from CPU `rank × workers` on.
+fn pin_workers(local: Option<(usize, usize)>) {
     let Some(cpus) = core_affinity::get_core_ids().filter(|c| c.len() > 1) else {
         return;
     };
+    let (local_rank, local_ranks) = local.unwrap_or((0, 1));
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or((cpus.len() / local_ranks).max(1));
+    let first = local_rank * threads;
+    let pin = !std::env::var("HM2BP_PIN_THREADS").is_ok_and(|v| v == "0");
     // Fails only if the pool already exists; the default pool then runs unpinned.
     let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
         .start_handler(move |i| {
-            core_affinity::set_for_current(cpus[i % cpus.len()]);
+            if pin {
+                core_affinity::set_for_current(cpus[(first + i) % cpus.len()]);
+            }
         })
         .build_global();
 }
@@ -242,6 +256,10 @@ struct TrainArgs {
     /// Do not fetch missing datasets automatically.
     #[arg(long)]
     no_fetch: bool,
+    /// Split every global batch into N shards whose gradients are summed in order, as N
+    /// ranks of `mpirun` do (the same weights); 1: the single-process step.
+    #[arg(long, default_value_t = 1)]
+    virtual_workers: usize,
 }
 
 #[derive(Args, Debug)]
@@ -305,11 +323,18 @@ struct TraceArgs {
 
 fn main() -> ExitCode {
     keep_freed_memory();
-    pin_workers();
+    let ranks = match Ranks::start() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    pin_workers(ranks.local());
     let cli = Cli::parse();
     let result = match cli.command {
-        None => run_train(default_train_args()),
-        Some(Command::Train(a)) => run_train(a),
+        None => run_train(default_train_args(), &ranks),
+        Some(Command::Train(a)) => run_train(a, &ranks),
         Some(Command::Eval(a)) => run_eval(a),
         Some(Command::FetchData(a)) => run_fetch(a),
         Some(Command::Trace(a)) => run_trace(a),
@@ -322,10 +347,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => ranks.fail(&e),
     }
 }
 
@@ -339,14 +361,16 @@ fn default_train_args() -> TrainArgs {
     Wrapper::parse_from(["experiment"]).args
 }
 
-fn device(common: &Common) -> Result<(burn::prelude::Device, String)> {
+fn device(common: &Common, say: bool) -> Result<(burn::prelude::Device, String)> {
     let (device, name) =
         hm2bp::backend::device(common.backend.as_deref()).map_err(|m| anyhow::anyhow!(m))?;
     let name = match common.kernels {
         KernelPath::EventDriven => name,
         KernelPath::Generic => format!("{name}, generic tensor-op kernels"),
     };
-    println!("backend: {name}");
+    if say {
+        println!("backend: {name}");
+    }
     Ok((device, name))
 }
 
@@ -383,7 +407,11 @@ fn ensure_data(kind: DatasetKind, data_dir: &Path) -> Result<()> {
     })
 }
 
-fn run_train(a: TrainArgs) -> Result<()> {
+fn run_train(a: TrainArgs, ranks: &Ranks) -> Result<()> {
+    let workers = Workers::new(a.virtual_workers, ranks.collective())
+        .map_err(|m| anyhow::anyhow!("invalid option: {m}"))?;
+    // Rank 0 speaks and fetches; the others wait for it in the run's first exchange.
+    let say = workers.is_writer();
     let patch = ExperimentPatch {
         checkpoint_minutes: a.checkpoint_minutes,
         average_last: a.average_last,
@@ -392,23 +420,26 @@ fn run_train(a: TrainArgs) -> Result<()> {
     let exp = load_experiment(&a.experiment, &a.common, &patch)?;
     // A bad model name fails before any download.
     hm2bp::model::NetworkDef::load(&exp.model, &a.common.models_dir)?;
-    if !a.no_fetch {
+    if !a.no_fetch && say {
         ensure_data(exp.dataset, &a.common.data_dir)?;
     }
-    let (device, backend) = device(&a.common)?;
+    let (device, backend) = device(&a.common, say)?;
     let out_dir = a
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(&exp.name));
-    println!(
-        "experiment {}: {} on {}, T = {}, {} epochs, batch {}; output in {}",
-        exp.name,
-        exp.model,
-        exp.dataset,
-        exp.steps,
-        exp.epochs,
-        exp.batch_size,
-        out_dir.display()
-    );
+    if say {
+        println!(
+            "experiment {}: {} on {}, T = {}, {} epochs, batch {}{}; output in {}",
+            exp.name,
+            exp.model,
+            exp.dataset,
+            exp.steps,
+            exp.epochs,
+            exp.batch_size,
+            workers.describe(),
+            out_dir.display()
+        );
+    }
     let opts = RunOptions {
         data_dir: a.common.data_dir,
         models_dir: a.common.models_dir,
@@ -420,8 +451,12 @@ fn run_train(a: TrainArgs) -> Result<()> {
         backend,
         kernels: a.common.kernels,
         checkpoint_every_batches: a.checkpoint_every_batches,
+        workers,
     };
     let summary = train(&exp, &opts)?;
+    if !say {
+        return Ok(());
+    }
     println!(
         "best test accuracy {:.2}% (epoch {}); summary in {}",
         100.0 * summary.best_test_accuracy,
@@ -506,7 +541,7 @@ fn trained_model(
     model: Option<PathBuf>,
 ) -> Result<(ExperimentDef, RunOptions, PathBuf)> {
     let exp = load_experiment(name, &common, patch)?;
-    let (device, backend) = device(&common)?;
+    let (device, backend) = device(&common, true)?;
     let model = model.unwrap_or_else(|| PathBuf::from("runs").join(&exp.name).join("model.bpk"));
     let opts = RunOptions {
         data_dir: common.data_dir,
@@ -519,6 +554,7 @@ fn trained_model(
         backend,
         kernels: common.kernels,
         checkpoint_every_batches: None,
+        workers: Workers::default(),
     };
     Ok((exp, opts, model))
 }

@@ -132,17 +132,25 @@ pub fn save_record<R: Checkpoint>(record: R, path: &Path) -> Result<(), Checkpoi
 
 /// burn-train's checkpointer of one record kind: epoch records written atomically; when the
 /// run resumes from a mid-epoch record, the restore of that epoch reads the record instead.
+/// Records are restored from `files` and written to `writes` (the same folder, except on
+/// the ranks of a data-parallel run other than 0, which write to a scratch folder).
 pub struct RunCheckpointer {
     files: RunFiles,
+    writes: RunFiles,
     kind: RecordKind,
     resume: Option<MidEpochRecord>,
 }
 
 impl RunCheckpointer {
     /// The model, optimizer and scheduler checkpointers of a run.
-    pub fn triple(files: &RunFiles, resume: Option<MidEpochRecord>) -> [Self; 3] {
+    pub fn triple(
+        files: &RunFiles,
+        writes: &RunFiles,
+        resume: Option<MidEpochRecord>,
+    ) -> [Self; 3] {
         RecordKind::ALL.map(|kind| Self {
             files: files.clone(),
+            writes: writes.clone(),
             kind,
             resume: resume.clone(),
         })
@@ -151,11 +159,11 @@ impl RunCheckpointer {
 
 impl<R: Checkpoint> Checkpointer<R> for RunCheckpointer {
     fn save(&self, epoch: usize, record: R) -> Result<(), CheckpointerError> {
-        save_record(record, &self.files.epoch_record(self.kind, epoch))
+        save_record(record, &self.writes.epoch_record(self.kind, epoch))
     }
 
     fn delete(&self, epoch: usize) -> Result<(), CheckpointerError> {
-        let path = self.files.epoch_record(self.kind, epoch);
+        let path = self.writes.epoch_record(self.kind, epoch);
         match std::fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(CheckpointerError::IOError(e))

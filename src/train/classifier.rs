@@ -12,13 +12,14 @@ use burn::train::{ClassificationOutput, InferenceStep, ItemLazy, TrainOutput, Tr
 use super::data::{InputSpikes, SpikeBatch};
 use super::hooks::StepHooks;
 use super::metrics::{ActivityInput, CountsInput, LayerActivity};
+use super::sharded::Workers;
 use std::path::Path;
 
 use anyhow::Result;
 
 use crate::bptt::{BpttNet, SpikeFunction};
 use crate::experiment::{CountLossKind, ExperimentDef, Method};
-use crate::loss::{count_cross_entropy, count_loss};
+use crate::loss::{count_cross_entropy_per_sample, count_loss_per_sample};
 use crate::model::{NetworkDef, RuleOptions, SpikingLayer, SpikingNet};
 use crate::ops::KernelPath;
 use crate::rule::output::CountTargets;
@@ -169,29 +170,52 @@ impl SpikingClassifier {
         }
     }
 
-    /// Runs a batch; returns the outputs and the loss to differentiate (count loss plus, for
-    /// HM2-BP, the weight regulariser's penalty).
-    pub fn run(&self, batch: SpikeBatch) -> (StepOutput, Tensor<1>) {
-        let mut activity = Vec::new();
+    /// A batch's forward pass: output counts, the count loss of every sample, every layer's
+    /// counts (detached).
+    pub fn forward(&self, batch: &SpikeBatch) -> Forward {
+        let mut layers = Vec::new();
         let counts = self
             .net
             .output_counts(&batch.spikes, batch.labels.clone(), |counts| {
-                activity.push(LayerActivity::of_counts(counts));
+                layers.push(counts)
             });
         let labels = batch.labels.clone();
-        let loss = match self.loss {
+        let weight = batch.sample_weight.clone();
+        let per_sample = match self.loss {
             CountLoss::Mse(targets) => {
-                count_loss(counts.clone(), labels, batch.sample_weight, &targets)
+                count_loss_per_sample(counts.clone(), labels, weight, &targets)
             }
             CountLoss::CrossEntropy { logit_scale } => {
-                count_cross_entropy(counts.clone(), labels, batch.sample_weight, logit_scale)
+                count_cross_entropy_per_sample(counts.clone(), labels, weight, logit_scale)
             }
         };
-        let total = match self.net.penalty() {
+        Forward {
+            counts,
+            per_sample,
+            layers,
+        }
+    }
+
+    /// The weight regulariser's penalty (HM2-BP), added once per step to the loss.
+    pub fn penalty(&self) -> Option<Tensor<1>> {
+        self.net.penalty()
+    }
+
+    /// Runs a batch; returns the outputs and the loss to differentiate (count loss plus, for
+    /// HM2-BP, the weight regulariser's penalty).
+    pub fn run(&self, batch: SpikeBatch) -> (StepOutput, Tensor<1>) {
+        let forward = self.forward(&batch);
+        let activity = forward
+            .layers
+            .into_iter()
+            .map(LayerActivity::of_counts)
+            .collect();
+        let loss = forward.per_sample.mean();
+        let total = match self.penalty() {
             Some(penalty) => loss.clone() + penalty,
             None => loss.clone(),
         };
-        let classification = ClassificationOutput::new(loss, counts.detach(), batch.labels);
+        let classification = ClassificationOutput::new(loss, forward.counts.detach(), batch.labels);
         (
             StepOutput {
                 classification,
@@ -200,6 +224,24 @@ impl SpikingClassifier {
             total,
         )
     }
+
+    /// The data-parallel workers of the run (a single process without hooks).
+    fn workers(&self) -> Option<&Workers> {
+        self.hooks
+            .as_ref()
+            .map(StepHooks::workers)
+            .filter(|w| w.is_sharded())
+    }
+}
+
+/// What a forward pass hands the loss and the metrics.
+pub struct Forward {
+    /// Output spike counts `[B, C]`.
+    pub counts: Tensor<2>,
+    /// The count loss of every sample `[B]` (weighted by boosting).
+    pub per_sample: Tensor<1>,
+    /// Every layer's spike counts `[B, N]`, detached, bottom-up.
+    pub layers: Vec<Tensor<2>>,
 }
 
 /// Builds the classifier of an experiment on `device`.
@@ -295,6 +337,17 @@ impl TrainStep for SpikingClassifier {
     type Output = StepOutput;
 
     fn step(&self, batch: SpikeBatch) -> TrainOutput<StepOutput> {
+        if let Some(workers) = self.workers() {
+            let (grads, out, total) = super::sharded::train_step(self, batch, workers);
+            if let Some(hooks) = &self.hooks {
+                let indices = out.indices.clone();
+                hooks.after_forward(self, &indices, &out.step.classification, &total);
+            }
+            return TrainOutput {
+                grads,
+                item: out.step,
+            };
+        }
         let indices = batch.indices.clone();
         let (out, total) = self.run(batch);
         if let Some(hooks) = &self.hooks {
@@ -328,6 +381,9 @@ impl InferenceStep for SpikingClassifier {
     type Output = StepOutput;
 
     fn step(&self, batch: SpikeBatch) -> StepOutput {
-        self.run(batch).0
+        match self.workers() {
+            Some(workers) => super::sharded::inference_step(self, batch, workers).step,
+            None => self.run(batch).0,
+        }
     }
 }

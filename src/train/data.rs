@@ -122,6 +122,29 @@ pub struct SpikeBatch {
     pub sample_weight: Option<Tensor<1>>,
 }
 
+impl SpikeBatch {
+    /// The batch cut into consecutive shards of `sizes` samples (summing to its size).
+    pub fn split(self, sizes: &[usize]) -> Vec<SpikeBatch> {
+        if sizes.len() == 1 {
+            return vec![self];
+        }
+        let mut start = 0;
+        sizes
+            .iter()
+            .map(|&n| {
+                let range = start..start + n;
+                start += n;
+                SpikeBatch {
+                    spikes: InputSpikes::new(self.spikes.rasters[range.clone()].to_vec()),
+                    labels: self.labels.clone().slice(range.clone()),
+                    indices: self.indices[range.clone()].to_vec(),
+                    sample_weight: self.sample_weight.clone().map(|w| w.slice(range)),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Encodes images into spike-train batches (event lists) with the rate encoder, optionally
 /// distorting them first.
 ///

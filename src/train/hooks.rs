@@ -19,6 +19,7 @@ use super::checkpoint::RunFiles;
 use super::fault::FaultWatch;
 use super::midepoch::MidEpochWriter;
 use super::position::StepClock;
+use super::sharded::Workers;
 
 /// Boosting's state and where its epoch updates are saved.
 #[derive(Clone)]
@@ -50,6 +51,7 @@ pub struct StepHooks {
     faults: FaultWatch,
     boosting: Option<BoostingHook>,
     mid_epoch: Option<MidEpochWriter>,
+    workers: Workers,
 }
 
 impl std::fmt::Debug for StepHooks {
@@ -68,7 +70,18 @@ impl StepHooks {
             faults,
             boosting: None,
             mid_epoch: None,
+            workers: Workers::default(),
         }
+    }
+
+    /// Splits every step among `workers` (ranks, virtual workers).
+    pub fn with_workers(self, workers: Workers) -> Self {
+        Self { workers, ..self }
+    }
+
+    /// Who trains the run.
+    pub fn workers(&self) -> &Workers {
+        &self.workers
     }
 
     /// Records misclassified samples and updates their weights at every epoch's end, saving

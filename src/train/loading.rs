@@ -12,6 +12,7 @@ use super::data::{SampleDataset, SpikeBatch, SpikeBatcher};
 use super::ordered::OrderedDataset;
 use super::position::Position;
 use super::resumed_loader::ResumedLoader;
+use super::shards::RankSlice;
 use crate::datasets::{AugmentConfig, DataOrder, RateEncoder, Samples, Split, load_samples};
 use crate::experiment::ExperimentDef;
 
@@ -51,6 +52,8 @@ pub struct SplitLoading {
     pub augmentation: Option<AugmentConfig>,
     /// Sample weights.
     pub boosting: Option<Arc<Boosting>>,
+    /// `(rank, ranks)`: this rank reads its part of every global batch.
+    pub rank: (usize, usize),
 }
 
 impl SplitLoading {
@@ -61,6 +64,15 @@ impl SplitLoading {
             order: DataOrder::IN_ORDER,
             augmentation: None,
             boosting: None,
+            rank: (0, 1),
+        }
+    }
+
+    /// Rank `rank` of `ranks` reads its part of every global batch.
+    pub fn on_rank(self, rank: usize, ranks: usize) -> Self {
+        Self {
+            rank: (rank, ranks),
+            ..self
         }
     }
 }
@@ -81,20 +93,29 @@ pub fn split_loader(
     if let Some(b) = how.boosting {
         batcher = batcher.with_boosting(b);
     }
+    let (rank, ranks) = how.rank;
+    let slice = RankSlice {
+        n: set.len(),
+        batch: exp.batch_size,
+        parts: ranks,
+        rank,
+    };
     // One worker: `OrderedDataset` relies on the items being read in turn.
-    let done_items = how.start.batch * exp.batch_size;
-    let dataset = OrderedDataset::new(
+    let done_items = how.start.batch * slice.local_batch();
+    let mut dataset = OrderedDataset::new(
         SampleDataset::new(set),
         how.order,
         exp.seed,
         how.start.epoch,
-    )
-    .skipping(done_items);
+    );
+    if ranks > 1 {
+        dataset = dataset.sliced(slice);
+    }
     let full = DataLoaderBuilder::new(batcher)
-        .batch_size(exp.batch_size)
+        .batch_size(slice.local_batch())
         .num_workers(1)
         .set_device(device.clone())
-        .build(dataset);
+        .build(dataset.skipping(done_items));
     if done_items == 0 {
         full
     } else {

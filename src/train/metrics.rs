@@ -35,6 +35,19 @@ impl LayerActivity {
             per_neuron: counts.sum_dim(0).reshape([n]),
         }
     }
+
+    /// The activity of `samples` samples from summed shard figures
+    /// `[Σ counts, Σ silent, per-neuron counts…]` (see [`super::wire::ShardRecord`]).
+    pub fn of_sums(sums: &[f32], samples: usize, device: &Device) -> Self {
+        let n = sums.len() - 2;
+        let cells = (samples * n) as f32;
+        let scalar = |v: f32| Tensor::from_data(TensorData::new(vec![v], [1]), device);
+        Self {
+            rate: scalar(sums[0] / cells),
+            silent: scalar(sums[1] / cells),
+            per_neuron: Tensor::from_data(TensorData::new(sums[2..].to_vec(), [n]), device),
+        }
+    }
 }
 
 /// Every layer's activity in a step, bottom-up.

@@ -20,22 +20,30 @@ pub mod average;
 pub mod boosting;
 pub mod checkpoint;
 pub mod classifier;
+pub mod collective;
 pub mod data;
 pub mod eval;
 pub mod fault;
 pub mod hooks;
+pub mod launcher;
 pub mod loading;
 pub mod metrics;
 pub mod midepoch;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod ordered;
 pub mod position;
+pub mod ranks;
 pub mod renderer;
 pub mod resume;
 pub mod resumed_loader;
 pub mod run;
 pub mod schedule;
+pub mod sharded;
+pub mod shards;
 pub mod started_with;
 pub mod summary;
+pub mod wire;
 
 use std::path::PathBuf;
 
@@ -72,4 +80,6 @@ pub struct RunOptions {
     /// Mid-epoch checkpoints every N batches instead of every `checkpoint_minutes` of the
     /// experiment (tests; 0 = off).
     pub checkpoint_every_batches: Option<usize>,
+    /// Who trains: the ranks of an `mpirun` job, virtual workers (one process by default).
+    pub workers: sharded::Workers,
 }

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use burn::data::dataset::{Dataset, DatasetError};
 
 use super::data::SampleItem;
+use super::shards::RankSlice;
 use crate::datasets::DataOrder;
 
 /// A dataset visited in a [`DataOrder`]: the `k`-th `get` of an epoch returns sample
@@ -22,6 +23,7 @@ pub struct OrderedDataset<D> {
     order: DataOrder,
     seed: u64,
     first_epoch: u64,
+    slice: Option<RankSlice>,
     reads: AtomicU64,
     current: Mutex<Option<(u64, Vec<usize>)>>,
 }
@@ -34,8 +36,18 @@ impl<D> OrderedDataset<D> {
             order,
             seed,
             first_epoch: first_epoch as u64,
+            slice: None,
             reads: AtomicU64::new(0),
             current: Mutex::new(None),
+        }
+    }
+
+    /// Only `slice`'s part of every global batch (a rank of a data-parallel run): its `k`-th
+    /// read of an epoch is position `slice.position(k)` of the epoch's order.
+    pub fn sliced(self, slice: RankSlice) -> Self {
+        Self {
+            slice: Some(slice),
+            ..self
         }
     }
 
@@ -48,10 +60,15 @@ impl<D> OrderedDataset<D> {
         }
     }
 
-    /// The epoch of the next read and the sample it reads at `index`.
+    /// The epoch of the next read and the sample it reads at `index` (of `len` per epoch in
+    /// the epoch's order of all `len` samples; a slice reads its part of it).
     fn next_read(&self, index: usize, len: usize) -> (u64, usize) {
         let read = self.reads.fetch_add(1, Ordering::Relaxed);
-        let epoch = self.first_epoch + read / len as u64;
+        let (reads_per_epoch, index) = match &self.slice {
+            Some(s) => (s.len(), s.position(index)),
+            None => (len, index),
+        };
+        let epoch = self.first_epoch + read / reads_per_epoch as u64;
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         let sample = match current.as_ref() {
             Some((e, order)) if *e == epoch => order[index],
@@ -73,7 +90,7 @@ impl<D> OrderedDataset<D> {
 impl<D: Dataset<SampleItem>> Dataset<SampleItem> for OrderedDataset<D> {
     fn get(&self, index: usize) -> Result<SampleItem, DatasetError> {
         let len = self.inner.len();
-        if index >= len {
+        if index >= self.len() {
             return Err(DatasetError::new(std::io::Error::other(format!(
                 "index {index} out of bounds for {len} samples"
             ))));
@@ -84,7 +101,7 @@ impl<D: Dataset<SampleItem>> Dataset<SampleItem> for OrderedDataset<D> {
     }
 
     fn len(&self) -> usize {
-        self.inner.len()
+        self.slice.map_or(self.inner.len(), |s| s.len())
     }
 }
 
@@ -150,5 +167,21 @@ mod tests {
         let mid = OrderedDataset::new(Indices(20), order, 5, 1).skipping(8);
         assert_eq!(read(&mid, 8..20), epochs[1][8..]);
         assert_eq!(read(&mid, 0..20), epochs[2]);
+        // Two ranks, global batch 6 (20 = 3 × 6 + 2): rank 1 reads positions 3–5, 9–11,
+        // 15–17 and 19 of every epoch's order.
+        let slice = RankSlice {
+            n: 20,
+            batch: 6,
+            parts: 2,
+            rank: 1,
+        };
+        let rank = OrderedDataset::new(Indices(20), order, 5, 0).sliced(slice);
+        assert_eq!(rank.len(), 10);
+        for epoch in &epochs {
+            let expected: Vec<(usize, u64)> = [3, 4, 5, 9, 10, 11, 15, 16, 17, 19]
+                .map(|p| epoch[p])
+                .to_vec();
+            assert_eq!(read(&rank, 0..10), expected);
+        }
     }
 }

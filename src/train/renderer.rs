@@ -18,6 +18,7 @@ pub struct PlainRenderer {
     total: usize,
     next_report: usize,
     started: Instant,
+    quiet: bool,
 }
 
 impl PlainRenderer {
@@ -30,6 +31,15 @@ impl PlainRenderer {
             total: 0,
             next_report: 0,
             started: Instant::now(),
+            quiet: false,
+        }
+    }
+
+    /// A renderer that prints nothing (the ranks of a data-parallel run other than 0).
+    pub fn quiet() -> Self {
+        Self {
+            quiet: true,
+            ..Self::new()
         }
     }
 }
@@ -59,7 +69,7 @@ impl TrainingProgressLogger for PlainRenderer {
     }
 
     fn update_split(&mut self, items_processed: usize) {
-        if items_processed >= self.next_report && self.total > 0 {
+        if items_processed >= self.next_report && self.total > 0 && !self.quiet {
             let secs = self.started.elapsed().as_secs_f64();
             println!(
                 "  epoch {}/{} {}: {}/{} ({:.0}%) {:.0} samples/s",

@@ -37,9 +37,11 @@ use super::loading::{SplitLoading, load_split, split_loader};
 use super::metrics::{Activity, ActivityFigure, AuthorsCost, DeadNeuronMetric};
 use super::midepoch::{self, Every, MidEpochWriter};
 use super::position::{Position, StepClock};
+use super::ranks;
 use super::renderer::PlainRenderer;
 use super::resume::ResumePoint;
 use super::schedule::EpochLrScheduler;
+use super::shards::check_split;
 use super::started_with::StartedWith;
 use super::summary::{RunSummary, SharedSummary, SummaryLogger, peak_memory_mib};
 use crate::datasets::{Samples, Split, augment};
@@ -58,6 +60,8 @@ struct Plan<'a> {
     exp: &'a ExperimentDef,
     opts: &'a RunOptions,
     files: RunFiles,
+    /// Where this process writes: `files`, or a scratch folder on ranks other than 0.
+    writes: RunFiles,
     train_set: Samples,
     test_set: Samples,
     model: SpikingClassifier,
@@ -77,8 +81,14 @@ impl<'a> Plan<'a> {
     fn new(exp: &'a ExperimentDef, opts: &'a RunOptions) -> Result<Self> {
         // Configuration errors first, before any data is read.
         NetworkDef::load(&exp.model, &opts.models_dir)?;
+        ranks::check_same_run(exp, opts)?;
         let train_set = load_split(exp, &opts.data_dir, Split::Train)?;
         let test_set = load_split(exp, &opts.data_dir, Split::Test)?;
+        let parts = opts.workers.parts();
+        for (what, set) in [("train", &train_set), ("test", &test_set)] {
+            check_split(what, set.len(), exp.batch_size, parts)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
         // Seeds in this order: the device's (dropout-free, but Burn's), then the parameters'.
         opts.device.seed(exp.seed);
         let autodiff = opts.device.clone().autodiff();
@@ -89,6 +99,7 @@ impl<'a> Plan<'a> {
             exp,
             opts,
             files: RunFiles::new(&opts.out_dir),
+            writes: RunFiles::new(&ranks::write_dir(opts)),
             per_epoch: train_set.len().div_ceil(exp.batch_size),
             train_set,
             test_set,
@@ -96,8 +107,10 @@ impl<'a> Plan<'a> {
             def,
         };
         plan.check_data()?;
-        std::fs::create_dir_all(&opts.out_dir)
-            .with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
+        for dir in [&plan.files.out, &plan.writes.checkpoint_dir()] {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         Ok(plan)
     }
 
@@ -126,7 +139,23 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
+    /// The start of the run, found by rank 0 first (it may set damaged checkpoints aside),
+    /// then by the other ranks, which must agree.
     fn resume(&self) -> Result<Start> {
+        let workers = &self.opts.workers;
+        if !workers.is_writer() {
+            workers.collective().barrier();
+        }
+        let start = self.find_start()?;
+        if workers.is_writer() {
+            workers.collective().barrier();
+        }
+        ranks::check_same_start(workers, start.position)?;
+        Ok(start)
+    }
+
+    fn find_start(&self) -> Result<Start> {
+        let writer = self.opts.workers.is_writer();
         let started_with = StartedWith::new(self.exp, &self.def)?;
         let checkpoint_dir = self.files.checkpoint_dir();
         let fresh = RunSummary::new(
@@ -134,17 +163,21 @@ impl<'a> Plan<'a> {
             self.opts.backend.clone(),
         );
         if !self.opts.resume {
-            // Records of an earlier run in this folder must not be resumed later.
-            midepoch::remove_all(&checkpoint_dir)
-                .with_context(|| format!("cannot clear {}", checkpoint_dir.display()))?;
-            started_with.save(&checkpoint_dir)?;
+            if writer {
+                // Records of an earlier run in this folder must not be resumed later.
+                midepoch::remove_all(&checkpoint_dir)
+                    .with_context(|| format!("cannot clear {}", checkpoint_dir.display()))?;
+                started_with.save(&checkpoint_dir)?;
+            }
             return Ok(Start {
                 position: Position::default(),
                 resume: None,
                 summary: fresh,
             });
         }
-        started_with.check_resumes(&checkpoint_dir, self.opts.accept_changed_settings)?;
+        if writer {
+            started_with.check_resumes(&checkpoint_dir, self.opts.accept_changed_settings)?;
+        }
         let point = ResumePoint::find(&self.files, &self.model, &self.exp.model)?;
         if point.start.batch >= self.per_epoch {
             bail!(
@@ -171,6 +204,7 @@ struct Wired<'a> {
     exp: &'a ExperimentDef,
     opts: &'a RunOptions,
     files: RunFiles,
+    writes: RunFiles,
     training: SupervisedTraining<SpikingClassifier>,
     learner: Learner<SpikingClassifier>,
     faults: FaultWatch,
@@ -180,31 +214,39 @@ struct Wired<'a> {
 impl<'a> Plan<'a> {
     fn wire(self, start: Start) -> Result<Wired<'a>> {
         let (exp, opts) = (self.exp, self.opts);
+        let workers = &opts.workers;
         let clock = StepClock::starting_at(start.position, self.per_epoch);
         let scheduler = EpochLrScheduler::new(exp.learning_rate(), clock.clone());
         let boosting = self.boosting(start.resume.as_ref())?;
         let summary = Arc::new(Mutex::new(start.summary));
         let plain = opts.plain || !std::io::stdout().is_terminal();
-        let logger = self.summary_logger(summary.clone(), start.position, plain);
+        let logger = self.summary_logger(
+            summary.clone(),
+            start.position,
+            plain && workers.is_writer(),
+        );
         let train_how = SplitLoading {
             start: start.position,
             order: exp.order,
             augmentation: exp.augmentation,
             boosting: boosting.clone(),
+            rank: (workers.rank(), workers.ranks()),
         };
         let device = &opts.device;
         let train_loader = split_loader(exp, self.train_set, device, train_how);
-        let test_how = SplitLoading::test(start.position.epoch);
+        let test_how =
+            SplitLoading::test(start.position.epoch).on_rank(workers.rank(), workers.ranks());
         let test_loader = split_loader(exp, self.test_set, device, test_how);
         let [model_files, optim_files, scheduler_files] = RunCheckpointer::triple(
             &self.files,
+            &self.writes,
             start.resume.as_ref().and_then(|r| r.mid_epoch.clone()),
         );
-        let mut training = SupervisedTraining::new(&opts.out_dir, train_loader, test_loader)
+        let mut training = SupervisedTraining::new(&self.writes.out, train_loader, test_loader)
             .metrics((AccuracyMetric::new(), LossMetric::new()))
             // The file logger first: burn-train reads epoch values back from the first logger
             // that has them (checkpoint selection); the summary logger only writes.
-            .with_metric_logger(FileMetricLogger::new(&opts.out_dir))
+            .with_metric_logger(FileMetricLogger::new(&self.writes.out))
             .with_metric_logger(logger)
             .with_application_logger(None)
             .with_custom_checkpointers(model_files, optim_files, scheduler_files)
@@ -212,21 +254,26 @@ impl<'a> Plan<'a> {
             .num_epochs(exp.epochs)
             .summary();
         training = with_step_metrics(training, exp, self.model.net.layer_count());
-        if plain {
+        if !workers.is_writer() {
+            training = training.renderer(Box::new(PlainRenderer::quiet()));
+        } else if plain {
             training = training.renderer(Box::new(PlainRenderer::new()));
         }
         if let Some(point) = &start.resume {
-            println!("{}", point.announce());
+            if workers.is_writer() {
+                println!("{}", point.announce());
+            }
             // burn-train restores the records of this many finished epochs (a mid-epoch
             // record's through `RunCheckpointer`) and goes on with the next epoch.
             training = training.checkpoint(start.position.epoch);
         }
         let faults = FaultWatch::new(training.interrupter(), clock.clone());
-        let mut hooks = StepHooks::new(clock.clone(), faults.clone());
+        let mut hooks = StepHooks::new(clock.clone(), faults.clone()).with_workers(workers.clone());
         if let Some(b) = &boosting {
-            hooks = hooks.with_boosting(b.clone(), self.files.clone());
+            hooks = hooks.with_boosting(b.clone(), self.writes.clone());
         }
-        if let Some(every) = Every::new(exp.checkpoint_minutes, opts.checkpoint_every_batches) {
+        let every = Every::new(exp.checkpoint_minutes, opts.checkpoint_every_batches);
+        if let Some(every) = every.filter(|_| workers.is_writer()) {
             let writer =
                 MidEpochWriter::new(self.files.checkpoint_dir(), every, clock, scheduler.clone());
             hooks = hooks.with_mid_epoch_checkpoints(match &boosting {
@@ -240,6 +287,7 @@ impl<'a> Plan<'a> {
             exp,
             opts,
             files: self.files,
+            writes: self.writes,
             training,
             learner,
             faults,
@@ -279,7 +327,7 @@ impl<'a> Plan<'a> {
             .zip(self.model.net.layer_sizes())
             .collect();
         let logger = SummaryLogger::new(
-            self.files.summary(),
+            self.writes.summary(),
             summary,
             self.train_set.len(),
             Box::new(move |e| lr.at_epoch(e)),
@@ -346,6 +394,7 @@ fn layer_labels(n: usize) -> Vec<String> {
 struct Trained<'a> {
     exp: &'a ExperimentDef,
     opts: &'a RunOptions,
+    writes: RunFiles,
     model: SpikingClassifier,
     summary: SharedSummary,
 }
@@ -372,6 +421,7 @@ impl<'a> Wired<'a> {
         Ok(Trained {
             exp: self.exp,
             opts: self.opts,
+            writes: self.writes,
             model: result.model,
             summary: self.summary,
         })
@@ -380,7 +430,7 @@ impl<'a> Wired<'a> {
 
 impl Trained<'_> {
     fn finish(self) -> Result<RunSummary> {
-        let path = self.opts.out_dir.join("model.bpk");
+        let path = self.writes.out.join("model.bpk");
         save_record(self.model.into_record(), &path)
             .map_err(|e| anyhow::anyhow!("saving the final model {}: {e:?}", path.display()))?;
         let mut s = self
@@ -389,10 +439,15 @@ impl Trained<'_> {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         s.peak_memory_mib = peak_memory_mib();
+        if !self.opts.workers.is_writer() {
+            // Rank 0 writes the run's files; this rank's scratch folder goes.
+            let _ = std::fs::remove_dir_all(&self.writes.out);
+            return Ok(s);
+        }
         if self.exp.average_last > 0 {
             s.average = Some(average_last_epochs(self.exp, self.opts)?);
         }
-        s.save(&RunFiles::new(&self.opts.out_dir).summary())?;
+        s.save(&self.writes.summary())?;
         Ok(s)
     }
 }
