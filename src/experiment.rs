@@ -570,7 +570,8 @@ mod tests {
         assert!(names.iter().any(|n| n == "mnist-cnn"));
         for name in &names {
             let exp = ExperimentDef::load(name, &dir).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(exp.augmentation.is_some(), name == "mnist-cnn", "{name}");
+            let augmented = ["mnist-cnn", "tiny-cnn"].contains(&name.as_str());
+            assert_eq!(exp.augmentation.is_some(), augmented, "{name}");
         }
         let cnn = ExperimentDef::load("mnist-cnn", &dir).unwrap();
         let a = cnn.augmentation.unwrap();

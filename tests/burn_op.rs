@@ -7,9 +7,9 @@ use hm2bp::SpikeTrains;
 use hm2bp::layers::SpikingDenseConfig;
 use hm2bp::neuron::LifParams;
 use hm2bp::rule::output::OutputRule;
-use hm2bp::rule::{dense_backward_batch, dense_forward_batch};
-use hm2bp::spikes::BatchShape;
+use hm2bp::rule::{dense_backward_rasters, dense_forward_batch};
 use hm2bp::spikes::SpikeRaster;
+use hm2bp::spikes::{BatchShape, rasters_from_dense};
 
 fn device() -> Device {
     Device::flex()
@@ -74,12 +74,14 @@ fn autodiff_gradient_is_hm2bp() {
     };
     assert_eq!(dense_forward_batch(&x, shape, &w, n_out, &layer.spec()), y);
     let d = coef.inner().into_data().try_to_vec::<f32>().unwrap();
-    let want = dense_backward_batch(
-        &x,
-        &y,
-        shape,
+    let out_shape = BatchShape {
+        neurons: n_out,
+        ..shape
+    };
+    let want = dense_backward_rasters(
+        &rasters_from_dense(&x, shape),
+        &rasters_from_dense(&y, out_shape),
         &w,
-        n_out,
         &d,
         Some(&[1, 4, 0]),
         &layer.spec(),

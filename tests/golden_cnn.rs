@@ -10,11 +10,11 @@ use hm2bp::datasets::golden::{
     GOLDEN_LABEL, GOLDEN_STEPS, GoldenCnn, GoldenWeights, load_golden_cnn,
 };
 use hm2bp::neuron::LifParams;
-use hm2bp::rule::DenseSpec;
 use hm2bp::rule::dense::{self, LayerWeights, SampleGrad};
 use hm2bp::rule::local::{self, Connectivity, ErrorScale};
 use hm2bp::rule::output::{CountTargets, OutputRule};
 use hm2bp::rule::regularizer::WeightRegularizer;
+use hm2bp::rule::{DenseSpec, LayerGrads};
 use hm2bp::spikes::SpikeRaster;
 
 struct Net {
@@ -175,52 +175,72 @@ fn whole_cnn_matches_golden_data() {
 
     let mut d_conv2 = vec![0.0f32; 3 * 64];
     local::backward_sample(
-        &r[3],
-        &r[4],
+        &SampleGrad {
+            input: &r[3],
+            output: &r[4],
+            d_post: &d_pool2,
+            label: None,
+        },
         &net.pool2,
         &[1.0],
         &lif_pool(),
         ErrorScale::PoolArea(2),
-        &d_pool2,
-        None,
-        Some(&mut d_conv2),
+        LayerGrads {
+            weight: None,
+            input: Some(&mut d_conv2),
+        },
     );
     let mut grad_conv2 = vec![0.0f32; 3 * 5 * 25];
     let mut d_pool1 = vec![0.0f32; 5 * 144];
     local::backward_sample(
-        &r[2],
-        &r[3],
+        &SampleGrad {
+            input: &r[2],
+            output: &r[3],
+            d_post: &d_conv2,
+            label: None,
+        },
         &net.conv2,
         &f32s(&w0.conv2),
         &lif_conv(),
         ErrorScale::Threshold,
-        &d_conv2,
-        Some(&mut grad_conv2),
-        Some(&mut d_pool1),
+        LayerGrads {
+            weight: Some(&mut grad_conv2),
+            input: Some(&mut d_pool1),
+        },
     );
     let mut d_conv1 = vec![0.0f32; 5 * 576];
     local::backward_sample(
-        &r[1],
-        &r[2],
+        &SampleGrad {
+            input: &r[1],
+            output: &r[2],
+            d_post: &d_pool1,
+            label: None,
+        },
         &net.pool1,
         &[1.0],
         &lif_pool(),
         ErrorScale::PoolArea(2),
-        &d_pool1,
-        None,
-        Some(&mut d_conv1),
+        LayerGrads {
+            weight: None,
+            input: Some(&mut d_conv1),
+        },
     );
     let mut grad_conv1 = vec![0.0f32; 5 * 25];
     local::backward_sample(
-        &r[0],
-        &r[1],
+        &SampleGrad {
+            input: &r[0],
+            output: &r[1],
+            d_post: &d_conv1,
+            label: None,
+        },
         &net.conv1,
         &f32s(&w0.conv1),
         &lif_conv(),
         ErrorScale::Threshold,
-        &d_conv1,
-        Some(&mut grad_conv1),
-        None,
+        LayerGrads {
+            weight: Some(&mut grad_conv1),
+            input: None,
+        },
     );
 
     let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();

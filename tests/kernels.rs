@@ -6,9 +6,9 @@ use hm2bp::rule::dense::{LayerWeights, SampleGrad, backward_sample, forward_samp
 use hm2bp::rule::output::{OutputRule, insert_label_spikes, lateral_factor};
 use hm2bp::rule::reference::{LayerCase, layer_backward};
 use hm2bp::rule::regularizer::WeightRegularizer;
-use hm2bp::rule::{DenseSpec, dense_backward_batch, dense_forward_batch};
-use hm2bp::spikes::BatchShape;
+use hm2bp::rule::{DenseSpec, LayerGrads, dense_backward_rasters, dense_forward_batch};
 use hm2bp::spikes::SpikeRaster;
+use hm2bp::spikes::{BatchShape, rasters_from_dense};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -192,12 +192,14 @@ fn batch_equals_per_sample() {
     let out = dense_forward_batch(&input, shape, &w, n_out, &s);
     let d_post: Vec<f32> = (0..b * n_out).map(|k| (k % 7) as f32 - 3.0).collect();
     let labels: Vec<usize> = (0..b).map(|k| k % n_out).collect();
-    let g = dense_backward_batch(
-        &input,
-        &out,
-        shape,
+    let out_shape = BatchShape {
+        neurons: n_out,
+        ..shape
+    };
+    let g = dense_backward_rasters(
+        &rasters_from_dense(&input, shape),
+        &rasters_from_dense(&out, out_shape),
         &w,
-        n_out,
         &d_post,
         Some(&labels),
         &s,
@@ -282,15 +284,20 @@ fn conv_and_pool_match_per_pair_reference() {
         let mut grad = vec![0.0f32; kern.len()];
         let mut d_pre = vec![0.0f32; c_in * h * w];
         local_backward(
-            &input,
-            &out,
+            &SampleGrad {
+                input: &input,
+                output: &out,
+                d_post: &d_post,
+                label: None,
+            },
             &conn,
             &kern,
             &lif,
             ErrorScale::Threshold,
-            &d_post,
-            Some(&mut grad),
-            Some(&mut d_pre),
+            LayerGrads {
+                weight: Some(&mut grad),
+                input: Some(&mut d_pre),
+            },
         );
 
         // Reference: per output site and per pair, straight from spec §4 (S2, S8, S9, S11).
@@ -364,15 +371,20 @@ fn conv_and_pool_match_per_pair_reference() {
         let d_pool: Vec<f32> = (0..pool.n_out).map(|i| i as f32 - 2.0).collect();
         let mut d_in = vec![0.0f32; pool.n_in];
         local_backward(
-            &pool_in,
-            &pooled,
+            &SampleGrad {
+                input: &pool_in,
+                output: &pooled,
+                d_post: &d_pool,
+                label: None,
+            },
             &pool,
             &[1.0],
             &pool_lif,
             ErrorScale::PoolArea(2),
-            &d_pool,
-            None,
-            Some(&mut d_in),
+            LayerGrads {
+                weight: None,
+                input: Some(&mut d_in),
+            },
         );
         let (pin, pout) = (pool_in.times(), pooled.times());
         let (ph, pw) = ((oh - oh % 2) / 2, (ow - ow % 2) / 2);

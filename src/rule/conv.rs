@@ -13,7 +13,8 @@
 //!   instead of map by map (equal up to rounding).
 
 use crate::neuron::{LifParams, LifPopulation};
-use crate::rule::terms;
+use crate::rule::dense::SampleGrad;
+use crate::rule::{LayerGrads, terms};
 use crate::simd::LANES;
 use crate::spikes::{NeuronTimes, SpikeRaster};
 use crate::spsp::{KernelTables, sum_kernel_rows};
@@ -140,25 +141,22 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
-/// HM2-BP backward of one sample through the convolution: adds `δ_i (1+s_i) e_{i|j}` to the
-/// offset-major gradient `grad` (when `Some`) and writes `d_j = Σ_i δ_i w ρ_ij` into `d_pre`
-/// (when `Some`); `d_post` is channel-major, `δ = d/ν`.
-#[allow(clippy::too_many_arguments)]
+/// HM2-BP backward of one sample (`args`: its trains and channel-major `d_post`, `δ = d/ν`)
+/// through the convolution: adds `δ_i (1+s_i) e_{i|j}` to the offset-major gradient
+/// `out.weight` (when `Some`) and writes `d_j = Σ_i δ_i w ρ_ij` into `out.input` (when `Some`).
 #[multiversion(targets = "simd")]
-pub fn backward_sample(
-    input: &SpikeRaster,
-    output: &SpikeRaster,
+pub fn backward_sample<'a>(
+    args: &SampleGrad<'a>,
     shape: &ConvShape,
     offset_major: &[f32],
     lif: &LifParams,
-    d_post: &[f32],
-    grad: Option<&mut [f32]>,
-    d_pre: Option<&mut [f32]>,
+    out: LayerGrads<&mut [f32]>,
 ) {
     // Taken out of (and put back into) the thread's slot rather than borrowed in a closure,
     // so that the body is this function's, compiled per instruction set.
     let mut scratch = SCRATCH.take();
-    let (mut grad, mut d_pre) = (grad, d_pre);
+    let (input, output, d_post) = (args.input, args.output, args.d_post);
+    let (mut grad, mut d_pre) = (out.weight, out.input);
     let steps = input.steps();
     let (oh, ow) = shape.out_hw();
     let (maps, per_map) = (shape.out_maps, shape.per_map());
@@ -420,29 +418,39 @@ mod tests {
                 .collect();
             let (mut g_want, mut d_want) = (vec![0.0f32; n_w], vec![0.0f32; n_in]);
             local::backward_sample(
-                &input,
-                &want,
+                &SampleGrad {
+                    input: &input,
+                    output: &want,
+                    d_post: &d_post,
+                    label: None,
+                },
                 &conn,
                 &weights,
                 &lif,
                 local::ErrorScale::Threshold,
-                &d_post,
-                Some(&mut g_want),
-                Some(&mut d_want),
+                LayerGrads {
+                    weight: Some(&mut g_want),
+                    input: Some(&mut d_want),
+                },
             );
             let (mut g_om, mut d_got) = (
                 vec![0.0f32; shape.per_map() * shape.lanes()],
                 vec![0.0f32; n_in],
             );
             backward_sample(
-                &input,
-                &want,
+                &SampleGrad {
+                    input: &input,
+                    output: &want,
+                    d_post: &d_post,
+                    label: None,
+                },
                 &shape,
                 &om,
                 &lif,
-                &d_post,
-                Some(&mut g_om),
-                Some(&mut d_got),
+                LayerGrads {
+                    weight: Some(&mut g_om),
+                    input: Some(&mut d_got),
+                },
             );
             assert_eq!(shape.map_major(&g_om), g_want);
             for (a, b) in d_got.iter().zip(&d_want) {

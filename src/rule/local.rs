@@ -7,6 +7,7 @@
 
 use crate::neuron::{LifParams, LifPopulation};
 use crate::rule::conv::ConvShape;
+use crate::rule::dense::SampleGrad;
 use crate::rule::terms;
 use crate::rule::{LayerGrads, Needs};
 use crate::spikes::SpikeRaster;
@@ -287,22 +288,23 @@ pub enum ErrorScale {
     PoolArea(usize),
 }
 
-/// Backward of one sample of a locally connected layer: adds `δ_i (1+s_i) e_{i|j}` summed over
-/// the pairs sharing each weight to `grad` (when `Some`), and writes
-/// `d_j = Σ_i δ_i w ρ_ij` into `d_pre` (when `Some`).
-#[allow(clippy::too_many_arguments)]
+/// Backward of one sample (`args`: its trains and `d_post`) of a locally connected layer: adds
+/// `δ_i (1+s_i) e_{i|j}` summed over the pairs sharing each weight to `out.weight` (when
+/// `Some`), and writes `d_j = Σ_i δ_i w ρ_ij` into `out.input` (when `Some`).
 #[multiversion(targets = "simd")]
-pub fn backward_sample(
-    input: &SpikeRaster,
-    output: &SpikeRaster,
+pub fn backward_sample<'a>(
+    args: &SampleGrad<'a>,
     conn: &Connectivity,
     weights: &[f32],
     lif: &LifParams,
     scale: ErrorScale,
-    d_post: &[f32],
-    grad: Option<&mut [f32]>,
-    d_pre: Option<&mut [f32]>,
+    out: LayerGrads<&mut [f32]>,
 ) {
+    let (input, output, d_post) = (args.input, args.output, args.d_post);
+    let LayerGrads {
+        weight: grad,
+        input: d_pre,
+    } = out;
     let steps = input.steps();
     let post_times = output.times();
     let o_post: Vec<f32> = post_times.iter().map(|t| t.len() as f32).collect();
@@ -531,29 +533,21 @@ pub fn local_backward_rasters(
     let conv = spec.topology.conv_shape();
     let offset_major = conv.map(|c| c.offset_major(weights));
     let per_sample = |b: usize, grad: Option<&mut [f32]>, d: Option<&mut [f32]>| {
-        let d_post = &d_post[b * n_out..(b + 1) * n_out];
+        let args = SampleGrad {
+            input: &inputs[b],
+            output: &outputs[b],
+            d_post: &d_post[b * n_out..(b + 1) * n_out],
+            label: None,
+        };
+        let out = LayerGrads {
+            weight: grad,
+            input: d,
+        };
         match (&conv, &offset_major) {
-            (Some(shape), Some(om)) => super::conv::backward_sample(
-                &inputs[b],
-                &outputs[b],
-                shape,
-                om,
-                &spec.lif,
-                d_post,
-                grad,
-                d,
-            ),
-            _ => backward_sample(
-                &inputs[b],
-                &outputs[b],
-                &conn,
-                weights,
-                &spec.lif,
-                scale,
-                d_post,
-                grad,
-                d,
-            ),
+            (Some(shape), Some(om)) => {
+                super::conv::backward_sample(&args, shape, om, &spec.lif, out)
+            }
+            _ => backward_sample(&args, &conn, weights, &spec.lif, scale, out),
         }
     };
     let mut d_pre = need_d_pre.then(|| vec![0.0f32; inputs.len() * n_in]);

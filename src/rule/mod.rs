@@ -7,7 +7,7 @@
 //!   [`conv`]: the convolution's forward pass as a convolution.
 //! - [`reference`](mod@reference): the same rule pair by pair in `f64`, for tests and the `trace` mode.
 //!
-//! [`dense_forward_batch`] and [`dense_backward_batch`] run a batch on all cores (one sample per
+//! [`dense_forward_batch`] and [`dense_backward_rasters`] run a batch on all cores (one sample per
 //! task); a batch of one is the authors' faithful batch-size-1 step. [`LayerSpec::prepare`] →
 //! [`PreparedLayer::forward`] → [`RasterTape::backward`] is the host kernels' side of the
 //! spiking layer's op ([`crate::ops`]). The spike-format codecs (rasters ↔ words, dense
@@ -166,34 +166,6 @@ fn dense_backward_prepared(
         weight: dense::transpose(&grad, n_in, n_out),
         input: d_pre,
     }
-}
-
-/// Backward pass of a dense batch (input `[B][T][n_in]`, output `[B][T][n_out]`).
-#[allow(clippy::too_many_arguments)]
-pub fn dense_backward_batch(
-    input: &[f32],
-    output: &[f32],
-    shape: BatchShape,
-    weight: &[f32],
-    n_out: usize,
-    d_post: &[f32],
-    labels: Option<&[usize]>,
-    spec: &DenseSpec,
-    need_d_pre: bool,
-) -> BatchGrad {
-    let out_shape = BatchShape {
-        neurons: n_out,
-        ..shape
-    };
-    dense_backward_rasters(
-        &rasters_from_dense(input, shape),
-        &rasters_from_dense(output, out_shape),
-        weight,
-        d_post,
-        labels,
-        spec,
-        need_d_pre,
-    )
 }
 
 /// Which gradients a backward pass computes.

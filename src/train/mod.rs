@@ -14,6 +14,7 @@
 //! | [`checkpoint`], [`resume`], [`started_with`] | the output folder's files (written atomically), where `--resume` continues, the settings a run started with |
 //! | [`metrics`], [`summary`], [`renderer`] | step metrics, `summary.json`, plain progress lines |
 //! | [`eval`], [`average`] | trained models on the test split, checkpoint averaging |
+//! | [`shards`], [`sharded`], [`wire`], [`collective`], `mpi`, [`launcher`], [`ranks`] | data-parallel training: the split of a global batch, the sharded step and its ordered gradient sum, what shards exchange, the ranks of an MPI job (feature `mpi`), joining it, rank agreement |
 
 pub mod adam;
 pub mod average;

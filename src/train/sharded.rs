@@ -132,7 +132,13 @@ pub fn train_step(
     let mut penalty_value = 0.0;
     if let Some(penalty) = model.penalty() {
         penalty_value = penalty.clone().into_scalar::<f32>();
-        flat.add(GradientsParams::from_grads(penalty.backward(), model), model);
+        // λ = 0 makes the penalty a constant, with no graph to differentiate.
+        if penalty.is_tracked() {
+            flat.add(
+                GradientsParams::from_grads(penalty.backward(), model),
+                model,
+            );
+        }
     }
     let out = combine(&records, global, &device);
     let loss = out.step.classification.loss.clone().into_scalar::<f32>();
