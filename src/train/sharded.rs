@@ -243,9 +243,9 @@ struct FlatGrads {
 
 impl FlatGrads {
     /// Adds `grads` (of `model`'s parameters) element by element: `values + grads`.
-    fn add(&mut self, grads: GradientsParams, model: &SpikingClassifier) {
+    fn add(&mut self, mut grads: GradientsParams, model: &SpikingClassifier) {
         let mut visitor = Flatten {
-            grads: &grads,
+            grads: &mut grads,
             out: Vec::with_capacity(self.values.len()),
             devices: Vec::new(),
         };
@@ -280,14 +280,15 @@ impl FlatGrads {
 
 /// Reads every parameter's gradient (zeros where a parameter has none) into one vector.
 struct Flatten<'a> {
-    grads: &'a GradientsParams,
+    grads: &'a mut GradientsParams,
     out: Vec<f32>,
     devices: Vec<Option<Device>>,
 }
 
 impl ModuleVisitor for Flatten<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        match self.grads.get::<D>(param.id) {
+        // Taken, not cloned: the only handle, its data moves out without a copy.
+        match self.grads.remove::<D>(param.id) {
             Some(g) => {
                 self.devices.push(Some(g.device()));
                 let data = g.into_data().convert::<f32>();
