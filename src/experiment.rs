@@ -171,6 +171,10 @@ pub struct ExperimentDef {
     /// Use only the first N test samples.
     #[serde(default)]
     pub test_samples: Option<usize>,
+    /// Hold out the last N training samples and test on them instead of the test split
+    /// (to choose settings without the test set); training uses the samples before them.
+    #[serde(default)]
+    pub validation_samples: Option<usize>,
     /// BPTT settings (used when `method = "bptt"`).
     #[serde(default)]
     pub bptt: BpttDef,
@@ -228,6 +232,9 @@ impl ExperimentDef {
         }
         if self.batch_size == 0 {
             return Err("batch_size: must be at least 1".into());
+        }
+        if self.validation_samples == Some(0) {
+            return Err("validation_samples: must be at least 1 (or absent)".into());
         }
         if !(self.lr.base.is_finite() && self.lr.base > 0.0) {
             return Err("lr.base: must be a positive number".into());
@@ -327,6 +334,7 @@ impl ExperimentDef {
         exp.average_last = patch.average_last.unwrap_or(exp.average_last);
         exp.train_samples = patch.train_samples.or(exp.train_samples);
         exp.test_samples = patch.test_samples.or(exp.test_samples);
+        exp.validation_samples = patch.validation_samples.or(exp.validation_samples);
         exp.seed = patch.seed.unwrap_or(exp.seed);
         if let Some(setting) = patch.regularizer {
             exp.regularizer = RegularizerDef::Named(setting);
@@ -356,6 +364,10 @@ pub struct ExperimentPatch {
     /// Test on the first N test samples only.
     #[arg(long)]
     pub test_samples: Option<usize>,
+    /// Hold out the last N training samples and test on them instead of the test split
+    /// (choosing settings without the test set).
+    #[arg(long)]
+    pub validation_samples: Option<usize>,
     /// Batch size.
     #[arg(long)]
     pub batch_size: Option<usize>,

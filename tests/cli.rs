@@ -408,6 +408,33 @@ fn virtual_workers_train_and_refuse_batches_they_cannot_split() {
     assert_clean_error(&out, "--virtual-workers must be at least 1");
 }
 
+/// `--validation-samples N` tests on the last N training samples (choosing settings without
+/// the test set); holding out all of them is refused.
+#[test]
+fn a_validation_split_is_held_out_of_the_training_split() {
+    let data = common::mnist_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("val");
+    let run = train_tiny(
+        &data,
+        &out,
+        &["--epochs", "1", "--validation-samples", "50"],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["config"]["experiment"]["validation_samples"], 50, "{s}");
+    let out = train_tiny(&data, &out, &["--validation-samples", "60000"]);
+    assert_clean_error(
+        &out,
+        "validation_samples: 60000 of the 60000 training samples",
+    );
+}
+
 #[test]
 fn bad_methods_are_named() {
     let out = experiment(

@@ -134,6 +134,25 @@ impl ImageSet {
         self.images.pixels.truncate(n * self.images.image_len());
         self.labels.truncate(n);
     }
+
+    /// Splits the set at `at` (clamped to its length): keeps the samples before it, returns
+    /// the rest.
+    pub fn split_off(&mut self, at: usize) -> Self {
+        let at = at.min(self.len());
+        let rest = self.images.pixels.split_off(at * self.images.image_len());
+        let images = IdxImages {
+            count: self.images.count - at,
+            rows: self.images.rows,
+            cols: self.images.cols,
+            pixels: rest,
+        };
+        self.images.count = at;
+        Self {
+            images,
+            labels: self.labels.split_off(at),
+            num_classes: self.num_classes,
+        }
+    }
 }
 
 /// Finds `<dir>/<name>` or `<dir>/<name>.gz` (the raw file wins when both exist).
@@ -244,6 +263,26 @@ mod tests {
             std::fs::write(dir.join(img), ib).unwrap();
             std::fs::write(dir.join(lab), lb).unwrap();
         }
+    }
+
+    #[test]
+    fn split_off_keeps_the_head_and_returns_the_tail() {
+        let mut set = ImageSet {
+            images: IdxImages {
+                count: 5,
+                rows: 2,
+                cols: 2,
+                pixels: (0..20).collect(),
+            },
+            labels: vec![0, 1, 2, 3, 4],
+            num_classes: 5,
+        };
+        let tail = set.split_off(3);
+        assert_eq!((set.len(), tail.len()), (3, 2));
+        assert_eq!(tail.images.pixels, (12..20).collect::<Vec<u8>>());
+        assert_eq!(tail.labels, vec![3, 4]);
+        assert_eq!(set.images.pixels.len(), 12);
+        assert_eq!(tail.images.count, 2);
     }
 
     #[test]

@@ -132,6 +132,14 @@ impl Samples {
             Self::Spikes(s) => s.truncate(n),
         }
     }
+
+    /// Splits the samples at `at`: keeps those before it, returns the rest.
+    pub fn split_off(&mut self, at: usize) -> Self {
+        match self {
+            Self::Images(s) => Self::Images(s.split_off(at)),
+            Self::Spikes(s) => Self::Spikes(s.split_off(at)),
+        }
+    }
 }
 
 /// Loads a split of `kind` from `data_dir`; spike-train datasets are encoded at `steps` steps.

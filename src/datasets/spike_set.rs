@@ -35,4 +35,15 @@ impl SpikeSet {
         self.rasters.truncate(n);
         self.labels.truncate(n);
     }
+
+    /// Splits the set at `at` (clamped to its length): keeps the samples before it, returns
+    /// the rest.
+    pub fn split_off(&mut self, at: usize) -> Self {
+        let at = at.min(self.rasters.len());
+        Self {
+            rasters: self.rasters.split_off(at),
+            labels: self.labels.split_off(at),
+            num_classes: self.num_classes,
+        }
+    }
 }

@@ -16,15 +16,34 @@ use super::shards::RankSlice;
 use crate::datasets::{AugmentConfig, DataOrder, RateEncoder, Samples, Split, load_samples};
 use crate::experiment::ExperimentDef;
 
-/// Loads a split and keeps the first `limit` samples.
+/// Loads a split and keeps the first `limit` samples. With `validation_samples = N` the last
+/// N training samples are the test split, and the training split is the samples before them.
 pub fn load_split(exp: &ExperimentDef, data_dir: &Path, split: Split) -> Result<Samples> {
+    let source = match exp.validation_samples {
+        Some(_) => Split::Train,
+        None => split,
+    };
     let mut set = load_samples(
         exp.dataset,
         data_dir,
-        split,
+        source,
         exp.steps,
         &exp.input_options(),
     )?;
+    if let Some(held) = exp.validation_samples {
+        if held >= set.len() {
+            bail!(
+                "validation_samples: {held} of the {} training samples of {} would leave none \
+                 to train on",
+                set.len(),
+                exp.dataset
+            );
+        }
+        let validation = set.split_off(set.len() - held);
+        if split == Split::Test {
+            set = validation;
+        }
+    }
     let limit = match split {
         Split::Train => exp.train_samples,
         Split::Test => exp.test_samples,

@@ -19,6 +19,9 @@ pub struct PlainRenderer {
     next_report: usize,
     started: Instant,
     quiet: bool,
+    /// Ranks of a data-parallel run: rank 0 reads its share of the data, and its counts are
+    /// scaled to the whole run's.
+    ranks: usize,
 }
 
 impl PlainRenderer {
@@ -32,6 +35,16 @@ impl PlainRenderer {
             next_report: 0,
             started: Instant::now(),
             quiet: false,
+            ranks: 1,
+        }
+    }
+
+    /// Progress of a data-parallel run of `ranks` ranks, seen from rank 0 (its share of the
+    /// samples scaled by the ranks: exact when the batch divides evenly among them).
+    pub fn for_ranks(self, ranks: usize) -> Self {
+        Self {
+            ranks: ranks.max(1),
+            ..self
         }
     }
 
@@ -63,12 +76,13 @@ impl TrainingProgressLogger for PlainRenderer {
 
     fn start_split(&mut self, split_name: &str, total_items: usize) {
         self.split = split_name.to_string();
-        self.total = total_items;
+        self.total = total_items * self.ranks;
         self.next_report = total_items.div_ceil(10);
         self.started = Instant::now();
     }
 
     fn update_split(&mut self, items_processed: usize) {
+        let items_processed = items_processed * self.ranks;
         if items_processed >= self.next_report && self.total > 0 && !self.quiet {
             let secs = self.started.elapsed().as_secs_f64();
             println!(

@@ -257,7 +257,8 @@ impl<'a> Plan<'a> {
         if !workers.is_writer() {
             training = training.renderer(Box::new(PlainRenderer::quiet()));
         } else if plain {
-            training = training.renderer(Box::new(PlainRenderer::new()));
+            let renderer = PlainRenderer::new().for_ranks(workers.ranks());
+            training = training.renderer(Box::new(renderer));
         }
         if let Some(point) = &start.resume {
             if workers.is_writer() {
