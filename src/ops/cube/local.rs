@@ -38,6 +38,18 @@ use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::rule::{LayerGrads, Needs};
 use crate::spikes::words_per_step;
 
+/// A layer's input runs as the device reads them ([`PairTables`]): per output neuron `i` its
+/// runs `start[i]..start[i + 1]`, each of `len` consecutive inputs from `input`, whose weights
+/// are `weight + m · stride`.
+#[derive(CubeLaunch, CubeType)]
+pub struct RunTables {
+    start: Box<[u32]>,
+    input: Box<[u32]>,
+    weight: Box<[u32]>,
+    len: Box<[u32]>,
+    stride: Box<[u32]>,
+}
+
 /// Thread per (sample, step, output neuron `i`): `currents [B·T, n_out]`, the weights of
 /// `i`'s inputs that spiked at that step (`words [B·T, ⌈n_in/32⌉]`), summed in ascending
 /// input order from `0` (the host's order). The inputs are read run by run (see
@@ -45,14 +57,9 @@ use crate::spikes::words_per_step;
 /// thread per step rather than a loop over steps: with the loop, a convolution's thread runs
 /// past the 65,535 loop iterations after which lavapipe, the CI's Vulkan driver, ends it.)
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
 pub fn local_currents_kernel(
     words: &Tensor<u32>,
-    run_start: &Tensor<u32>,
-    run_input: &Tensor<u32>,
-    run_weight: &Tensor<u32>,
-    run_len: &Tensor<u32>,
-    run_stride: &Tensor<u32>,
+    runs: &RunTables,
     weights: &Tensor<f32>,
     currents: &mut Tensor<f32>,
     n_in: u32,
@@ -66,9 +73,9 @@ pub fn local_currents_kernel(
     let i = ABSOLUTE_POS % n_out;
     let base = row * ((n_in as usize + 31) / 32);
     let mut current = 0.0f32;
-    for r in run_start[i] as usize..run_start[i + 1] as usize {
-        let j0 = run_input[r];
-        let len = run_len[r];
+    for r in runs.start[i] as usize..runs.start[i + 1] as usize {
+        let j0 = runs.input[r];
+        let len = runs.len[r];
         let shift = j0 % 32u32;
         let w0 = base + (j0 / 32u32) as usize;
         let mut bits = words[w0] >> shift;
@@ -79,8 +86,8 @@ pub fn local_currents_kernel(
             bits = bits & ((1u32 << len) - 1u32);
         }
         if bits != 0u32 {
-            let k0 = run_weight[r];
-            let stride = run_stride[r];
+            let k0 = runs.weight[r];
+            let stride = runs.stride[r];
             for m in 0..len {
                 if (bits >> m) & 1u32 == 1u32 {
                     current += weights[(k0 + m * stride) as usize];
@@ -96,7 +103,6 @@ pub fn local_currents_kernel(
 /// `kernels [B, T, n_out]`) when `i` fired; `silent_spsp` for a silent `i` where `j` fired;
 /// else 0.
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
 pub fn local_spsp_kernel(
     times: &Tensor<u32>,
     o_pre: &Tensor<f32>,
@@ -139,7 +145,6 @@ pub fn local_spsp_kernel(
 /// (`d / divisor`: `ν` for a convolution, `size²` for pooling) and the weight coefficient
 /// `coef [B, n_out]` (`δ (1 + s)`).
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
 pub fn local_coef_kernel(
     e: &Tensor<f32>,
     weights: &Tensor<f32>,
@@ -181,7 +186,6 @@ pub fn local_coef_kernel(
 /// Thread per (sample `b`, shared weight `k`): `partial [B, n_weights]`,
 /// `Σ coef_{b,i(s)} e_{b,s}` over `k`'s slots in ascending order.
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
 pub fn local_weight_grad_kernel(
     e: &Tensor<f32>,
     coef: &Tensor<f32>,
@@ -225,7 +229,6 @@ pub fn batch_sum_kernel(partial: &Tensor<f32>, sum: &mut Tensor<f32>, batch: u32
 /// Thread per (sample `b`, input neuron `j`): `d_pre [B, n_in]`, `Σ_i δ_i w ρ_ij` over `j`'s
 /// fanout in ascending `i` (S10), `ρ_ij = e_{i|j}/o_j` when both neurons fired, else 1 (S8).
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
 pub fn local_pre_error_kernel(
     e: &Tensor<f32>,
     delta: &Tensor<f32>,
@@ -356,11 +359,13 @@ fn forward_chunk(
         count,
         dim,
         words.clone().into_tensor_arg(),
-        up(&tables.run_start).into_tensor_arg(),
-        up(&tables.run_input).into_tensor_arg(),
-        up(&tables.run_weight).into_tensor_arg(),
-        up(&tables.run_len).into_tensor_arg(),
-        up(&tables.run_stride).into_tensor_arg(),
+        RunTablesLaunch::new(
+            up(&tables.run_start).into_buffer_arg(),
+            up(&tables.run_input).into_buffer_arg(),
+            up(&tables.run_weight).into_buffer_arg(),
+            up(&tables.run_len).into_buffer_arg(),
+            up(&tables.run_stride).into_buffer_arg(),
+        ),
         into_contiguous(weight).into_tensor_arg(),
         currents.clone().into_tensor_arg(),
         n_in as u32,

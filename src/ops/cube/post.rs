@@ -128,7 +128,6 @@ pub fn post_kernels_kernel(
 /// counts before label insertion; `kernels` (after it) are those of the neurons that fired,
 /// which insertion leaves alone.
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
 pub fn lateral_factor_kernel(
     times: &Tensor<u32>,
     counts_raw: &Tensor<f32>,

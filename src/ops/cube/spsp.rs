@@ -93,7 +93,6 @@ pub fn spsp_rows_kernel(
 /// from `row0`) summed over the `o_pre` spike steps of `j` (`times` from `times0`) in
 /// ascending `t` when `i` fired; `silent_spsp` for a silent `i` where `j` fired; else 0.
 #[cube]
-#[allow(clippy::too_many_arguments)]
 pub fn spsp_entry(
     times: &Tensor<u32>,
     kernels: &Tensor<f32>,
@@ -130,7 +129,6 @@ pub fn side_effect(o: f32, we: f32, w_sum: f32, nu: f32, silent_side_ratio: f32)
 /// `o_pre [B, n_in]`), then `delta [B, n_out]` (`d/ν`) and the weight coefficient
 /// `coef [B, n_out]` (`δ (1 + s) γ`) from `o_post`, `gamma`, `d_post` (`[B, n_out]`).
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
 pub fn side_effect_kernel(
     e: &Tensor<f32>,
     weight_t: &Tensor<f32>,
@@ -195,7 +193,6 @@ pub fn weight_grad_kernel(
 /// ascending `i` (S10), `ρ_ij = e_{i|j}/o_j` when both neurons fired and `ratio` is 1, else 1
 /// (S8).
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
 pub fn pre_error_kernel(
     e: &Tensor<f32>,
     delta: &Tensor<f32>,
