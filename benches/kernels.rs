@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use hm2bp::datasets::{EncodingMode, ImageDatasetKind, RateEncoder, Split, load_image_set};
-use hm2bp::neuron::LifParams;
+use hm2bp::neuron::LifSpec;
 use hm2bp::rule::DenseSpec;
 use hm2bp::rule::dense::{LayerWeights, SampleGrad, backward_sample, forward_sample};
 use hm2bp::spikes::SpikeRaster;
@@ -30,7 +30,7 @@ fn main() {
         .collect();
     let lw = LayerWeights::new(&w, n_out, n_in);
     let spec = DenseSpec {
-        lif: LifParams::paper(20.0),
+        lif: LifSpec::paper(20.0),
         output: None,
         effect_ratio: true,
     };

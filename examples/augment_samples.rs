@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use hm2bp::datasets::augment::SIDE;
-use hm2bp::datasets::{AugmentConfig, FieldMode, ImageDatasetKind, Split, load_image_set};
+use hm2bp::datasets::{AugmentDef, FieldMode, ImageDatasetKind, Split, load_image_set};
 
 /// Gap between tiles, in pixels (drawn grey).
 const GAP: usize = 2;
@@ -22,7 +22,7 @@ fn main() -> Result<()> {
     let digits: usize = arg(2, "6").parse().context("DIGITS: not a number")?;
     let epochs: usize = arg(3, "5").parse().context("EPOCHS: not a number")?;
     let set = load_image_set(ImageDatasetKind::Mnist, &data_dir, Split::Train)?;
-    let cfg = AugmentConfig {
+    let cfg = AugmentDef {
         scale: 0.12,
         rotation_deg: 12.0,
         elastic_alpha: 3.4,

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use hm2bp::neuron::LifParams;
+use hm2bp::neuron::LifSpec;
 use hm2bp::prelude::*;
 use hm2bp::rule::output::OutputRule;
 
@@ -26,8 +26,8 @@ struct TwoLayer {
 impl TwoLayer {
     fn new(device: &Device) -> Self {
         Self {
-            hidden: SpikingDenseConfig::new(784, 100, LifParams::paper(20.0)).init(device),
-            output: SpikingDenseConfig::new(100, 10, LifParams::paper(8.0))
+            hidden: SpikingDenseConfig::new(784, 100, LifSpec::paper(20.0)).init(device),
+            output: SpikingDenseConfig::new(100, 10, LifSpec::paper(8.0))
                 .with_output(Some(OutputRule::default()))
                 .init(device),
         }

@@ -9,12 +9,11 @@ use crate::bptt::Surrogate;
 use crate::datasets::DataOrder;
 use crate::datasets::DataOrderKind;
 use crate::datasets::{
-    AudioOptions, AugmentConfig, DatasetKind, EncodingMode, InputOptions, NmnistOptions,
-    SpikeProcess,
+    AudioDef, AugmentDef, DatasetKind, EncodingMode, InputOptions, NmnistDef, SpikeProcess,
 };
 use crate::definition::{DefinitionError, read_definition};
 use crate::rule::output::CountTargets;
-use crate::rule::regularizer::{RegularizerDef, RegularizerSetting};
+use crate::rule::regularizer::{RegularizerDef, RegularizerPreset};
 
 /// Learning-rate schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,10 +122,10 @@ pub struct ExperimentDef {
     pub dataset: DatasetKind,
     /// N-MNIST preprocessing (`dataset = "nmnist"`): stabilisation, bin width, binning.
     #[serde(default)]
-    pub events: NmnistOptions,
+    pub events: NmnistDef,
     /// Audio front end and spike code (`dataset = "fsdd"`).
     #[serde(default)]
-    pub audio: AudioOptions,
+    pub audio: AudioDef,
     /// Network definition name (`models/NAME.json`).
     pub model: String,
     /// Training method.
@@ -148,7 +147,7 @@ pub struct ExperimentDef {
     pub spike_process: SpikeProcess,
     /// Distortion of the training images (the authors' CNN run; none if absent).
     #[serde(default)]
-    pub augmentation: Option<AugmentConfig>,
+    pub augmentation: Option<AugmentDef>,
     /// Learning rate.
     pub lr: LrDef,
     /// Output targets.
@@ -296,8 +295,8 @@ impl ExperimentDef {
         }
     }
 
-    /// This experiment run with `method` instead (see [`MethodSpec`]).
-    pub fn with_method(&self, method: &MethodSpec) -> Result<Self, String> {
+    /// This experiment run with `method` instead (see [`MethodOptions`]).
+    pub fn with_method(&self, method: &MethodOptions) -> Result<Self, String> {
         let mut exp = self.clone();
         exp.set_method(method);
         exp.validate()?;
@@ -306,7 +305,7 @@ impl ExperimentDef {
 
     /// Runs this experiment with `method` (its surrogate and simulation length, if it names
     /// them).
-    fn set_method(&mut self, method: &MethodSpec) {
+    fn set_method(&mut self, method: &MethodOptions) {
         self.method = method.method;
         if let Some(s) = method.surrogate {
             self.bptt.surrogate = s;
@@ -326,7 +325,9 @@ impl ExperimentDef {
     pub fn apply(&self, patch: &ExperimentPatch) -> Result<Self, String> {
         let mut exp = self.clone();
         if let Some(m) = &patch.method {
-            exp.set_method(&MethodSpec::parse(m, &exp.bptt).map_err(|e| format!("method: {e}"))?);
+            exp.set_method(
+                &MethodOptions::parse(m, &exp.bptt).map_err(|e| format!("method: {e}"))?,
+            );
         }
         exp.epochs = patch.epochs.unwrap_or(exp.epochs);
         exp.batch_size = patch.batch_size.unwrap_or(exp.batch_size);
@@ -382,7 +383,7 @@ pub struct ExperimentPatch {
     pub lr: Option<f64>,
     /// Weight regulariser setting (replaces the experiment's `[regularizer]`).
     #[arg(long, value_enum)]
-    pub regularizer: Option<RegularizerSetting>,
+    pub regularizer: Option<RegularizerPreset>,
     /// Order of the training samples in each epoch.
     #[arg(long, value_enum)]
     pub order: Option<DataOrderKind>,
@@ -403,7 +404,7 @@ pub struct ExperimentPatch {
 /// experiment uses the same kind, else the defaults), optionally with `:T` for another
 /// simulation length, e.g. `bptt-arctan:25`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct MethodSpec {
+pub struct MethodOptions {
     /// As written.
     pub label: String,
     /// Method.
@@ -414,7 +415,7 @@ pub struct MethodSpec {
     pub steps: Option<usize>,
 }
 
-impl MethodSpec {
+impl MethodOptions {
     /// Parses `spec` for an experiment whose BPTT settings are `bptt`.
     pub fn parse(spec: &str, bptt: &BpttDef) -> Result<Self, String> {
         let (name, steps) = match spec.split_once(':') {
@@ -491,7 +492,7 @@ mod tests {
             surrogate: Surrogate::Arctan { alpha: 5.0 },
             ..BpttDef::default()
         };
-        let spec = |s: &str| MethodSpec::parse(s, &bptt);
+        let spec = |s: &str| MethodOptions::parse(s, &bptt);
         assert_eq!(spec("hm2bp").unwrap().method, Method::Hm2bp);
         // The experiment's own surrogate keeps its parameters; another kind gets defaults.
         let same = spec("bptt-arctan:25").unwrap();
@@ -524,7 +525,7 @@ mod tests {
             method: Some("bptt-triangle:7".into()),
             epochs: Some(3),
             lr: Some(0.5),
-            regularizer: Some(RegularizerSetting::Off),
+            regularizer: Some(RegularizerPreset::Off),
             average_last: Some(2),
             ..ExperimentPatch::default()
         };
@@ -537,7 +538,7 @@ mod tests {
                 base: 0.5,
                 ..exp.lr
             },
-            regularizer: RegularizerDef::Named(RegularizerSetting::Off),
+            regularizer: RegularizerDef::Named(RegularizerPreset::Off),
             average_last: 2,
             bptt: BpttDef {
                 surrogate: Surrogate::Triangle { width: 1.0 },

@@ -15,13 +15,13 @@
 //! use hm2bp::rule::output::CountTargets;
 //! use hm2bp::layers::SpikingDenseConfig;
 //! use hm2bp::loss::count_loss;
-//! use hm2bp::neuron::LifParams;
+//! use hm2bp::neuron::LifSpec;
 //! use hm2bp::rule::output::OutputRule;
 //!
 //! let device = Device::flex().autodiff();
 //! // An output layer of 10 of the paper's LIF neurons (ν = 8) with lateral inhibition
 //! // (strength 1) and label-spike insertion, on 784 inputs.
-//! let layer = SpikingDenseConfig::new(784, 10, LifParams::paper(8.0))
+//! let layer = SpikingDenseConfig::new(784, 10, LifSpec::paper(8.0))
 //!     .with_output(Some(OutputRule::default()))
 //!     .init(&device);
 //! // A batch of 2 random spike trains, T = 100 steps.

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::definition::{DefinitionError, read_definition};
-use crate::neuron::LifParams;
+use crate::neuron::LifSpec;
 use crate::ops::KernelPath;
 use crate::rule::output::OutputRule;
 use crate::rule::regularizer::WeightRegularizer;
@@ -33,13 +33,13 @@ pub struct NeuronDef {
 impl NeuronDef {
     /// The parameters of a layer of these neurons with threshold ν that fire when
     /// `v > ν − 1e-6` (the paper's FC and pooling neurons; its conv neurons are
-    /// [`LifParams::strict`]).
-    pub fn lif(&self, threshold: f32) -> LifParams {
-        LifParams {
+    /// [`LifSpec::strict`]).
+    pub fn lif(&self, threshold: f32) -> LifSpec {
+        LifSpec {
             tau_m: self.tau_m,
             tau_s: self.tau_s,
             t_ref: self.t_ref,
-            ..LifParams::paper(threshold)
+            ..LifSpec::paper(threshold)
         }
     }
 }
@@ -47,12 +47,12 @@ impl NeuronDef {
 impl Default for NeuronDef {
     /// The paper's constants (τm 64, τs 8, t_ref 2).
     fn default() -> Self {
-        let LifParams {
+        let LifSpec {
             tau_m,
             tau_s,
             t_ref,
             ..
-        } = LifParams::paper(1.0);
+        } = LifSpec::paper(1.0);
         Self {
             tau_m,
             tau_s,
@@ -384,11 +384,11 @@ impl SpikingNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rule::regularizer::{RegularizerDef, RegularizerSetting};
+    use crate::rule::regularizer::{RegularizerDef, RegularizerPreset};
 
     fn build(json: &str) -> Result<SpikingNet, ModelError> {
         let def = NetworkDef::parse(Path::new("models/t.json"), json)?;
-        let regularizer = RegularizerDef::Named(RegularizerSetting::Off).params();
+        let regularizer = RegularizerDef::Named(RegularizerPreset::Off).params();
         let rule = RuleOptions {
             effect_ratio: true,
             regularizer,

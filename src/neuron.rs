@@ -14,7 +14,7 @@ use crate::simd::{F32x8, LANES, Vectors};
 
 /// Parameters of one layer of LIF neurons.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LifParams {
+pub struct LifSpec {
     /// Membrane time constant τm in steps (64 in every config of the paper).
     pub tau_m: f32,
     /// Synaptic time constant τs in steps (8).
@@ -28,7 +28,7 @@ pub struct LifParams {
     pub threshold_eps: f32,
 }
 
-impl LifParams {
+impl LifSpec {
     /// The paper's constants (τm 64, τs 8, t_ref 2) with threshold `threshold` and the FC
     /// comparison `v > ν − 1e-6`.
     pub fn paper(threshold: f32) -> Self {
@@ -90,7 +90,7 @@ pub struct LifStep {
 
 impl LifStep {
     /// The update of neurons with parameters `p`.
-    pub fn new(p: &LifParams) -> Self {
+    pub fn new(p: &LifSpec) -> Self {
         Self {
             tau_m: p.tau_m,
             tau_s: p.tau_s,
@@ -176,7 +176,7 @@ pub struct LifPopulation {
 
 impl LifPopulation {
     /// `neurons` neurons at rest.
-    pub fn new(params: LifParams, neurons: usize) -> Self {
+    pub fn new(params: LifSpec, neurons: usize) -> Self {
         let chunks = neurons.div_ceil(CHUNK);
         Self {
             step: LifStep::new(&params),
@@ -276,7 +276,7 @@ impl LifPopulation {
 
 /// Whether `/ τm` and `/ τs` may be taken as `* (1/τm)`, `* (1/τs)`: both time constants
 /// are powers of two, where the two are identical for every `f32`.
-pub fn exact_reciprocals(p: &LifParams) -> bool {
+pub fn exact_reciprocals(p: &LifSpec) -> bool {
     is_power_of_two(p.tau_m) && is_power_of_two(p.tau_s)
 }
 
@@ -293,7 +293,7 @@ mod tests {
     /// closed-form recursion, and the refractory clamp keeps at least 3 steps between spikes.
     #[test]
     fn constant_drive_fires_regularly() {
-        let mut pop = LifPopulation::new(LifParams::paper(1.0), 1);
+        let mut pop = LifPopulation::new(LifSpec::paper(1.0), 1);
         let mut times = Vec::new();
         for t in 1..200 {
             pop.add(0, 0.5);
@@ -319,7 +319,7 @@ mod tests {
 
     /// The update of one neuron straight from the spec (§1.1), scalar and with divisions:
     /// the obviously correct version of [`LifStep::update`].
-    fn reference_step(p: &LifParams, v: &mut f32, ep: &mut f32, r: &mut u32, i: f32) -> bool {
+    fn reference_step(p: &LifSpec, v: &mut f32, ep: &mut f32, r: &mut u32, i: f32) -> bool {
         *v -= *v / p.tau_m;
         *ep -= *ep / p.tau_s;
         *ep += i;
@@ -349,12 +349,12 @@ mod tests {
             state ^= state << 5;
             (state % 1000) as f32 / 250.0 - 1.0
         };
-        let odd = LifParams {
+        let odd = LifSpec {
             tau_m: 10.0,
             tau_s: 3.0,
-            ..LifParams::paper(0.9).strict()
+            ..LifSpec::paper(0.9).strict()
         };
-        for p in [LifParams::paper(3.0), odd] {
+        for p in [LifSpec::paper(3.0), odd] {
             let step = LifStep::new(&p);
             assert_eq!(step.exact_reciprocal, p.tau_m == 64.0);
             let mut lanes = LifLanes::default();
@@ -379,7 +379,7 @@ mod tests {
 
     #[test]
     fn silent_without_input_and_resting_chunks_are_skipped() {
-        let mut pop = LifPopulation::new(LifParams::paper(0.1), 100);
+        let mut pop = LifPopulation::new(LifSpec::paper(0.1), 100);
         let mut fired = Vec::new();
         for _ in 1..50 {
             pop.step(|i| fired.push(i));
@@ -403,7 +403,7 @@ mod tests {
     /// input), on a population that is not a multiple of the chunk size.
     #[test]
     fn chunked_step_matches_full_update() {
-        let p = LifParams::paper(0.7);
+        let p = LifSpec::paper(0.7);
         let n = 75;
         let mut pop = LifPopulation::new(p, n);
         let (mut v, mut ep, mut r) = (vec![0.0f32; n], vec![0.0f32; n], vec![0u32; n]);

@@ -33,7 +33,7 @@ use nir_rs::types::{MetadataMap, MetadataValue, Tensor as NirTensor, TensorData 
 use nir_rs::{NirGraph, NirNode};
 
 use crate::model::{LayerDef, NetworkDef, NeuronDef, RuleOptions, SpikingLayer, SpikingNet};
-use crate::neuron::LifParams;
+use crate::neuron::LifSpec;
 use crate::rule::local::Topology;
 
 /// Metadata key of a `CubaLIF` node holding the refractory period in steps (an integer).
@@ -71,7 +71,7 @@ fn unsupported(message: String) -> NirError {
 }
 
 /// The LIF parameters of a layer.
-fn layer_lif(layer: &SpikingLayer) -> LifParams {
+fn layer_lif(layer: &SpikingLayer) -> LifSpec {
     match layer {
         SpikingLayer::Dense(d) => d.spec().lif,
         SpikingLayer::Conv(c) => c.spec().lif,
@@ -103,7 +103,7 @@ fn weights<const D: usize>(w: &Param<Tensor<D>>) -> Result<(Vec<usize>, Vec<f32>
 
 /// The `CubaLIF` node of `n` neurons of shape `shape` with parameters `lif`.
 fn cuba_lif(
-    lif: &LifParams,
+    lif: &LifSpec,
     shape: &[usize],
     refractory: Refractory,
     layer: &str,
@@ -392,9 +392,9 @@ fn nominal_threshold(v_threshold: f32, eps: f32) -> Option<f32> {
     candidates
         .into_iter()
         .filter(|&nu| {
-            let lif = LifParams {
+            let lif = LifSpec {
                 threshold_eps: eps,
-                ..LifParams::paper(nu)
+                ..LifSpec::paper(nu)
             };
             lif.firing_level() == v_threshold
         })

@@ -12,7 +12,7 @@ pub use crate::layers::{
 };
 pub use crate::loss::{count_cross_entropy, count_loss};
 pub use crate::model::{NetworkDef, RuleOptions, SpikingNet};
-pub use crate::neuron::LifParams;
+pub use crate::neuron::LifSpec;
 pub use crate::ops::KernelPath;
 pub use crate::rule::output::{CountTargets, OutputRule};
-pub use crate::rule::regularizer::{RegularizerSetting, WeightRegularizer};
+pub use crate::rule::regularizer::{RegularizerPreset, WeightRegularizer};

@@ -7,14 +7,14 @@
 //! then `e_{i|j} = Σ_{t ∈ spikes(j)} K_i(t)`, i.e. `E = K · Sᵀ`: one GEMM (dense) or one
 //! row-gather per pre spike (event-driven).
 
-use crate::neuron::LifParams;
+use crate::neuron::LifSpec;
 
 /// Pre spikes further back than `WINDOW_TAU_M · τm` steps before a post spike are ignored.
 pub const WINDOW_TAU_M: f32 = 4.0;
 
 /// The PSP of one unit input spike, `t` steps after its arrival (S1):
 /// `ε0(t) = (e^{−t/τm} − e^{−t/τs}) / (1 − τs/τm)`.
-pub fn psp_kernel(t: f64, p: &LifParams) -> f64 {
+pub fn psp_kernel(t: f64, p: &LifSpec) -> f64 {
     let (tm, ts) = (p.tau_m as f64, p.tau_s as f64);
     ((-t / tm).exp() - (-t / ts).exp()) / (1.0 - ts / tm)
 }
@@ -22,19 +22,19 @@ pub fn psp_kernel(t: f64, p: &LifParams) -> f64 {
 /// `ε(s, τ)` (S3): potential of a pre spike `τ` steps before a post spike, `s` steps after the
 /// post neuron's last reset. A pre spike that arrived before the reset (`τ > s`) only keeps its
 /// synaptic current, decayed by `e^{−(τ−s)/τs}`.
-pub fn spsp_epsilon(s: f64, tau: f64, p: &LifParams) -> f64 {
+pub fn spsp_epsilon(s: f64, tau: f64, p: &LifSpec) -> f64 {
     let decay = (-(tau - s).max(0.0) / p.tau_s as f64).exp();
     decay * psp_kernel(s.min(tau), p)
 }
 
 /// Window length `4·τm` in steps.
-pub fn window_steps(p: &LifParams) -> u32 {
+pub fn window_steps(p: &LifSpec) -> u32 {
     (WINDOW_TAU_M * p.tau_m) as u32
 }
 
 /// `e_{i|j}` for one pair, straight from S2 (per post spike, per pre spike). Does not apply the
 /// 0.1 rule for silent post neurons: that is [`crate::rule`]'s business.
-pub fn spsp_pair(post: &[u32], pre: &[u32], p: &LifParams) -> f64 {
+pub fn spsp_pair(post: &[u32], pre: &[u32], p: &LifSpec) -> f64 {
     let window = window_steps(p) as i64;
     let t_ref = p.t_ref as i64;
     let mut e = 0.0;
@@ -65,7 +65,7 @@ pub fn spsp_pair(post: &[u32], pre: &[u32], p: &LifParams) -> f64 {
 /// later one sees it decayed from the previous reset, `ε0(s_f) e^{−(t_{f−1} − t)/τs}`, whose
 /// sum over the range is `e^{t/τs}` times a difference of suffix sums. O(steps + o) per
 /// neuron, no `exp` calls with [`KernelTables`].
-pub fn post_kernel(post: &[u32], steps: usize, p: &LifParams, out: &mut [f32], stride: usize) {
+pub fn post_kernel(post: &[u32], steps: usize, p: &LifSpec, out: &mut [f32], stride: usize) {
     KernelTables::new(steps, p).post_kernel(post, out, stride);
 }
 
@@ -145,7 +145,7 @@ pub struct KernelTables {
 
 impl KernelTables {
     /// Tables for simulations of `steps` steps with neuron parameters `p`.
-    pub fn new(steps: usize, p: &LifParams) -> Self {
+    pub fn new(steps: usize, p: &LifSpec) -> Self {
         let ts = p.tau_s as f64;
         let n = steps + 1;
         Self {
@@ -161,7 +161,7 @@ impl KernelTables {
     }
 
     /// Whether these are the tables of `steps` steps with the time constants of `p`.
-    pub fn fits(&self, steps: usize, p: &LifParams) -> bool {
+    pub fn fits(&self, steps: usize, p: &LifSpec) -> bool {
         self.steps == steps
             && self.tau_m == p.tau_m
             && self.tau_s == p.tau_s
@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn psp_kernel_area_and_peak() {
-        let p = LifParams::paper(1.0);
+        let p = LifSpec::paper(1.0);
         let area: f64 = (0..20000).map(|t| psp_kernel(t as f64, &p)).sum();
         assert!((area - 64.0).abs() < 0.6, "area {area}");
         let (peak_t, peak) = (0..100)
@@ -282,7 +282,7 @@ mod tests {
 
     #[test]
     fn epsilon_cases() {
-        let p = LifParams::paper(1.0);
+        let p = LifSpec::paper(1.0);
         assert_eq!(spsp_epsilon(10.0, 4.0, &p), psp_kernel(4.0, &p));
         let e = spsp_epsilon(4.0, 10.0, &p);
         assert!((e - (-6.0f64 / 8.0).exp() * psp_kernel(4.0, &p)).abs() < 1e-15);
@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn hand_computed_pair() {
-        let p = LifParams::paper(1.0);
+        let p = LifSpec::paper(1.0);
         // One post spike at 10, pre spikes at 0 (never counts), 3, 8, 9 (too close).
         let e = spsp_pair(&[10], &[0, 3, 8, 9], &p);
         let expect = spsp_epsilon(9.0, 5.0, &p) + spsp_epsilon(9.0, 0.0, &p);
@@ -301,7 +301,7 @@ mod tests {
     #[test]
     fn post_kernel_matches_pairs() {
         use rand::{RngExt, SeedableRng};
-        let p = LifParams::paper(1.0);
+        let p = LifSpec::paper(1.0);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         for case in 0..200 {
             let steps = [30usize, 400, 700][case % 3];

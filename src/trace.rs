@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::neuron::LifParams;
+use crate::neuron::LifSpec;
 use crate::rule::dense::{DenseSpec, LayerWeights, forward_sample};
 use crate::rule::output::{CountTargets, OutputRule, insert_label_spikes, lateral_factor};
 use crate::rule::reference::{LayerBackward, LayerCase, layer_backward};
@@ -314,8 +314,8 @@ impl CaseParamsDef {
     }
 
     /// The neurons of weight layer `k`.
-    fn lif(&self, k: usize) -> LifParams {
-        LifParams {
+    fn lif(&self, k: usize) -> LifSpec {
+        LifSpec {
             tau_m: self.tau_m,
             tau_s: self.tau_s,
             t_ref: self.t_ref,

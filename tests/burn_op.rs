@@ -5,7 +5,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use hm2bp::SpikeTrains;
 use hm2bp::layers::SpikingDenseConfig;
-use hm2bp::neuron::LifParams;
+use hm2bp::neuron::LifSpec;
 use hm2bp::rule::output::OutputRule;
 use hm2bp::rule::{dense_backward_rasters, dense_forward_batch};
 use hm2bp::spikes::SpikeRaster;
@@ -26,7 +26,7 @@ fn autodiff_gradient_is_hm2bp() {
     let dev = device().autodiff();
     let (b, t, n_in, n_out) = (3, 150, 20, 6);
     dev.seed(5);
-    let layer = SpikingDenseConfig::new(n_in, n_out, LifParams::paper(3.0))
+    let layer = SpikingDenseConfig::new(n_in, n_out, LifSpec::paper(3.0))
         .with_output(Some(OutputRule::default()))
         .init(&dev);
     let input = random_spikes(b, t, n_in, 0.08, &dev).require_grad();
@@ -105,7 +105,7 @@ fn autodiff_gradient_is_hm2bp() {
 #[test]
 fn runs_without_autodiff() {
     let dev = device();
-    let layer = SpikingDenseConfig::new(10, 4, LifParams::paper(2.0)).init(&dev);
+    let layer = SpikingDenseConfig::new(10, 4, LifSpec::paper(2.0)).init(&dev);
     let out = layer.forward(
         SpikeTrains::from_dense(random_spikes(2, 50, 10, 0.2, &dev)),
         None,
@@ -211,7 +211,7 @@ const NO_LATERAL: OutputRule = OutputRule {
 
 fn output_layer_backward(labels: Option<Tensor<1, Int>>) {
     let dev = device().autodiff();
-    let layer = SpikingDenseConfig::new(8, 3, LifParams::paper(2.0))
+    let layer = SpikingDenseConfig::new(8, 3, LifSpec::paper(2.0))
         .with_output(Some(NO_LATERAL))
         .init(&dev);
     let input = random_spikes(2, 40, 8, 0.2, &dev);
@@ -227,7 +227,7 @@ fn output_layer_backward(labels: Option<Tensor<1, Int>>) {
 #[should_panic(expected = "output layer trained without labels")]
 fn an_output_layer_trained_without_labels_panics() {
     let dev = device();
-    let layer = SpikingDenseConfig::new(8, 3, LifParams::paper(2.0))
+    let layer = SpikingDenseConfig::new(8, 3, LifSpec::paper(2.0))
         .with_output(Some(NO_LATERAL))
         .init(&dev);
     let out = layer.forward(

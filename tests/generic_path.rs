@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
 use hm2bp::SpikeTrains;
 use hm2bp::layers::{SpikingDense, SpikingDenseConfig};
-use hm2bp::neuron::LifParams;
+use hm2bp::neuron::LifSpec;
 use hm2bp::ops::KernelPath;
 use hm2bp::rule::output::OutputRule;
 
@@ -71,7 +71,7 @@ fn generic_path_agrees_with_event_driven() {
         .float();
     let labels = Tensor::<1, Int>::from_ints([2, 0, 5], &dev);
     for (n_out, is_output, threshold) in [(12, false, 1.5), (6, true, 1.0)] {
-        let config = SpikingDenseConfig::new(n_in, n_out, LifParams::paper(threshold))
+        let config = SpikingDenseConfig::new(n_in, n_out, LifSpec::paper(threshold))
             .with_output(is_output.then(OutputRule::default));
         let w = TensorData::new(dyadic_weights(n_out, n_in, n_out as u64), [n_out, n_in]);
         let layer = config.init_with(Tensor::from_data(w, &dev));

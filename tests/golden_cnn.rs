@@ -9,7 +9,7 @@ use hm2bp::SpikeTrains;
 use hm2bp::datasets::golden::{
     GOLDEN_LABEL, GOLDEN_STEPS, GoldenCnn, GoldenWeights, load_golden_cnn,
 };
-use hm2bp::neuron::LifParams;
+use hm2bp::neuron::LifSpec;
 use hm2bp::rule::dense::{self, LayerWeights, SampleGrad};
 use hm2bp::rule::local::{self, Connectivity, ErrorScale};
 use hm2bp::rule::output::{CountTargets, OutputRule};
@@ -30,22 +30,22 @@ const REG: WeightRegularizer = WeightRegularizer {
     limit: 8.0,
 };
 
-fn lif_conv() -> LifParams {
-    LifParams::paper(5.0).strict()
+fn lif_conv() -> LifSpec {
+    LifSpec::paper(5.0).strict()
 }
-fn lif_pool() -> LifParams {
-    LifParams::paper(2.0)
+fn lif_pool() -> LifSpec {
+    LifSpec::paper(2.0)
 }
 fn hidden_spec() -> DenseSpec {
     DenseSpec {
-        lif: LifParams::paper(10.0),
+        lif: LifSpec::paper(10.0),
         output: None,
         effect_ratio: true,
     }
 }
 fn output_spec() -> DenseSpec {
     DenseSpec {
-        lif: LifParams::paper(5.0),
+        lif: LifSpec::paper(5.0),
         output: Some(OutputRule::default()),
         effect_ratio: true,
     }
@@ -318,7 +318,7 @@ fn whole_cnn_through_burn_modules() {
     use hm2bp::layers::{SpikingConv2dConfig, SpikingDenseConfig, SpikingPool2dConfig};
     use hm2bp::loss::count_loss;
     use hm2bp::model::{SpikingLayer, SpikingNet};
-    use hm2bp::neuron::LifParams;
+    use hm2bp::neuron::LifSpec;
     use hm2bp::rule::output::OutputRule;
     use hm2bp::rule::regularizer::WeightRegularizer;
 
@@ -334,12 +334,12 @@ fn whole_cnn_through_burn_modules() {
     };
     // The authors' conv neurons fire when v > ν (pooling and FC: v > ν − 1e-6).
     let conv = |input, maps, w: &[f64]| {
-        SpikingConv2dConfig::new(input, maps, 5, LifParams::paper(5.0).strict())
+        SpikingConv2dConfig::new(input, maps, 5, LifSpec::paper(5.0).strict())
             .with_regularizer(reg)
             .init_with(t(w).reshape([maps, input[0], 5, 5]))
     };
     let dense = |d_in, d_out, nu, w: &[f64], output: bool| {
-        SpikingDenseConfig::new(d_in, d_out, LifParams::paper(nu))
+        SpikingDenseConfig::new(d_in, d_out, LifSpec::paper(nu))
             .with_output(output.then(OutputRule::default))
             .with_regularizer(reg)
             .init_with(t(w).reshape([d_out, d_in]))
@@ -348,12 +348,10 @@ fn whole_cnn_through_burn_modules() {
         layers: vec![
             SpikingLayer::Conv(conv([1, 28, 28], 5, &w0.conv1)),
             SpikingLayer::Pool(
-                SpikingPool2dConfig::new([5, 24, 24], 2, LifParams::paper(2.0)).init(),
+                SpikingPool2dConfig::new([5, 24, 24], 2, LifSpec::paper(2.0)).init(),
             ),
             SpikingLayer::Conv(conv([5, 12, 12], 3, &w0.conv2)),
-            SpikingLayer::Pool(
-                SpikingPool2dConfig::new([3, 8, 8], 2, LifParams::paper(2.0)).init(),
-            ),
+            SpikingLayer::Pool(SpikingPool2dConfig::new([3, 8, 8], 2, LifSpec::paper(2.0)).init()),
             SpikingLayer::Dense(dense(48, 100, 10.0, &w0.hidden, false)),
             SpikingLayer::Dense(dense(100, 10, 5.0, &w0.output, true)),
         ],

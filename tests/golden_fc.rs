@@ -12,7 +12,7 @@ use hm2bp::datasets::golden::{GOLDEN_LABEL, GOLDEN_STEPS, load_golden_cnn};
 use hm2bp::layers::SpikingDenseConfig;
 use hm2bp::loss::count_loss;
 use hm2bp::model::{SpikingLayer, SpikingNet};
-use hm2bp::neuron::LifParams;
+use hm2bp::neuron::LifSpec;
 use hm2bp::rule::output::{CountTargets, OutputRule};
 use hm2bp::rule::regularizer::WeightRegularizer;
 use hm2bp::spikes::SpikeRaster;
@@ -71,9 +71,9 @@ fn fc_part_matches_golden_data() {
             limit: 8.0,
         })
     };
-    let hidden_cfg = reg(SpikingDenseConfig::new(48, 100, LifParams::paper(10.0)));
+    let hidden_cfg = reg(SpikingDenseConfig::new(48, 100, LifSpec::paper(10.0)));
     let output_cfg = reg(
-        SpikingDenseConfig::new(100, 10, LifParams::paper(5.0)).with_output(Some(OutputRule {
+        SpikingDenseConfig::new(100, 10, LifSpec::paper(5.0)).with_output(Some(OutputRule {
             lateral_strength: 1.0,
             label_spike_level: 35,
         })),

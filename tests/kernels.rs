@@ -1,7 +1,7 @@
 //! The fast event-driven kernels against slow, obviously-correct versions written straight from
 //! the spec (per step over all inputs for the forward, per pair for the backward).
 
-use hm2bp::neuron::LifParams;
+use hm2bp::neuron::LifSpec;
 use hm2bp::rule::dense::{LayerWeights, SampleGrad, backward_sample, forward_sample, transpose};
 use hm2bp::rule::output::{OutputRule, insert_label_spikes, lateral_factor};
 use hm2bp::rule::reference::{LayerCase, layer_backward};
@@ -75,7 +75,7 @@ fn naive_forward(input: &SpikeRaster, w: &[f32], n_out: usize, spec: &DenseSpec)
 
 fn spec(threshold: f32, output: bool) -> DenseSpec {
     DenseSpec {
-        lif: LifParams::paper(threshold),
+        lif: LifSpec::paper(threshold),
         output: output.then(OutputRule::default),
         effect_ratio: true,
     }
@@ -241,7 +241,7 @@ fn conv_and_pool_match_per_pair_reference() {
     let (c_in, h, w, maps, k, steps) = (2, 7, 6, 3, 3, 300);
     let (oh, ow) = (h - k + 1, w - k + 1);
     let conn = Connectivity::conv(c_in, h, w, maps, k);
-    let lif = LifParams::paper(2.0).strict();
+    let lif = LifSpec::paper(2.0).strict();
     for case in 0..6 {
         let input = random_raster(&mut rng, steps, c_in * h * w, 0.06);
         let kern = random_weights(&mut rng, maps * c_in * k * k, 0.8);
@@ -366,7 +366,7 @@ fn conv_and_pool_match_per_pair_reference() {
                 .collect::<Vec<_>>(),
             steps,
         );
-        let pool_lif = LifParams::paper(1.0);
+        let pool_lif = LifSpec::paper(1.0);
         let pooled = local_forward(&pool_in, &pool, &[1.0], &pool_lif);
         let d_pool: Vec<f32> = (0..pool.n_out).map(|i| i as f32 - 2.0).collect();
         let mut d_in = vec![0.0f32; pool.n_in];

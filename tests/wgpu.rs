@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::{DeviceKind, Distribution, TensorData};
 use hm2bp::SpikeTrains;
 use hm2bp::layers::{SpikingDense, SpikingDenseConfig};
-use hm2bp::neuron::LifParams;
+use hm2bp::neuron::LifSpec;
 use hm2bp::ops::KernelPath;
 use hm2bp::rule::output::OutputRule;
 use hm2bp::spikes::SpikeRaster;
@@ -128,7 +128,7 @@ fn device_kernels_match_the_host_path() {
             label_spike_level: 35,
         });
         let config =
-            SpikingDenseConfig::new(n_in, n_out, LifParams::paper(threshold)).with_output(output);
+            SpikingDenseConfig::new(n_in, n_out, LifSpec::paper(threshold)).with_output(output);
         // Every fourth neuron's weights negated: those stay silent.
         let w = random([n_out, n_in], lo, hi, n_out as u64);
         let w = TensorData::new(
@@ -172,7 +172,7 @@ fn generic_path_runs_on_the_device() {
         .collect();
     let w = TensorData::new(w, [n_out, n_in]);
     let case = Case {
-        config: SpikingDenseConfig::new(n_in, n_out, LifParams::paper(1.5)),
+        config: SpikingDenseConfig::new(n_in, n_out, LifSpec::paper(1.5)),
         w,
         input,
         labels: &[0, 1],
@@ -242,7 +242,7 @@ fn convolution_matches_the_host_at(t: usize) {
     use hm2bp::layers::SpikingConv2dConfig;
     let (b, side) = (2, 130);
     let input = random_input([b, t, side * side], 0.05, 21);
-    let config = SpikingConv2dConfig::new([1, side, side], 4, 5, LifParams::paper(1.0).strict());
+    let config = SpikingConv2dConfig::new([1, side, side], 4, 5, LifSpec::paper(1.0).strict());
     let kernels = random([4, 25], -0.2, 0.6, 8);
     let coef = random([b, 4 * 126 * 126], -1.0, 1.0, 6);
     let run = |dev: &Device| {

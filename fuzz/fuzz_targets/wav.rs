@@ -1,7 +1,7 @@
 //! WAV files, through the auditory front end and the spike codes.
 #![no_main]
-use hm2bp::datasets::audio::{FrontEndOptions, mel_spectrogram, parse_wav};
-use hm2bp::datasets::audio_code::{AudioCode, AudioCodeOptions};
+use hm2bp::datasets::audio::{FrontEndDef, mel_spectrogram, parse_wav};
+use hm2bp::datasets::audio_code::{AudioCode, AudioCodeDef};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
@@ -11,12 +11,12 @@ fuzz_target!(|data: &[u8]| {
         if rec.samples.len() > 1 << 16 {
             return;
         }
-        let spec = mel_spectrogram(&rec, &FrontEndOptions::default());
+        let spec = mel_spectrogram(&rec, &FrontEndDef::default());
         for code in [AudioCode::Bsa, AudioCode::Delta] {
-            let opts = AudioCodeOptions {
+            let opts = AudioCodeDef {
                 code,
                 slices: 2,
-                ..AudioCodeOptions::default()
+                ..AudioCodeDef::default()
             };
             let raster = opts.encode(&spec, 100);
             assert_eq!(raster.neurons(), opts.channels(32));

@@ -30,7 +30,7 @@ use burn::tensor::Distribution;
 use super::spike::spike;
 use super::surrogate::Surrogate;
 use crate::model::{LayerDef, ModelError, NetworkDef};
-use crate::neuron::LifParams;
+use crate::neuron::LifSpec;
 
 /// How the spike of a neuron is computed from its scaled distance to threshold.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,7 +49,7 @@ pub struct BpttDense {
     /// Weights `[n_out, n_in]` (the layout of [`crate::layers::SpikingDense`]).
     pub weight: Param<Tensor<2>>,
     #[module(skip)]
-    lif: LifParams,
+    lif: LifSpec,
     #[module(skip)]
     lateral_strength: f32,
 }
@@ -104,12 +104,12 @@ impl BpttNet {
                 Distribution::Uniform(-def.init_scale, def.init_scale),
                 device,
             );
-            let lif = LifParams {
+            let lif = LifSpec {
                 tau_m: def.neuron.tau_m,
                 tau_s: def.neuron.tau_s,
                 t_ref: def.neuron.t_ref,
                 threshold,
-                threshold_eps: LifParams::paper(threshold).threshold_eps,
+                threshold_eps: LifSpec::paper(threshold).threshold_eps,
             };
             let lateral_strength = if k == last { def.lateral_strength } else { 0.0 };
             layers.push(BpttDense {

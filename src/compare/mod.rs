@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::experiment::{ExperimentDef, Method, MethodSpec};
+use crate::experiment::{ExperimentDef, Method, MethodOptions};
 use crate::train::summary::RunSummary;
 
 /// One method's run.
@@ -105,7 +105,7 @@ pub fn compare(
     let specs = methods
         .iter()
         .map(|m| {
-            MethodSpec::parse(m, &exp.bptt).and_then(|s| Ok((s.clone(), exp.with_method(&s)?)))
+            MethodOptions::parse(m, &exp.bptt).and_then(|s| Ok((s.clone(), exp.with_method(&s)?)))
         })
         .collect::<Result<Vec<_>, String>>()
         .map_err(|m| anyhow::anyhow!("--methods: {m}"))?;

@@ -19,7 +19,7 @@ use crate::datasets::error::{DataError, Result};
 /// Settings of the filter bank (every field optional in an experiment file).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct FrontEndOptions {
+pub struct FrontEndDef {
     /// Mel bands.
     pub bands: usize,
     /// Frame length in ms.
@@ -32,7 +32,7 @@ pub struct FrontEndOptions {
     pub dynamic_range_db: f64,
 }
 
-impl Default for FrontEndOptions {
+impl Default for FrontEndDef {
     fn default() -> Self {
         Self {
             bands: 32,
@@ -44,7 +44,7 @@ impl Default for FrontEndOptions {
     }
 }
 
-impl FrontEndOptions {
+impl FrontEndDef {
     /// Checks the ranges; the message names the field.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.bands == 0 {
@@ -153,7 +153,7 @@ fn mel_to_hz(mel: f64) -> f64 {
 }
 
 impl MelFilters {
-    fn new(opts: &FrontEndOptions, sample_rate: u32, fft_len: usize) -> Self {
+    fn new(opts: &FrontEndDef, sample_rate: u32, fft_len: usize) -> Self {
         let nyquist = f64::from(sample_rate) / 2.0;
         let (lo, hi) = (hz_to_mel(opts.min_hz.min(nyquist)), hz_to_mel(nyquist));
         let edges: Vec<f64> = (0..opts.bands + 2)
@@ -184,7 +184,7 @@ impl MelFilters {
 
 /// The normalised mel spectrogram of a recording: `frames × bands`, frame-major, in `0..=1`.
 /// A recording shorter than one frame gives one (zero-padded) frame.
-pub fn mel_spectrogram(rec: &Recording, opts: &FrontEndOptions) -> Vec<Vec<f32>> {
+pub fn mel_spectrogram(rec: &Recording, opts: &FrontEndDef) -> Vec<Vec<f32>> {
     let rate = f64::from(rec.sample_rate);
     let frame = ((opts.frame_ms * rate / 1000.0).round() as usize).max(1);
     let hop = ((opts.hop_ms * rate / 1000.0).round() as usize).max(1);
@@ -254,7 +254,7 @@ mod tests {
     /// A pure tone lights the band whose centre is nearest to it, in every frame.
     #[test]
     fn a_tone_lands_in_its_band() {
-        let opts = FrontEndOptions::default();
+        let opts = FrontEndDef::default();
         let spec = mel_spectrogram(&tone(1000.0, 0.5, 8000), &opts);
         // 25 ms frames every 10 ms over 0.5 s: 1 + (4000 − 200) / 80 = 48 frames.
         assert_eq!((spec.len(), spec[0].len()), (48, 32));

@@ -31,7 +31,7 @@ pub enum AudioCode {
 /// Settings of the spike code.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AudioCodeOptions {
+pub struct AudioCodeDef {
     /// Which code.
     #[serde(default)]
     pub code: AudioCode,
@@ -65,7 +65,7 @@ fn one() -> usize {
     1
 }
 
-impl Default for AudioCodeOptions {
+impl Default for AudioCodeDef {
     fn default() -> Self {
         Self {
             code: AudioCode::Bsa,
@@ -81,7 +81,7 @@ impl Default for AudioCodeOptions {
 /// Taps of the BSA kernel.
 pub const BSA_TAPS: usize = 24;
 
-impl AudioCodeOptions {
+impl AudioCodeDef {
     /// Checks the ranges; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
         for (name, v) in [
@@ -235,11 +235,11 @@ mod tests {
     fn slices_and_stretching_place_spikes_by_time() {
         // Two frames, one band: loud then silent, stretched over 8 steps in 2 slices.
         let spec = vec![vec![1.0f32], vec![0.0]];
-        let opts = AudioCodeOptions {
+        let opts = AudioCodeDef {
             code: AudioCode::Delta,
             delta: 0.5,
             slices: 2,
-            ..AudioCodeOptions::default()
+            ..AudioCodeDef::default()
         };
         let r = opts.encode(&spec, 8);
         assert_eq!((r.steps(), r.neurons()), (8, 4));
@@ -248,7 +248,7 @@ mod tests {
         assert_eq!(times[0], vec![0, 1]);
         assert_eq!(times[3], vec![4, 5]);
         assert_eq!(r.num_spikes(), 4);
-        let held = AudioCodeOptions { hold: 3, ..opts };
+        let held = AudioCodeDef { hold: 3, ..opts };
         // Held 3 steps per frame: loud for steps 0–2, silent from 3 on.
         assert_eq!(held.encode(&spec, 8).times()[3], vec![4]);
     }

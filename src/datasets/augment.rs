@@ -57,7 +57,7 @@ pub enum FieldMode {
 /// The `[augmentation]` table of an experiment definition.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AugmentConfig {
+pub struct AugmentDef {
     /// Largest relative scale change per axis (0.12: factors in [0.88, 1.12]).
     pub scale: f64,
     /// Largest rotation angle in degrees.
@@ -70,7 +70,7 @@ pub struct AugmentConfig {
     pub field: FieldMode,
 }
 
-impl AugmentConfig {
+impl AugmentDef {
     /// Checks value ranges; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.scale.is_finite() && (0.0..1.0).contains(&self.scale)) {
@@ -170,7 +170,7 @@ pub struct Distortion {
 
 impl Distortion {
     /// Draws elastic fields, scale factors and angle from `rng` (in that order).
-    pub fn random(cfg: &AugmentConfig, rng: &mut impl Rng) -> Self {
+    pub fn random(cfg: &AugmentDef, rng: &mut impl Rng) -> Self {
         let mut horizontal: Vec<f32> = (0..PIXELS).map(|_| uniform_pm1(rng) as f32).collect();
         let mut vertical: Vec<f32> = (0..PIXELS).map(|_| uniform_pm1(rng) as f32).collect();
         let scale_h = cfg.scale * uniform_pm1(rng);
@@ -244,8 +244,8 @@ impl Distortion {
 mod tests {
     use super::*;
 
-    fn authors() -> AugmentConfig {
-        AugmentConfig {
+    fn authors() -> AugmentDef {
+        AugmentDef {
             scale: 0.12,
             rotation_deg: 12.0,
             elastic_alpha: 3.4,
@@ -276,7 +276,7 @@ mod tests {
 
     #[test]
     fn zero_parameters_are_the_identity() {
-        let cfg = AugmentConfig {
+        let cfg = AugmentDef {
             scale: 0.0,
             rotation_deg: 0.0,
             elastic_alpha: 0.0,
@@ -375,7 +375,7 @@ mod tests {
 
     #[test]
     fn elastic_field_statistics() {
-        let elastic = |alpha: f64| AugmentConfig {
+        let elastic = |alpha: f64| AugmentDef {
             scale: 0.0,
             rotation_deg: 0.0,
             elastic_alpha: alpha,
@@ -421,7 +421,7 @@ mod tests {
         );
         assert_ne!(a, per_epoch.field_for(1, 5, 10));
         assert_ne!(a, per_epoch.field_for(2, 4, 10));
-        let per_sample = AugmentConfig {
+        let per_sample = AugmentDef {
             field: FieldMode::PerSample,
             ..authors()
         };
@@ -433,7 +433,7 @@ mod tests {
 
     #[test]
     fn outputs_stay_in_range_and_change_the_image() {
-        let strong = AugmentConfig {
+        let strong = AugmentDef {
             elastic_alpha: 40.0,
             elastic_sigma: 2.0,
             ..authors()
@@ -457,28 +457,28 @@ mod tests {
     fn validation_names_the_field() {
         let bad = [
             (
-                AugmentConfig {
+                AugmentDef {
                     scale: 1.5,
                     ..authors()
                 },
                 "augmentation.scale",
             ),
             (
-                AugmentConfig {
+                AugmentDef {
                     rotation_deg: -1.0,
                     ..authors()
                 },
                 "augmentation.rotation_deg",
             ),
             (
-                AugmentConfig {
+                AugmentDef {
                     elastic_alpha: f64::NAN,
                     ..authors()
                 },
                 "augmentation.elastic_alpha",
             ),
             (
-                AugmentConfig {
+                AugmentDef {
                     elastic_sigma: 0.0,
                     ..authors()
                 },

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::datasets::audio::{FrontEndOptions, mel_spectrogram, read_wav};
-use crate::datasets::audio_code::AudioCodeOptions;
+use crate::datasets::audio::{FrontEndDef, mel_spectrogram, read_wav};
+use crate::datasets::audio_code::AudioCodeDef;
 use crate::datasets::error::{DataError, Result};
 use crate::datasets::{SpikeSet, Split};
 
@@ -24,16 +24,16 @@ pub const FSDD_HINT: &str = "get the Free Spoken Digit Dataset's `recordings/` f
 /// Front end and spike code of an audio experiment (table `[audio]`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AudioOptions {
+pub struct AudioDef {
     /// Filter bank.
     #[serde(default)]
-    pub front_end: FrontEndOptions,
+    pub front_end: FrontEndDef,
     /// Spike code.
     #[serde(default)]
-    pub spikes: AudioCodeOptions,
+    pub spikes: AudioCodeDef,
 }
 
-impl AudioOptions {
+impl AudioDef {
     /// Checks the ranges; the message names the field.
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.front_end.validate()?;
@@ -104,12 +104,7 @@ pub fn fsdd_files(data_dir: &Path, split: Split) -> Result<Vec<(PathBuf, u8)>> {
 }
 
 /// Loads one split of FSDD from `data_dir/fsdd/` as `steps`-step rasters.
-pub fn load_fsdd(
-    data_dir: &Path,
-    split: Split,
-    steps: usize,
-    opts: &AudioOptions,
-) -> Result<SpikeSet> {
+pub fn load_fsdd(data_dir: &Path, split: Split, steps: usize, opts: &AudioDef) -> Result<SpikeSet> {
     let files = fsdd_files(data_dir, split)?;
     let rasters = files
         .par_iter()
@@ -162,7 +157,7 @@ mod tests {
         let rec = d.path().join("fsdd/recordings");
         std::fs::create_dir_all(&rec).unwrap();
         std::fs::write(rec.join("3_ann_9.wav"), b"RIFF\x24\x00\x00\x00WAVEfmt ").unwrap();
-        let e = load_fsdd(d.path(), Split::Train, 100, &AudioOptions::default())
+        let e = load_fsdd(d.path(), Split::Train, 100, &AudioDef::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains("3_ann_9.wav") && e.contains("WAV"), "{e}");
@@ -175,7 +170,7 @@ mod tests {
         let train = fsdd_files(&root, Split::Train).unwrap();
         let test = fsdd_files(&root, Split::Test).unwrap();
         assert_eq!((train.len(), test.len()), (2700, 300));
-        let opts = AudioOptions::default();
+        let opts = AudioDef::default();
         let set = load_fsdd(&root, Split::Test, 400, &opts).unwrap();
         assert_eq!((set.len(), set.channels()), (300, opts.channels()));
         let spikes: Vec<usize> = set.rasters.iter().map(|r| r.num_spikes()).collect();

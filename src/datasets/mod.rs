@@ -34,17 +34,17 @@ pub mod order;
 pub mod samples;
 pub mod spike_set;
 
-pub use augment::{AugmentConfig, Distortion, FieldMode};
+pub use augment::{AugmentDef, Distortion, FieldMode};
 pub use encode::{DEFAULT_RATE_SCALE, EncodingMode, RateEncoder, SpikeProcess};
 pub use error::{DataError, FETCH_COMMAND, Result};
 #[cfg(feature = "cli")]
 pub use fetch::{FetchOptions, fetch_datasets};
-pub use fsdd::{AudioOptions, load_fsdd};
+pub use fsdd::{AudioDef, load_fsdd};
 pub use golden::{GoldenCnn, GoldenRasters, GoldenWeights, load_golden_cnn};
 pub use idx::{IdxImages, read_idx_images, read_idx_labels};
 pub use image_set::{ImageDatasetKind, ImageSet, Split, load_image_set};
 pub use nmnist::{
-    NmnistBinning, NmnistEvent, NmnistOptions, load_nmnist, nmnist_to_spikes, read_nmnist_events,
+    NmnistBinning, NmnistDef, NmnistEvent, load_nmnist, nmnist_to_spikes, read_nmnist_events,
     read_nmnist_list,
 };
 pub use order::{DataOrder, DataOrderKind};

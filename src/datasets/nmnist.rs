@@ -111,7 +111,7 @@ pub enum NmnistBinning {
 /// How N-MNIST recordings become input spike trains (experiment table `[events]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NmnistOptions {
+pub struct NmnistDef {
     /// Saccade-stabilise the events first ([`stabilize`]), as the authors.
     #[serde(default = "yes")]
     pub stabilize: bool,
@@ -130,7 +130,7 @@ fn default_bin() -> u32 {
     DEFAULT_NMNIST_BIN_US
 }
 
-impl Default for NmnistOptions {
+impl Default for NmnistDef {
     fn default() -> Self {
         Self {
             stabilize: true,
@@ -141,7 +141,7 @@ impl Default for NmnistOptions {
 }
 
 /// One recording as a `steps`-step raster of [`NMNIST_CHANNELS`] inputs.
-pub fn nmnist_raster(events: &[NmnistEvent], steps: usize, opts: &NmnistOptions) -> SpikeRaster {
+pub fn nmnist_raster(events: &[NmnistEvent], steps: usize, opts: &NmnistDef) -> SpikeRaster {
     let stabilized;
     let events = if opts.stabilize {
         stabilized = stabilize(events);
@@ -233,7 +233,7 @@ pub fn load_nmnist(
     data_dir: &Path,
     split: Split,
     steps: usize,
-    opts: &NmnistOptions,
+    opts: &NmnistDef,
 ) -> Result<SpikeSet> {
     let dir = nmnist_dir(data_dir)?;
     let files = nmnist_files(&dir, split)?;
@@ -514,7 +514,7 @@ mod tests {
         assert_eq!(test.len(), 100);
         assert_eq!(test[0], (60001, 7));
 
-        let set = load_nmnist(&root, Split::Test, 540, &NmnistOptions::default()).unwrap();
+        let set = load_nmnist(&root, Split::Test, 540, &NmnistDef::default()).unwrap();
         assert_eq!(
             (set.len(), set.channels(), set.labels[0]),
             (100, NMNIST_CHANNELS, 7)
@@ -525,7 +525,7 @@ mod tests {
     #[test]
     fn missing_and_truncated_recordings_name_the_file() {
         let d = tempfile::tempdir().unwrap();
-        let e = load_nmnist(d.path(), Split::Train, 10, &NmnistOptions::default()).unwrap_err();
+        let e = load_nmnist(d.path(), Split::Train, 10, &NmnistDef::default()).unwrap_err();
         assert!(
             e.to_string()
                 .contains("nmnist: file not found; N-MNIST is in no package"),
@@ -536,13 +536,13 @@ mod tests {
         std::fs::write(dir.join("train10.txt"), "#sample #class\n1 3\n2 4\n").unwrap();
         std::fs::write(dir.join("1.bs2"), event_bytes(1, 2, 0, 700)).unwrap();
         std::fs::write(dir.join("2.bs2"), [0u8; 9]).unwrap();
-        let e = load_nmnist(d.path(), Split::Train, 10, &NmnistOptions::default()).unwrap_err();
+        let e = load_nmnist(d.path(), Split::Train, 10, &NmnistDef::default()).unwrap_err();
         assert!(e.to_string().contains("2.bs2: file length 9"), "{e}");
         std::fs::write(dir.join("2.bs2"), event_bytes(33, 33, 1, 0)).unwrap();
-        let set = load_nmnist(d.path(), Split::Train, 10, &NmnistOptions::default()).unwrap();
+        let set = load_nmnist(d.path(), Split::Train, 10, &NmnistDef::default()).unwrap();
         assert_eq!(set.labels, vec![3, 4]);
         assert_eq!(set.rasters[1].num_spikes(), 1);
-        let e = load_nmnist(d.path(), Split::Test, 10, &NmnistOptions::default()).unwrap_err();
+        let e = load_nmnist(d.path(), Split::Test, 10, &NmnistDef::default()).unwrap_err();
         assert!(
             e.to_string()
                 .contains("no Test/ folder and no test*.txt list"),

@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::datasets::error::Result;
-use crate::datasets::fsdd::{AudioOptions, FSDD_HINT, load_fsdd};
-use crate::datasets::nmnist::{NMNIST_HINT, NmnistOptions, load_nmnist, nmnist_dir};
+use crate::datasets::fsdd::{AudioDef, FSDD_HINT, load_fsdd};
+use crate::datasets::nmnist::{NMNIST_HINT, NmnistDef, load_nmnist, nmnist_dir};
 use crate::datasets::{ImageDatasetKind, ImageSet, SpikeSet, Split, load_image_set};
 
 /// A dataset of an experiment.
@@ -76,9 +76,9 @@ impl fmt::Display for DatasetKind {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct InputOptions {
     /// N-MNIST preprocessing.
-    pub events: NmnistOptions,
+    pub events: NmnistDef,
     /// Audio front end and spike code.
-    pub audio: AudioOptions,
+    pub audio: AudioDef,
 }
 
 /// One loaded split.

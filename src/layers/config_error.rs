@@ -1,7 +1,7 @@
 //! Refusals of layer configurations: which layer, which field, what is wrong. A layer's
 //! `try_init` returns them; its `init` panics with the same message (as Burn's modules do).
 
-use crate::neuron::LifParams;
+use crate::neuron::LifSpec;
 use crate::rule::regularizer::WeightRegularizer;
 
 /// The most weights, or neurons, one layer may have (2³⁰: 4 GiB of `f32`). A hostile or
@@ -112,7 +112,7 @@ impl Checks {
     }
 
     /// The threshold, time constants and threshold margin of LIF neurons (field `lif`).
-    pub(crate) fn lif(&self, p: &LifParams) -> Result<(), LayerConfigError> {
+    pub(crate) fn lif(&self, p: &LifSpec) -> Result<(), LayerConfigError> {
         self.positive("lif.threshold", p.threshold.into())?;
         self.positive("lif.tau_m", p.tau_m.into())?;
         self.positive("lif.tau_s", p.tau_s.into())?;

@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 
 use super::config_error::{Checks, LayerConfigError, or_panic};
-use crate::neuron::LifParams;
+use crate::neuron::LifSpec;
 use crate::rule::conv::ConvShape;
 use crate::rule::local::{LocalSpec, Topology};
 use crate::rule::regularizer::WeightRegularizer;
@@ -23,8 +23,8 @@ pub struct SpikingConv2dConfig {
     /// Kernel side.
     pub kernel: usize,
     /// The layer's LIF neurons. The paper's conv neurons fire when `v > ν`:
-    /// `LifParams::paper(ν).strict()`.
-    pub lif: LifParams,
+    /// `LifSpec::paper(ν).strict()`.
+    pub lif: LifSpec,
     /// Initial kernels uniform in `[−init_scale, init_scale]` (the authors: 0.5).
     #[config(default = 0.5)]
     pub init_scale: f64,
@@ -161,7 +161,7 @@ mod tests {
     }
 
     fn conv(input: [usize; 3], maps: usize, kernel: usize, threshold: f32) -> SpikingConv2dConfig {
-        SpikingConv2dConfig::new(input, maps, kernel, LifParams::paper(threshold).strict())
+        SpikingConv2dConfig::new(input, maps, kernel, LifSpec::paper(threshold).strict())
     }
 
     #[test]

@@ -5,7 +5,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 
 use super::config_error::{Checks, LayerConfigError, or_panic};
-use crate::neuron::LifParams;
+use crate::neuron::LifSpec;
 use crate::ops::KernelPath;
 use crate::rule::DenseSpec;
 use crate::rule::output::OutputRule;
@@ -13,7 +13,7 @@ use crate::rule::regularizer::WeightRegularizer;
 use crate::spike_trains::SpikeTrains;
 use crate::spike_trains::spiking_dense;
 
-/// Configuration of a [`SpikingDense`] layer: its size, its neurons ([`LifParams`]), its
+/// Configuration of a [`SpikingDense`] layer: its size, its neurons ([`LifSpec`]), its
 /// learning rule and its weight regulariser, each setting in one place (as Burn nests
 /// `PaddingConfig2d` in `Conv2dConfig`).
 #[derive(Config, Debug)]
@@ -23,8 +23,8 @@ pub struct SpikingDenseConfig {
     /// Output neurons.
     pub d_output: usize,
     /// The layer's LIF neurons: threshold ν, τm, τs, refractory period and the comparison
-    /// `v > ν − threshold_eps` ([`LifParams::paper`]: the paper's FC neurons).
-    pub lif: LifParams,
+    /// `v > ν − threshold_eps` ([`LifSpec::paper`]: the paper's FC neurons).
+    pub lif: LifSpec,
     /// Initial weights are uniform in `[−init_scale, init_scale]` (the authors' "Bernoulli").
     #[config(default = 1.0)]
     pub init_scale: f64,
@@ -165,11 +165,11 @@ mod tests {
     }
 
     fn dense(d_input: usize, d_output: usize, threshold: f32) -> SpikingDenseConfig {
-        SpikingDenseConfig::new(d_input, d_output, LifParams::paper(threshold))
+        SpikingDenseConfig::new(d_input, d_output, LifSpec::paper(threshold))
     }
 
     /// A valid configuration with `change` applied to its neuron parameters.
-    fn lif(change: impl FnOnce(&mut LifParams)) -> SpikingDenseConfig {
+    fn lif(change: impl FnOnce(&mut LifSpec)) -> SpikingDenseConfig {
         let mut config = dense(4, 3, 1.0);
         change(&mut config.lif);
         config

@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::prelude::*;
 
 use super::config_error::{Checks, LayerConfigError, or_panic};
-use crate::neuron::LifParams;
+use crate::neuron::LifSpec;
 use crate::rule::local::{LocalSpec, Topology};
 use crate::spike_trains::SpikeTrains;
 use crate::spike_trains::spiking_local;
@@ -17,9 +17,9 @@ pub struct SpikingPool2dConfig {
     pub input: [usize; 3],
     /// Window side (and stride).
     pub size: usize,
-    /// The layer's LIF neurons (the paper's: `LifParams::paper(ν)`, firing when
+    /// The layer's LIF neurons (the paper's: `LifSpec::paper(ν)`, firing when
     /// `v > ν − 1e-6`).
-    pub lif: LifParams,
+    pub lif: LifSpec,
 }
 
 impl SpikingPool2dConfig {
@@ -103,7 +103,7 @@ mod tests {
     }
 
     fn pool(input: [usize; 3], size: usize, threshold: f32) -> SpikingPool2dConfig {
-        SpikingPool2dConfig::new(input, size, LifParams::paper(threshold))
+        SpikingPool2dConfig::new(input, size, LifSpec::paper(threshold))
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!   as the per-pair version (bit for bit); `∂E/∂o_pre` sums its terms position by position
 //!   instead of map by map (equal up to rounding).
 
-use crate::neuron::{LifParams, LifPopulation};
+use crate::neuron::{LifPopulation, LifSpec};
 use crate::rule::dense::SampleGrad;
 use crate::rule::{LayerGrads, terms};
 use crate::simd::LANES;
@@ -88,7 +88,7 @@ pub fn forward_sample(
     input: &SpikeRaster,
     shape: &ConvShape,
     offset_major: &[f32],
-    lif: &LifParams,
+    lif: &LifSpec,
 ) -> SpikeRaster {
     let (oh, ow) = shape.out_hw();
     let (k, maps, lanes) = (shape.kernel, shape.out_maps, shape.lanes());
@@ -149,7 +149,7 @@ pub fn backward_sample<'a>(
     args: &SampleGrad<'a>,
     shape: &ConvShape,
     offset_major: &[f32],
-    lif: &LifParams,
+    lif: &LifSpec,
     out: LayerGrads<&mut [f32]>,
 ) {
     // Taken out of (and put back into) the thread's slot rather than borrowed in a closure,
@@ -397,7 +397,7 @@ mod tests {
                 e.dedup();
                 e
             });
-            let lif = LifParams::paper(0.8).strict();
+            let lif = LifSpec::paper(0.8).strict();
             let conn = Connectivity::conv(
                 shape.in_maps,
                 shape.height,

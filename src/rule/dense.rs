@@ -10,7 +10,7 @@ use bytemuck::cast_slice;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use crate::neuron::{LifLanes, LifParams, LifPopulation, LifStep};
+use crate::neuron::{LifLanes, LifPopulation, LifSpec, LifStep};
 use crate::rule::output::{OutputRule, insert_label_spikes, lateral_factor};
 use crate::rule::terms;
 use crate::simd::{F32x8, LANES};
@@ -21,7 +21,7 @@ use crate::spsp::{KernelTables, sum_kernel_rows};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DenseSpec {
     /// Neuron parameters (threshold ν included).
-    pub lif: LifParams,
+    pub lif: LifSpec,
     /// Output-layer extras (lateral inhibition, label-spike insertion); `None` for hidden layers.
     pub output: Option<OutputRule>,
     /// Use the effect ratio ρ = e/o_pre (S8) in the backpropagated error; `false`: ρ := 1.

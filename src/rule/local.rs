@@ -5,7 +5,7 @@
 //! spike, its weights to the outputs it reaches; the backward computes the S-PSP only for
 //! connected pairs and sums the gradient of every shared weight over positions.
 
-use crate::neuron::{LifParams, LifPopulation};
+use crate::neuron::{LifPopulation, LifSpec};
 use crate::rule::conv::ConvShape;
 use crate::rule::dense::SampleGrad;
 use crate::rule::terms;
@@ -259,7 +259,7 @@ pub fn forward_sample(
     input: &SpikeRaster,
     conn: &Connectivity,
     weights: &[f32],
-    lif: &LifParams,
+    lif: &LifSpec,
 ) -> SpikeRaster {
     let steps = input.steps();
     let mut pop = LifPopulation::new(*lif, conn.n_out);
@@ -296,7 +296,7 @@ pub fn backward_sample<'a>(
     args: &SampleGrad<'a>,
     conn: &Connectivity,
     weights: &[f32],
-    lif: &LifParams,
+    lif: &LifSpec,
     scale: ErrorScale,
     out: LayerGrads<&mut [f32]>,
 ) {
@@ -488,7 +488,7 @@ pub struct LocalSpec {
     /// Geometry.
     pub topology: Topology,
     /// Neuron parameters (conv: `v > ν`; pooling: `v > ν − 1e-6`).
-    pub lif: LifParams,
+    pub lif: LifSpec,
 }
 
 /// Forward of a batch of rasters through a locally connected layer (convolutions through

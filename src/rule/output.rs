@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::neuron::LifParams;
+use crate::neuron::LifSpec;
 use crate::spsp::spsp_pair;
 
 /// Rate-coded targets of the output layer (spec §3.1).
@@ -110,7 +110,7 @@ pub fn lateral_factor(
     out_times: &[Vec<u32>],
     label: usize,
     strength: f32,
-    lif: &LifParams,
+    lif: &LifSpec,
 ) -> Vec<f32> {
     let n = out_times.len();
     if strength == 0.0 {
@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn lateral_factor_silent_layer() {
         // Only the label is "active" (d = 1/ν); nobody else: no loop, γ = 1.
-        let lif = LifParams::paper(5.0);
+        let lif = LifSpec::paper(5.0);
         let g = lateral_factor(&[vec![], vec![], vec![]], 1, 1.0, &lif);
         assert_eq!(g, vec![1.0; 3]);
         // Two silent-but-flagged neurons? Only one label; a firing neuron and the label: ρ = 1,

@@ -2,7 +2,7 @@
 //! `f64`, with every intermediate matrix materialised. Slow and obviously correct: it is what
 //! the `trace` mode reports and what the fast kernels are tested against.
 
-use crate::neuron::LifParams;
+use crate::neuron::LifSpec;
 use crate::rule::regularizer::WeightRegularizer;
 use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::spsp::spsp_pair;
@@ -45,7 +45,7 @@ pub struct LayerCase<'a> {
     /// Lateral factors γ (ones for hidden layers).
     pub gamma: &'a [f64],
     /// Neuron parameters of the post layer.
-    pub lif: &'a LifParams,
+    pub lif: &'a LifSpec,
     /// S8 on (`false`: ρ := 1).
     pub effect_ratio: bool,
     /// Compute `d_pre`.

@@ -125,7 +125,7 @@ impl WeightRegularizer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
-pub enum RegularizerSetting {
+pub enum RegularizerPreset {
     /// λ 10, β 0.04: the authors' committed MNIST config.
     CodeFaithful,
     /// λ 0.04, β 10: what reproduces the authors' logged MNIST run.
@@ -134,7 +134,7 @@ pub enum RegularizerSetting {
     Off,
 }
 
-impl RegularizerSetting {
+impl RegularizerPreset {
     /// All settings.
     pub const ALL: [Self; 3] = [Self::CodeFaithful, Self::LogFaithful, Self::Off];
 
@@ -158,13 +158,13 @@ impl RegularizerSetting {
 }
 
 /// The `[regularizer]` table of an experiment: either `setting = "log-faithful"` (or another
-/// [`RegularizerSetting`]) or explicit `lambda`, `beta`, `limit`. Written back (e.g. into
+/// [`RegularizerPreset`]) or explicit `lambda`, `beta`, `limit`. Written back (e.g. into
 /// `summary.json`) with both the setting and its values.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RegularizerTable", into = "RegularizerTable")]
 pub enum RegularizerDef {
     /// A named setting.
-    Named(RegularizerSetting),
+    Named(RegularizerPreset),
     /// Explicit values.
     Custom(WeightRegularizer),
 }
@@ -184,7 +184,7 @@ impl RegularizerDef {
 #[serde(deny_unknown_fields)]
 struct RegularizerTable {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    setting: Option<RegularizerSetting>,
+    setting: Option<RegularizerPreset>,
     #[serde(default)]
     lambda: Option<f64>,
     #[serde(default)]
@@ -227,8 +227,8 @@ impl TryFrom<RegularizerTable> for RegularizerDef {
                 })),
                 _ => Err(format!(
                     "regularizer: give `setting` (one of {}) or all of lambda, beta, limit",
-                    RegularizerSetting::ALL
-                        .map(RegularizerSetting::name)
+                    RegularizerPreset::ALL
+                        .map(RegularizerPreset::name)
                         .join(", ")
                 )),
             },
@@ -290,7 +290,7 @@ mod tests {
     #[test]
     fn settings_and_values_parse_and_round_trip() {
         let log = parse("[regularizer]\nsetting = \"log-faithful\"\n").unwrap();
-        assert_eq!(log, RegularizerDef::Named(RegularizerSetting::LogFaithful));
+        assert_eq!(log, RegularizerDef::Named(RegularizerPreset::LogFaithful));
         assert_eq!((log.params().lambda, log.params().beta), (0.04, 10.0));
         let custom = parse("[regularizer]\nlambda = 1.0\nbeta = 2.0\nlimit = 8.0\n").unwrap();
         assert_eq!(custom.params().beta, 2.0);

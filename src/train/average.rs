@@ -117,12 +117,12 @@ mod tests {
     use super::*;
     use crate::layers::SpikingDenseConfig;
     use crate::model::{SpikingLayer, SpikingNet};
-    use crate::neuron::LifParams;
+    use crate::neuron::LifSpec;
     use crate::train::classifier::{CountLoss, Network};
 
     fn classifier(weight: [[f32; 3]; 2]) -> SpikingClassifier {
         let device = Device::flex();
-        let layer = SpikingDenseConfig::new(3, 2, LifParams::paper(8.0))
+        let layer = SpikingDenseConfig::new(3, 2, LifSpec::paper(8.0))
             .init_with(Tensor::<2>::from_floats(weight, &device));
         let net = SpikingNet {
             layers: vec![SpikingLayer::Dense(layer)],

@@ -9,7 +9,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 
 use super::boosting::Boosting;
-use crate::datasets::{AugmentConfig, EncodingMode, RateEncoder, Samples};
+use crate::datasets::{AugmentDef, EncodingMode, RateEncoder, Samples};
 use crate::spike_trains::SpikeTrains;
 use crate::spikes::SpikeRaster;
 
@@ -159,7 +159,7 @@ impl SpikeBatch {
 #[derive(Clone, Debug)]
 pub struct SpikeBatcher {
     encoder: RateEncoder,
-    augment: Option<AugmentConfig>,
+    augment: Option<AugmentDef>,
     boosting: Option<Arc<Boosting>>,
 }
 
@@ -174,7 +174,7 @@ impl SpikeBatcher {
     }
 
     /// Distorts every image before encoding it, and encodes afresh every epoch.
-    pub fn with_augmentation(self, augment: AugmentConfig) -> Self {
+    pub fn with_augmentation(self, augment: AugmentDef) -> Self {
         Self {
             encoder: RateEncoder {
                 mode: EncodingMode::FreshPerEpoch,
@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn the_items_epoch_draws_the_distortion_and_spikes() {
         let encoder = RateEncoder::new(20, 4, EncodingMode::FixedPerSample);
-        let run = SpikeBatcher::new(encoder).with_augmentation(AugmentConfig {
+        let run = SpikeBatcher::new(encoder).with_augmentation(AugmentDef {
             scale: 0.12,
             rotation_deg: 12.0,
             elastic_alpha: 3.4,

@@ -13,7 +13,7 @@ use super::ordered::OrderedDataset;
 use super::position::Position;
 use super::resumed_loader::ResumedLoader;
 use super::shards::RankSlice;
-use crate::datasets::{AugmentConfig, DataOrder, RateEncoder, Samples, Split, load_samples};
+use crate::datasets::{AugmentDef, DataOrder, RateEncoder, Samples, Split, load_samples};
 use crate::experiment::ExperimentDef;
 
 /// Loads a split and keeps the first `limit` samples. With `validation_samples = N` the last
@@ -68,7 +68,7 @@ pub struct SplitLoading {
     /// The order of every epoch.
     pub order: DataOrder,
     /// Distortion of the images before encoding.
-    pub augmentation: Option<AugmentConfig>,
+    pub augmentation: Option<AugmentDef>,
     /// Sample weights.
     pub boosting: Option<Arc<Boosting>>,
     /// `(rank, ranks)`: this rank reads its part of every global batch.

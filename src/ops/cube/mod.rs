@@ -37,7 +37,7 @@ use super::{
     Hm2bpBackend, KernelPath, LayerInput, SpikingOps, Tape, backward_off_device, forward_untaped,
     generic,
 };
-use crate::neuron::LifParams;
+use crate::neuron::LifSpec;
 use crate::rule::output::OutputRule;
 use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::rule::{DenseSpec, LayerGrads, LayerSpec, Needs};
@@ -197,7 +197,7 @@ fn lif_scan(
     b: usize,
     t: usize,
     n_out: usize,
-    lif: &LifParams,
+    lif: &LifSpec,
     lateral: Option<f32>,
 ) -> (CubeTensor, CubeTensor) {
     let client = like.client.clone();
@@ -477,7 +477,7 @@ fn post_terms(
     words: CubeTensor,
     n_out: usize,
     rule: Option<(OutputRule, &[usize])>,
-    lif: &LifParams,
+    lif: &LifSpec,
 ) -> PostTerms {
     let [b, _, _] = dims3(&words);
     let device = words.device.clone();
@@ -544,7 +544,7 @@ fn label_spikes(
 
 /// The post kernels `K_i(t)` `[B, T, n_out]` of the spike `times` and `counts [B, n_out]`.
 #[inline]
-fn post_kernels(times: &CubeTensor, counts: &CubeTensor, lif: &LifParams) -> CubeTensor {
+fn post_kernels(times: &CubeTensor, counts: &CubeTensor, lif: &LifSpec) -> CubeTensor {
     let [b, n_out] = [counts.shape()[0], counts.shape()[1]];
     let t = times.shape()[1];
     let client = times.client.clone();
@@ -693,7 +693,7 @@ fn elementwise(client: &Client, units: usize) -> (CubeCount, CubeDim) {
 }
 
 /// A layer's LIF constants as the kernels take them (see [`crate::neuron::LifStep`]).
-fn lif_consts(p: &LifParams) -> lif::LifConstsLaunch {
+fn lif_consts(p: &LifSpec) -> lif::LifConstsLaunch {
     lif::LifConstsLaunch::new(
         1.0 / p.tau_m,
         1.0 / p.tau_s,
