@@ -112,6 +112,8 @@ pub struct GlobalOutput {
     pub step: StepOutput,
     /// The samples of the global batch, in order.
     pub indices: Vec<u64>,
+    /// The count loss of the global batch (the value inside `step`, kept on the host).
+    pub loss: f32,
 }
 
 /// One data-parallel training step of `model` on this process's `batch`: the summed
@@ -141,8 +143,10 @@ pub fn train_step(
         }
     }
     let out = combine(&records, global, &device);
-    let loss = out.step.classification.loss.clone().into_scalar::<f32>();
-    let total = Tensor::from_data(TensorData::new(vec![loss + penalty_value], [1]), &device);
+    let total = Tensor::from_data(
+        TensorData::new(vec![out.loss + penalty_value], [1]),
+        &device,
+    );
     (flat.into_grads(model), out, total)
 }
 
@@ -230,6 +234,7 @@ fn combine(records: &[ShardRecord], global: usize, device: &Device) -> GlobalOut
             activity,
         },
         indices,
+        loss,
     }
 }
 
