@@ -66,6 +66,9 @@ pub struct BenchArgs {
     /// run (`--backends flex,wgpu`).
     #[arg(long, alias = "backend", env = "HM2BP_BACKEND", value_delimiter = ',')]
     pub backends: Vec<String>,
+    /// Let wgpu run on a software adapter (lavapipe, llvmpipe), which is refused otherwise.
+    #[arg(long)]
+    pub allow_software_gpu: bool,
     /// Samples of a full epoch, for the extrapolation.
     #[arg(long, default_value_t = 60000)]
     pub epoch_samples: usize,
@@ -104,7 +107,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     let mut first: Option<(String, Rates)> = None;
     for name in backends {
-        let (device, backend) = crate::backend::device(name).map_err(|m| anyhow::anyhow!(m))?;
+        let (device, backend) =
+            crate::backend::device(name, a.allow_software_gpu).map_err(|m| anyhow::anyhow!(m))?;
         let rates = bench_backend(&a, &device, &backend, &dataset, &batcher, first.as_ref())?;
         let short = name.unwrap_or_else(|| backend.split(' ').next().unwrap_or("default"));
         first.get_or_insert((short.to_string(), rates));

@@ -388,6 +388,7 @@ fn tiny_training_run_on_wgpu() {
                 "--no-fetch",
                 "--backend",
                 backend,
+                "--allow-software-gpu",
             ])
             .args(["--lr", "1e-2", "--epochs", "3", "--regularizer", "off"])
             .args(["--data-dir", &data, "--out", out_dir.to_str().unwrap()])
@@ -421,6 +422,53 @@ fn tiny_training_run_on_wgpu() {
             (w - f).abs() <= 0.02,
             "epoch {}: wgpu {w} vs flex {f} test accuracy",
             e + 1
+        );
+    }
+}
+
+/// The binary names the adapter it runs on and refuses a software adapter (lavapipe in CI)
+/// unless `--allow-software-gpu` is given; on a GPU it trains without the option.
+#[test]
+fn software_adapter_refused_unless_allowed() {
+    let (_, described) = hm2bp::backend::device(Some("wgpu"), true).unwrap();
+    let software = described.contains("software");
+    let data = common::mnist_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_experiment"))
+        .args([
+            "train",
+            "tiny",
+            "--plain",
+            "--no-fetch",
+            "--backend",
+            "wgpu",
+        ])
+        .args(["--epochs", "1", "--data-dir", &data])
+        .args(["--out", dir.path().to_str().unwrap()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("HM2BP_DATA_DIR")
+        .env_remove("HM2BP_BACKEND")
+        .output()
+        .expect("the binary runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    if software {
+        assert!(
+            !out.status.success(),
+            "trained on a software adapter: {stdout}"
+        );
+        assert!(
+            stderr.contains("software device on the CPU")
+                && stderr.contains("--allow-software-gpu"),
+            "{stderr}"
+        );
+    } else {
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stdout.contains("backend: wgpu on ") && stdout.contains("(GPU)"),
+            "{stdout}"
         );
     }
 }

@@ -216,6 +216,10 @@ struct Common {
     /// tensor operations (generic; what GPU backends always run).
     #[arg(long, value_enum, default_value = "event-driven")]
     kernels: KernelPath,
+    /// Let --backend wgpu run on a software adapter (lavapipe, llvmpipe: the CPU, slower than
+    /// flex), which is refused otherwise.
+    #[arg(long)]
+    allow_software_gpu: bool,
 }
 
 #[derive(Args, Debug)]
@@ -363,7 +367,8 @@ fn default_train_args() -> TrainArgs {
 
 fn device(common: &Common, say: bool) -> Result<(burn::prelude::Device, String)> {
     let (device, name) =
-        hm2bp::backend::device(common.backend.as_deref()).map_err(|m| anyhow::anyhow!(m))?;
+        hm2bp::backend::device(common.backend.as_deref(), common.allow_software_gpu)
+            .map_err(|m| anyhow::anyhow!(m))?;
     let name = match common.kernels {
         KernelPath::EventDriven => name,
         KernelPath::Generic => format!("{name}, generic tensor-op kernels"),
@@ -499,6 +504,9 @@ fn run_compare(a: CompareArgs) -> Result<()> {
             .arg(&common.models_dir);
         if let Some(b) = &common.backend {
             cmd.args(["--backend", b]);
+        }
+        if common.allow_software_gpu {
+            cmd.arg("--allow-software-gpu");
         }
         if let Some(kernels) = common.kernels.to_possible_value() {
             cmd.args(["--kernels", kernels.get_name()]);
@@ -684,7 +692,7 @@ fn run_import(a: ImportArgs) -> Result<()> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .with_context(|| format!("{}: not a file name", a.out.display()))?;
-    let (device, _) = hm2bp::backend::device(None).map_err(|m| anyhow::anyhow!(m))?;
+    let (device, _) = hm2bp::backend::device(None, false).map_err(|m| anyhow::anyhow!(m))?;
     // The learning rule is not part of a NIR graph; the model file holds weights only.
     let rule = RuleOptions {
         effect_ratio: true,

@@ -63,6 +63,7 @@ use burn::backend::{Backend, TensorMetadata, backend_extension};
 
 use crate::rule::regularizer::WeightRegularizer;
 use crate::rule::{LayerGrads, LayerSpec, Needs};
+pub use penalty::PenaltyState;
 use tape::Saved;
 pub use tape::{LayerInput, Tape};
 
@@ -117,7 +118,7 @@ pub trait Hm2bpBackend: Backend {
 
     /// The weight regulariser's penalty `[1]` (spec S12) of `weight [rows, row_len]` (one row
     /// per post neuron or output map). On autodiff backends its gradient is `R`
-    /// ([`WeightRegularizer::gradient`]). Computed on the host.
+    /// ([`WeightRegularizer::gradient`]). Computed on the host (CPU backends) or on the device.
     fn weight_penalty(
         weight: FloatTensor<Self>,
         regularizer: WeightRegularizer,
@@ -153,6 +154,15 @@ pub trait SpikingOps: Hm2bpBackend {
             }
             _ => host::forward::<Self>(input),
         }
+    }
+
+    /// The weight regulariser's penalty `[1]` of `weight [rows, row_len]` and what its
+    /// backward needs (see [`Hm2bpBackend::weight_penalty`]). By default on the host.
+    fn penalty_forward(
+        weight: FloatTensor<Self>,
+        regularizer: WeightRegularizer,
+    ) -> (FloatTensor<Self>, PenaltyState<Self>) {
+        penalty::host_penalty::<Self>(weight, regularizer)
     }
 
     /// The HM2-BP backward from the forward's `tape` and `d_post = ∂E/∂o [B, n_out]` of its

@@ -185,7 +185,7 @@ mod tests {
     /// Burn's own `Adam` with the same settings, step after step.
     #[test]
     fn same_steps_as_burns_adam() {
-        let (device, _) = crate::backend::device(None).unwrap();
+        let (device, _) = crate::backend::device(None, false).unwrap();
         let fused = FusedAdam::paper();
         let reference = AdamConfig::new()
             .with_beta_1(BETA_1)

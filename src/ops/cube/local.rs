@@ -33,7 +33,10 @@ use super::{
     empty_like, forward_by_chunks, largest_allocation, lif_scan, post_terms, spike_times,
 };
 use crate::ops::tape::{Tape, WordsTape};
-use crate::rule::local::{ErrorScale, LocalSpec, PairTables};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::rule::local::{ErrorScale, LocalSpec, PairTables, Topology};
 use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::rule::{LayerGrads, Needs};
 use crate::spikes::words_per_step;
@@ -269,8 +272,9 @@ pub fn local_pre_error_kernel(
     d_pre[ABSOLUTE_POS] = sum;
 }
 
-/// The tables of a layer's pairs on the device.
+/// The tables of a layer's runs and pairs on the device.
 struct DeviceTables {
+    runs: [CubeTensor; 5],
     pairs: usize,
     fanin_start: CubeTensor,
     fanin_pre: CubeTensor,
@@ -285,10 +289,34 @@ struct DeviceTables {
 }
 
 impl DeviceTables {
+    /// The tables of `topology` on `like`'s device: uploaded on the first step that needs them,
+    /// then kept for the process, as the connectivity they come from is
+    /// ([`Topology::connectivity`]), so that a training step uploads none.
+    fn of(topology: Topology, like: &CubeTensor) -> Arc<Self> {
+        type Cache = Mutex<HashMap<(Topology, cubecl::Device), Arc<DeviceTables>>>;
+        static CACHE: OnceLock<Cache> = OnceLock::new();
+        let mut cache = CACHE
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = (topology, like.device.clone());
+        let tables = cache
+            .entry(key)
+            .or_insert_with(|| Arc::new(Self::upload(topology.connectivity().pair_tables(), like)));
+        Arc::clone(tables)
+    }
+
     /// Uploads `t` to `like`'s device.
     fn upload(t: &PairTables, like: &CubeTensor) -> Self {
         let up = |v: &[u32]| upload(v, like);
         Self {
+            runs: [
+                up(&t.run_start),
+                up(&t.run_input),
+                up(&t.run_weight),
+                up(&t.run_len),
+                up(&t.run_stride),
+            ],
             pairs: t.fanin_pre.len(),
             fanin_start: up(&t.fanin_start),
             fanin_pre: up(&t.fanin_pre),
@@ -350,8 +378,7 @@ fn forward_chunk(
     );
     let client = words.client.clone();
     let words = into_contiguous(words);
-    let tables = conn.pair_tables();
-    let up = |v: &[u32]| upload(v, &words);
+    let [start, input, weights, len, stride] = DeviceTables::of(spec.topology, &words).runs.clone();
     let currents = empty_like(&words, vec![b * t, n_out], DType::F32);
     let (count, dim) = elementwise(&client, b * t * n_out);
     local_currents_kernel::launch(
@@ -360,11 +387,11 @@ fn forward_chunk(
         dim,
         words.clone().into_tensor_arg(),
         RunTablesLaunch::new(
-            up(&tables.run_start).into_buffer_arg(),
-            up(&tables.run_input).into_buffer_arg(),
-            up(&tables.run_weight).into_buffer_arg(),
-            up(&tables.run_len).into_buffer_arg(),
-            up(&tables.run_stride).into_buffer_arg(),
+            start.into_buffer_arg(),
+            input.into_buffer_arg(),
+            weights.into_buffer_arg(),
+            len.into_buffer_arg(),
+            stride.into_buffer_arg(),
         ),
         into_contiguous(weight).into_tensor_arg(),
         currents.clone().into_tensor_arg(),
@@ -390,7 +417,7 @@ pub(super) fn backward(
     let per_sample = per_sample_bytes(spec, t);
     let layer = Layer {
         spec,
-        tables: DeviceTables::upload(conn.pair_tables(), input),
+        tables: DeviceTables::of(spec.topology, input),
         weight: into_contiguous(tape.weight.clone()),
     };
     let (mut partials, mut d_pre) = (Vec::new(), Vec::new());
@@ -432,7 +459,7 @@ fn batch_sum(partial: CubeTensor, n_weights: usize) -> CubeTensor {
 /// A layer's backward constants on the device: its spec, pair tables and shared weights.
 struct Layer<'a> {
     spec: &'a LocalSpec,
-    tables: DeviceTables,
+    tables: Arc<DeviceTables>,
     weight: CubeTensor,
 }
 

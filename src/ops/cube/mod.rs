@@ -24,21 +24,22 @@ use burn::backend::ops::{FloatTensorOps, IntTensorOps};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use std::ops::Range;
 
-use burn::tensor::{DType, Shape, Slice, TensorData};
+use burn::tensor::{DType, FloatDType, IntDType, Shape, Slice};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::client::Client;
 use cubecl::{CubeCount, CubeDim, calculate_cube_count_elemwise};
 
-use super::host::{self, host_labels};
+use super::host;
 use super::tape::{Saved, WordsTape};
 use super::{
-    Hm2bpBackend, KernelPath, LayerInput, SpikingOps, Tape, backward_off_device, forward_untaped,
-    generic,
+    Hm2bpBackend, KernelPath, LayerInput, PenaltyState, SpikingOps, Tape, backward_off_device,
+    forward_untaped, generic, penalty,
 };
 use crate::neuron::LifSpec;
 use crate::rule::output::OutputRule;
+use crate::rule::regularizer::WeightRegularizer;
 use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::rule::{DenseSpec, LayerGrads, LayerSpec, Needs};
 use crate::spikes::words_per_step;
@@ -54,9 +55,24 @@ impl Hm2bpBackend for Cube {
     ) -> (FloatTensor<Self>, IntTensor<Self>) {
         forward_untaped::<Self>(counts, words, weight, labels, spec, kernels)
     }
+
+    fn weight_penalty(
+        weight: FloatTensor<Self>,
+        regularizer: WeightRegularizer,
+    ) -> FloatTensor<Self> {
+        penalty::device_penalty::<Self>(weight, regularizer).0
+    }
 }
 
 impl SpikingOps for Cube {
+    /// On the device (no weight read back).
+    fn penalty_forward(
+        weight: FloatTensor<Self>,
+        regularizer: WeightRegularizer,
+    ) -> (FloatTensor<Self>, PenaltyState<Self>) {
+        penalty::device_penalty::<Self>(weight, regularizer)
+    }
+
     /// Dense layers: the device kernels when asked for ([`KernelPath::EventDriven`]) and
     /// the tensors are theirs (their backward then runs on the device too, at any size; the
     /// forward of an output layer with lateral inhibition over more than
@@ -267,10 +283,12 @@ fn dense_backward(
     needs: Needs,
 ) -> LayerGrads<CubeTensor> {
     let weight = &tape.weight;
+    // The classes stay on the device; the kernels ignore one that is no class of the layer
+    // (`NO_LABEL` becomes u32::MAX).
     let labels = spec
         .output
         .is_some()
-        .then(|| host_labels::<Cube>(tape.labels.clone(), weight.shape()[0]));
+        .then(|| into_contiguous(Cube::int_cast(tape.labels.clone(), IntDType::U32)));
     let [b, t, _] = dims3(&words.input);
     let (n_in, n_out) = (words.n_in, weight.shape()[0]);
     let per_sample = 4 * (n_in * n_out).max(t * n_in.max(n_out));
@@ -281,7 +299,7 @@ fn dense_backward(
             input: batch_slice(&words.input, &r),
             output: batch_slice(&words.output, &r),
             d_post: batch_slice(&d_post, &r),
-            labels: labels.as_deref().map(|l| &l[r.clone()]),
+            labels: labels.as_ref().map(|l| batch_slice(l, &r)),
         };
         let g = dense_backward_chunk(chunk, weight.clone(), spec, n_in, needs);
         grad = match (grad, g.weight) {
@@ -298,11 +316,11 @@ fn dense_backward(
 
 /// Samples of a batch whose backward buffers fit the device: their input and output words,
 /// `d_post` and (output layer) classes.
-struct Chunk<'a> {
+struct Chunk {
     input: CubeTensor,
     output: CubeTensor,
     d_post: CubeTensor,
-    labels: Option<&'a [usize]>,
+    labels: Option<CubeTensor>,
 }
 
 /// [`dense_backward`] of a chunk: post terms, S-PSP entries, side effect, then the weight
@@ -476,17 +494,12 @@ struct PostTerms {
 fn post_terms(
     words: CubeTensor,
     n_out: usize,
-    rule: Option<(OutputRule, &[usize])>,
+    labels: Option<(OutputRule, CubeTensor)>,
     lif: &LifSpec,
 ) -> PostTerms {
     let [b, _, _] = dims3(&words);
     let device = words.device.clone();
     let (times, raw) = spike_times(words, n_out);
-    let labels = rule.map(|(rule, labels)| {
-        let classes: Vec<u32> = labels.iter().map(|&c| c as u32).collect();
-        let labels = Cube::int_from_data(TensorData::new(classes, [b]), &device);
-        (rule, labels)
-    });
     // Counts before (`raw`) and after label-spike insertion.
     let (raw, counts) = match &labels {
         Some((rule, labels)) => {
@@ -501,10 +514,7 @@ fn post_terms(
             let inputs = [times, raw, kernels.clone(), labels];
             lateral_factors(inputs, rule.lateral_strength, lif.threshold)
         }
-        _ => Cube::float_from_data(
-            TensorData::new(vec![1.0f32; b * n_out], [b, n_out]),
-            &device,
-        ),
+        _ => Cube::float_ones(Shape::new([b, n_out]), &device, FloatDType::F32),
     };
     PostTerms {
         kernels,
