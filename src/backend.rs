@@ -84,6 +84,18 @@ fn wgpu_device(allow_software: bool) -> Result<(Device, String), String> {
     Ok((device, format!("wgpu on {} ({kind})", identity.name)))
 }
 
+/// Whether `device` keeps tensors in host memory (the CPU backends).
+pub fn on_host(device: &Device) -> bool {
+    match device.clone().inner().as_dispatch() {
+        #[cfg(feature = "flex")]
+        burn::backend::DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
+        burn::backend::DispatchDevice::NdArray(_) => true,
+        _ => false,
+    }
+}
+
 /// Where networks are initialised for `device`: the first CPU backend in this build (a seed then
 /// gives the same initial weights on every backend; device generators draw different streams),
 /// else `device` itself. Build there after seeding it, then `fork` the module to `device`.

@@ -196,6 +196,9 @@ fn bench_backend(
     if let Some((name, _)) = first {
         extra += &format!(" × vs {name} |");
     }
+    if !crate::backend::on_host(device) {
+        extra += " launches/step | device MB |";
+    }
     println!(
         "| model | weights | kernels | batch | encode s | step s | samples/s | s / {}-sample epoch | × vs generic |{extra}",
         a.epoch_samples
@@ -247,6 +250,13 @@ fn bench_backend(
                         None => " – |".into(),
                     };
                 }
+                if let Some(n) = timing.launches {
+                    extra += &format!(
+                        " {:.0} | {} |",
+                        n as f64 / batches.timed as f64,
+                        device_mib()
+                    );
+                }
                 // Whole samples/s, but two significant digits for slow devices.
                 let prec = if rate < 10.0 { 1 } else { 0 };
                 println!(
@@ -260,6 +270,15 @@ fn bench_backend(
         }
     }
     Ok(rates)
+}
+
+/// MiB the default wgpu device's memory pools hold, as a table cell.
+fn device_mib() -> String {
+    #[cfg(feature = "wgpu")]
+    if let Some(mib) = crate::device_counts::wgpu_reserved_mib() {
+        return format!("{mib:.0}");
+    }
+    "–".into()
 }
 
 /// Samples per second of `bin bench` on one configuration: the `samples/s` column of the first
@@ -323,9 +342,12 @@ struct Timing {
     samples: usize,
     encode: f64,
     step: f64,
+    /// Kernels launched by the timed steps (CubeCL devices).
+    launches: Option<usize>,
 }
 
 /// Batches of a timed run: `warmup` untimed ones, then `timed` ones, of `size` samples.
+#[derive(Clone, Copy)]
 struct Batches {
     size: usize,
     warmup: usize,
@@ -345,8 +367,10 @@ fn time_steps(
         samples: batches.timed * bs,
         encode: 0.0,
         step: 0.0,
+        launches: None,
     };
     let mut index = 0usize;
+    let mut last_loss = None;
     for k in 0..batches.warmup + batches.timed {
         let t0 = Instant::now();
         let items: Vec<_> = (0..bs)
@@ -356,15 +380,46 @@ fn time_steps(
         index += bs;
         let batch = batcher.batch(items, device);
         let t1 = Instant::now();
-        let (_, loss) = model.run(batch);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(1e-3, model, grads);
+        let current = model;
+        let step = || {
+            let (_, loss) = current.run(batch);
+            let grads = GradientsParams::from_grads(loss.backward(), &current);
+            (optim.step(1e-3, current, grads), loss)
+        };
+        let ((next, loss), launches) = count_step_launches(device, step);
+        model = next;
         if k >= batches.warmup {
             timing.encode += (t1 - t0).as_secs_f64();
             timing.step += t1.elapsed().as_secs_f64();
+            timing.launches = timing
+                .launches
+                .zip(launches)
+                .map(|(a, b)| a + b)
+                .or(launches);
+            last_loss = Some(loss);
         }
     }
+    // A device queues the steps: wait for the last one (one read per timed run).
+    let t = Instant::now();
+    if let Some(loss) = last_loss {
+        loss.into_scalar::<f32>();
+    }
+    timing.step += t.elapsed().as_secs_f64();
     Ok(timing)
+}
+
+/// `step`'s result and, on a CubeCL device, the kernels it launched.
+fn count_step_launches<R>(
+    device: &burn::prelude::Device,
+    step: impl FnOnce() -> R,
+) -> (R, Option<usize>) {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    if !crate::backend::on_host(device) {
+        let (r, n) = crate::device_counts::count_launches(step);
+        return (r, Some(n));
+    }
+    let _ = device;
+    (step(), None)
 }
 
 fn dataset_len(dataset: &SampleDataset) -> usize {

@@ -332,7 +332,7 @@ fn network_matches_at(
             SpikingLayer::Pool(_) => Vec::new(),
         };
         let grad_values: Vec<Vec<f32>> = net.layers.iter().map(grad).collect();
-        // One Adam step (host-fused on flex, Burn's on wgpu), then the trains again.
+        // One Adam step (host-fused on flex, the fused kernel on wgpu), then the trains again.
         let mut optim = hm2bp::train::adam::FusedAdam::module_optimizer();
         let net = optim.step(1e-3, net, grads);
         let after = net.forward(
@@ -469,6 +469,93 @@ fn software_adapter_refused_unless_allowed() {
         assert!(
             stdout.contains("backend: wgpu on ") && stdout.contains("(GPU)"),
             "{stdout}"
+        );
+    }
+}
+
+/// The fused Adam kernel against the host's fused loop, four steps of a 1000-value parameter:
+/// the same `f32` operations (the device's `sqrt` and division may round differently: within
+/// 1e-6 relative).
+#[test]
+fn fused_adam_kernel_matches_the_host() {
+    use burn::optim::Optimizer;
+    let adam = hm2bp::train::adam::FusedAdam::paper();
+    let run = |dev: Device| {
+        let mut w = Tensor::<2>::from_data(random([10, 100], -1.0, 1.0, 5), &dev);
+        let mut state = None;
+        for k in 0..4 {
+            let g = Tensor::<2>::from_data(random([10, 100], -0.5, 0.5, 20 + k), &dev);
+            (w, state) = adam.step(1e-2, w, g, state);
+        }
+        w.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    };
+    let (host, device) = (
+        run(Device::flex()),
+        run(Device::wgpu(DeviceKind::DefaultDevice)),
+    );
+    for (k, (d, h)) in device.iter().zip(&host).enumerate() {
+        assert!(
+            (d - h).abs() <= 1e-6 * h.abs().max(1.0),
+            "value {k}: {d} vs {h}"
+        );
+    }
+}
+
+/// `experiment bench --backends wgpu` prints the kernel launches of a training step (counted by
+/// CubeCL's launch observer, in a process of its own): the same at any `T`, and no more than
+/// today's counts (2026-12-07: MLP 110, CNN 218 per step at batch 16, the forward, HM2-BP
+/// backward, count loss, regulariser, activity statistics and fused Adam; #29's goal is 40 and
+/// 80).
+#[test]
+fn launches_per_step_do_not_grow_with_t() {
+    let data = common::mnist_root();
+    let launches = |model: &str, t: usize| -> f64 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_experiment"))
+            .args(["bench", "--backends", "wgpu", "--allow-software-gpu"])
+            .args([
+                "--kernels",
+                "event-driven",
+                "--weights",
+                "fresh",
+                "--models",
+                model,
+            ])
+            .args([
+                "--samples",
+                "16",
+                "--warmup-batches",
+                "1",
+                "--steps",
+                &t.to_string(),
+            ])
+            .args(["--data-dir", &data])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("HM2BP_BACKEND")
+            .output()
+            .expect("the binary runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let cells =
+            |l: &str| -> Vec<String> { l.split('|').map(|c| c.trim().to_string()).collect() };
+        let header = text
+            .lines()
+            .find(|l| l.contains("launches/step"))
+            .map(cells);
+        let column = header.and_then(|h| h.iter().position(|c| c == "launches/step"));
+        let row = text.lines().find(|l| l.starts_with(&format!("| {model} ")));
+        column
+            .zip(row)
+            .and_then(|(c, r)| cells(r).get(c)?.parse().ok())
+            .unwrap_or_else(|| panic!("no launches/step for {model}: {text}"))
+    };
+    for (model, ceiling) in [
+        ("mnist-784-800-10", 110.0),
+        ("mnist-cnn-15c5-p2-40c5-p2-300-10", 218.0),
+    ] {
+        let (short, long) = (launches(model, 10), launches(model, 30));
+        assert_eq!(short, long, "{model}: launches per step grow with T");
+        assert!(
+            short <= ceiling,
+            "{model}: {short} launches per step (was {ceiling})"
         );
     }
 }

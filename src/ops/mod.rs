@@ -50,6 +50,7 @@
 // burn-ndarray is deprecated in Burn 0.22 but remains a supported backend of this crate.
 #![cfg_attr(feature = "ndarray", allow(deprecated))]
 
+pub mod adam;
 pub mod autodiff;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
@@ -63,6 +64,7 @@ use burn::backend::{Backend, TensorMetadata, backend_extension};
 
 use crate::rule::regularizer::WeightRegularizer;
 use crate::rule::{LayerGrads, LayerSpec, Needs};
+pub use adam::AdamUpdate;
 pub use penalty::PenaltyState;
 use tape::Saved;
 pub use tape::{LayerInput, Tape};
@@ -124,6 +126,20 @@ pub trait Hm2bpBackend: Backend {
         regularizer: WeightRegularizer,
     ) -> FloatTensor<Self> {
         penalty::host_penalty::<Self>(weight, regularizer).0
+    }
+
+    /// One Adam update of a parameter: new `(weight, m, v)` from `weight`, its `grad` and
+    /// moments `m`, `v` (all of one shape). By default with the backend's tensor operations;
+    /// one fused kernel on the CubeCL backends.
+    fn adam_update(
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        settings: AdamUpdate,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [w, m, v] = adam::adam_update_generic::<Self>([weight, grad, m, v], settings);
+        (w, m, v)
     }
 
     /// Packs dense 0/1 trains `[B, T, N]` into words `[B, T, ⌈N/32⌉]`.

@@ -10,14 +10,16 @@
 //! m ← β1 m + (1 − β1) g;   v ← β2 v + (1 − β2) g²;   w ← w − lr · (m / (1 − β1ᵗ)) / (√(v / (1 − β2ᵗ)) + ε)
 //! ```
 //!
-//! The state is Burn's [`AdamState`], so checkpoints are interchangeable with Burn's `Adam`,
-//! which also runs the update on devices whose memory is not the host's (wgpu).
+//! The state is Burn's [`AdamState`], so checkpoints are interchangeable with Burn's `Adam`. On
+//! devices whose memory is not the host's (wgpu) the same update runs as one fused kernel per
+//! parameter ([`crate::ops::adam`]).
 
-use burn::optim::{
-    Adam, AdamConfig, AdamState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer,
-};
+use burn::backend::Dispatch;
+use burn::optim::{AdamState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer};
 use burn::prelude::Device;
 use burn::tensor::{Tensor, TensorData};
+
+use crate::ops::{AdamUpdate, Hm2bpBackend};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
@@ -31,14 +33,13 @@ pub const EPSILON: f32 = 1e-8;
 /// Values per parallel task of the fused update.
 const CHUNK: usize = 1 << 14;
 
-/// Adam with the paper's settings: fused on the host for CPU devices, Burn's `Adam` elsewhere.
+/// Adam with the paper's settings: fused on the host for CPU devices, one fused kernel per
+/// parameter on the others.
 #[derive(Clone)]
 pub struct FusedAdam {
     beta_1: f32,
     beta_2: f32,
     epsilon: f32,
-    /// The same update for devices whose memory is not the host's.
-    device_adam: Adam,
 }
 
 impl FusedAdam {
@@ -48,11 +49,6 @@ impl FusedAdam {
             beta_1: BETA_1,
             beta_2: BETA_2,
             epsilon: EPSILON,
-            device_adam: AdamConfig::new()
-                .with_beta_1(BETA_1)
-                .with_beta_2(BETA_2)
-                .with_epsilon(EPSILON)
-                .build(),
         }
     }
 
@@ -61,17 +57,55 @@ impl FusedAdam {
         ModuleOptimizer::from(Self::paper())
     }
 
+    /// The settings of the update at step `time` (1-based).
+    fn settings(&self, lr: f32, time: usize) -> AdamUpdate {
+        let t = i32::try_from(time).unwrap_or(i32::MAX);
+        AdamUpdate {
+            beta_1: self.beta_1,
+            beta_2: self.beta_2,
+            epsilon: self.epsilon,
+            bias_1: 1.0 - self.beta_1.powi(t),
+            bias_2: 1.0 - self.beta_2.powi(t),
+            lr,
+        }
+    }
+
     /// One fused update of host slices at step `time` (1-based).
     fn update(&self, lr: f32, time: usize, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-        let t = i32::try_from(time).unwrap_or(i32::MAX);
-        let bc1 = 1.0 - self.beta_1.powi(t);
-        let bc2 = 1.0 - self.beta_2.powi(t);
-        let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
+        let s = self.settings(lr, time);
+        let settings = [s.beta_1, s.beta_2, s.epsilon, s.bias_1, s.bias_2, s.lr];
         w.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
             .zip(m.par_chunks_mut(CHUNK))
             .zip(v.par_chunks_mut(CHUNK))
-            .for_each(|(((w, g), m), v)| adam_chunk([b1, b2, eps, bc1, bc2, lr], w, g, m, v));
+            .for_each(|(((w, g), m), v)| adam_chunk(settings, w, g, m, v));
+    }
+
+    /// One update on the tensors' device ([`Hm2bpBackend::adam_update`]).
+    fn device_step<const D: usize>(
+        &self,
+        lr: f32,
+        [weight, grad]: [Tensor<D>; 2],
+        state: Option<AdamState<D>>,
+    ) -> (Tensor<D>, AdamState<D>) {
+        let (time, m, v) = match state {
+            Some(s) => (
+                s.momentum.time + 1,
+                s.momentum.moment_1,
+                s.momentum.moment_2,
+            ),
+            None => (1, weight.zeros_like(), weight.zeros_like()),
+        };
+        let (w, m, v) = Dispatch::adam_update(
+            weight.into_dispatch(),
+            grad.into_dispatch(),
+            m.into_dispatch(),
+            v.into_dispatch(),
+            self.settings(lr, time),
+        );
+        let [w, m, v] = [w, m, v].map(Tensor::from_dispatch);
+        let momentum = AdaptiveMomentumState::new(time, m, v);
+        (w, AdamState::new(momentum))
     }
 }
 
@@ -86,17 +120,6 @@ fn adam_chunk(settings: [f32; 6], w: &mut [f32], g: &[f32], m: &mut [f32], v: &m
         m[k] = b1 * m[k] + (1.0 - b1) * g[k];
         v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k];
         w[k] -= lr * (m[k] / bc1) / ((v[k] / bc2).sqrt() + eps);
-    }
-}
-
-/// Whether `device` keeps tensors in host memory (the CPU backends).
-fn on_host(device: &Device) -> bool {
-    match device.clone().inner().as_dispatch() {
-        #[cfg(feature = "flex")]
-        burn::backend::DispatchDevice::Flex(_) => true,
-        #[cfg(feature = "ndarray")]
-        burn::backend::DispatchDevice::NdArray(_) => true,
-        _ => false,
     }
 }
 
@@ -119,8 +142,9 @@ impl Optimizer for FusedAdam {
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let device = tensor.device();
-        if !on_host(&device) {
-            return self.device_adam.step(lr, tensor, grad, state);
+        if !crate::backend::on_host(&device) {
+            let (w, state) = self.device_step(lr as f32, [tensor, grad], state);
+            return (w, Some(state));
         }
         let shape = tensor.shape();
         let dtype = tensor.dtype();
@@ -155,6 +179,7 @@ impl Optimizer for FusedAdam {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::optim::AdamConfig;
 
     /// The fused update against the textbook formula, written out for one weight over a few
     /// steps.
@@ -214,5 +239,35 @@ mod tests {
         for (x, y) in ma.iter().zip(&mb) {
             assert!((x - y).abs() < 1e-7);
         }
+    }
+
+    /// The device path's update (here its tensor-operation default on a CPU device, the
+    /// reference of the CubeCL kernel) against the host's fused loop, step after step.
+    #[test]
+    fn device_update_matches_the_host_loop() {
+        let (device, _) = crate::backend::device(None, false).unwrap();
+        let adam = FusedAdam::paper();
+        let w0 = Tensor::<2>::from_data([[0.5f32, -0.25, 0.0], [1.0, 2.0, -3.0]], &device);
+        let (mut host, mut host_state) = (w0.clone(), None);
+        let (mut dev, mut dev_state) = (w0, None);
+        for k in 0..4 {
+            let s = k as f32;
+            let g = Tensor::<2>::from_data([[0.1 * s, -1.0, 0.5], [s, 0.0, -0.3]], &device);
+            (host, host_state) = adam.step(1e-2, host, g.clone(), host_state);
+            let (w, state) = adam.device_step(1e-2, [dev, g], dev_state);
+            (dev, dev_state) = (w, Some(state));
+            let (a, b) = (host_values(host.clone()), host_values(dev.clone()));
+            for (x, y) in a.iter().zip(&b) {
+                assert!(
+                    (x - y).abs() <= 1e-6 * x.abs().max(1.0),
+                    "step {}: {a:?} vs {b:?}",
+                    k + 1
+                );
+            }
+        }
+        assert_eq!(
+            host_state.unwrap().momentum.time,
+            dev_state.unwrap().momentum.time
+        );
     }
 }

@@ -13,6 +13,7 @@
 //! checks both against the host kernels). Convolution and pooling layers always run the
 //! device kernels (weights of another dtype than `f32`: the host kernels).
 
+mod adam;
 mod lif;
 mod local;
 mod post;
@@ -34,8 +35,8 @@ use cubecl::{CubeCount, CubeDim, calculate_cube_count_elemwise};
 use super::host;
 use super::tape::{Saved, WordsTape};
 use super::{
-    Hm2bpBackend, KernelPath, LayerInput, PenaltyState, SpikingOps, Tape, backward_off_device,
-    forward_untaped, generic, penalty,
+    AdamUpdate, Hm2bpBackend, KernelPath, LayerInput, PenaltyState, SpikingOps, Tape,
+    backward_off_device, forward_untaped, generic, penalty,
 };
 use crate::neuron::LifSpec;
 use crate::rule::output::OutputRule;
@@ -61,6 +62,22 @@ impl Hm2bpBackend for Cube {
         regularizer: WeightRegularizer,
     ) -> FloatTensor<Self> {
         penalty::device_penalty::<Self>(weight, regularizer).0
+    }
+
+    fn adam_update(
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        settings: AdamUpdate,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if adam::fits(&[&weight, &grad, &m, &v]) {
+            adam::update([weight, grad, m, v], settings)
+        } else {
+            let [w, m, v] =
+                super::adam::adam_update_generic::<Self>([weight, grad, m, v], settings);
+            (w, m, v)
+        }
     }
 }
 
