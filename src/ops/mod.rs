@@ -181,6 +181,11 @@ pub trait SpikingOps: Hm2bpBackend {
         penalty::host_penalty::<Self>(weight, regularizer)
     }
 
+    /// The weight's gradient `g · R` from the penalty's `state` and gradient `g [1]`.
+    fn penalty_gradient(state: PenaltyState<Self>, g: FloatTensor<Self>) -> FloatTensor<Self> {
+        state.gradient(g)
+    }
+
     /// The HM2-BP backward from the forward's `tape` and `d_post = ∂E/∂o [B, n_out]` of its
     /// output counts: the gradients `needs` asks for. By default [`backward_off_device`].
     fn spiking_backward(

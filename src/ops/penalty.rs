@@ -95,7 +95,7 @@ pub enum PenaltyState<B: Backend> {
 
 impl<B: Backend> PenaltyState<B> {
     /// `g · R`, the weight's gradient, from the penalty's gradient `g [1]`.
-    fn gradient(self, g: FloatTensor<B>) -> FloatTensor<B> {
+    pub(super) fn gradient(self, g: FloatTensor<B>) -> FloatTensor<B> {
         match self {
             Self::Host {
                 weights,
@@ -126,7 +126,7 @@ impl<B: Backend> PenaltyState<B> {
 #[derive(Debug)]
 struct PenaltyBackward;
 
-impl<B: Backend> Backward<B, 1> for PenaltyBackward {
+impl<B: SpikingOps> Backward<B, 1> for PenaltyBackward {
     type State = PenaltyState<B>;
 
     fn backward(
@@ -138,7 +138,7 @@ impl<B: Backend> Backward<B, 1> for PenaltyBackward {
         let g = grads.consume::<B>(&ops.node);
         let [parent] = ops.parents;
         if let Some(node) = parent {
-            grads.register::<B>(node.id, ops.state.gradient(g));
+            grads.register::<B>(node.id, B::penalty_gradient(ops.state, g));
         }
     }
 }

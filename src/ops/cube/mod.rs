@@ -16,6 +16,7 @@
 mod adam;
 mod lif;
 mod local;
+mod penalty;
 mod post;
 mod spsp;
 
@@ -36,7 +37,7 @@ use super::host;
 use super::tape::{Saved, WordsTape};
 use super::{
     AdamUpdate, Hm2bpBackend, KernelPath, LayerInput, PenaltyState, SpikingOps, Tape,
-    backward_off_device, forward_untaped, generic, penalty,
+    backward_off_device, forward_untaped, generic,
 };
 use crate::neuron::LifSpec;
 use crate::rule::output::OutputRule;
@@ -61,7 +62,7 @@ impl Hm2bpBackend for Cube {
         weight: FloatTensor<Self>,
         regularizer: WeightRegularizer,
     ) -> FloatTensor<Self> {
-        penalty::device_penalty::<Self>(weight, regularizer).0
+        Self::penalty_forward(weight, regularizer).0
     }
 
     fn adam_update(
@@ -82,12 +83,35 @@ impl Hm2bpBackend for Cube {
 }
 
 impl SpikingOps for Cube {
-    /// On the device (no weight read back).
+    /// On the device (no weight read back): the penalty kernels, or tensor operations for
+    /// weights they do not take.
     fn penalty_forward(
         weight: FloatTensor<Self>,
         regularizer: WeightRegularizer,
     ) -> (FloatTensor<Self>, PenaltyState<Self>) {
-        penalty::device_penalty::<Self>(weight, regularizer)
+        if !penalty::fits(&weight) {
+            return super::penalty::device_penalty::<Self>(weight, regularizer);
+        }
+        let (value, barriers) = penalty::forward(weight.clone(), &regularizer);
+        let state = PenaltyState::Device {
+            weight,
+            barriers,
+            regularizer,
+        };
+        (value, state)
+    }
+
+    fn penalty_gradient(state: PenaltyState<Self>, g: FloatTensor<Self>) -> FloatTensor<Self> {
+        match state {
+            PenaltyState::Device {
+                weight,
+                barriers,
+                regularizer,
+            } if penalty::fits(&weight) && g.dtype == DType::F32 => {
+                penalty::gradient(weight, barriers, g, &regularizer)
+            }
+            state => state.gradient(g),
+        }
     }
 
     /// Dense layers: the device kernels when asked for ([`KernelPath::EventDriven`]) and
