@@ -25,7 +25,8 @@ fn tree_sum(shared: &mut Shared<[f32]>) {
     for level in 0..LEVELS {
         let stride = (UNITS >> (level + 1u32)) as usize;
         if i < stride {
-            shared[i] = shared[i] + shared[i + stride];
+            let other = shared[i + stride];
+            shared[i] += other;
         }
         sync_cube();
     }
