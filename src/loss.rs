@@ -1,6 +1,9 @@
 //! Rate-coded loss on output spike counts (spec §2.1, §3.1).
 
+use burn::backend::Dispatch;
 use burn::prelude::*;
+
+use crate::ops::Hm2bpBackend;
 
 use crate::rule::output::CountTargets;
 
@@ -37,6 +40,9 @@ pub fn count_loss_per_sample(
     targets: &CountTargets,
 ) -> Tensor<1> {
     let batch = counts.dims()[0];
+    if !crate::backend::on_host(&counts.device()) {
+        return device_count_loss(counts, labels, sample_weight, targets);
+    }
     let mut per_sample = masked_squared_error(counts, labels, targets)
         .sum_dim(1)
         .reshape([batch])
@@ -45,6 +51,24 @@ pub fn count_loss_per_sample(
         per_sample = per_sample * w;
     }
     per_sample
+}
+
+/// [`count_loss_per_sample`] as one op ([`crate::ops::count_loss`]): one kernel and one for its
+/// gradient on devices (the CPU backends keep the tensor formula, whose results are recorded).
+pub fn device_count_loss(
+    counts: Tensor<2>,
+    labels: Tensor<1, Int>,
+    sample_weight: Option<Tensor<1>>,
+    targets: &CountTargets,
+) -> Tensor<1> {
+    let weight =
+        sample_weight.unwrap_or_else(|| Tensor::ones([counts.dims()[0]], &counts.device()));
+    Tensor::from_dispatch(Dispatch::count_loss(
+        counts.into_dispatch(),
+        weight.into_dispatch(),
+        labels.into_dispatch(),
+        *targets,
+    ))
 }
 
 /// Cross-entropy of `softmax(logit_scale · counts)` against the labels, averaged over the
@@ -98,6 +122,34 @@ pub fn logged_cost(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The op's host form (the reference of its device kernel), through autodiff on a CPU
+    /// device, gives the tensor formula's losses and count gradients.
+    #[test]
+    fn the_count_loss_op_is_the_tensor_formula() {
+        let device = Device::flex().autodiff();
+        let t = CountTargets::default();
+        let counts = [[12.0f32, 0.0, 33.0], [20.0, 8.0, 41.0], [0.0, 36.0, 2.0]];
+        let labels = Tensor::<1, Int>::from_ints([1, 0, 1], &device);
+        let weight = Tensor::<1>::from_floats([1.0, 0.5, 2.0], &device);
+        let run = |op: bool| {
+            let c = Tensor::<2>::from_floats(counts, &device).require_grad();
+            let (l, w) = (labels.clone(), Some(weight.clone()));
+            let loss = if op {
+                device_count_loss(c.clone(), l, w, &t)
+            } else {
+                count_loss_per_sample(c.clone(), l, w, &t)
+            };
+            let g = c.grad(
+                &(loss.clone() * Tensor::from_floats([1.0, 2.0, 3.0], &device))
+                    .sum()
+                    .backward(),
+            );
+            let v = |d: TensorData| d.convert::<f32>().try_to_vec::<f32>().unwrap();
+            (v(loss.into_data()), v(g.unwrap().into_data()))
+        };
+        assert_eq!(run(true), run(false));
+    }
 
     #[test]
     fn logged_cost_counts_inserted_label_spikes() {

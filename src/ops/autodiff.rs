@@ -12,6 +12,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, TensorMetadata};
 
 use super::{Hm2bpBackend, KernelPath, LayerInput, SpikingOps, Tape};
+use crate::rule::output::CountTargets;
 use crate::rule::regularizer::WeightRegularizer;
 use crate::rule::{LayerSpec, Needs};
 
@@ -77,5 +78,14 @@ impl<B: SpikingOps, C: CheckpointStrategy> Hm2bpBackend for Autodiff<B, C> {
         regularizer: WeightRegularizer,
     ) -> FloatTensor<Self> {
         super::penalty::autodiff_penalty::<B, C>(weight, regularizer)
+    }
+
+    fn count_loss(
+        counts: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+        targets: CountTargets,
+    ) -> FloatTensor<Self> {
+        super::count_loss::autodiff_count_loss::<B, C>(counts, weight, labels, targets)
     }
 }

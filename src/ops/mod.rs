@@ -52,6 +52,7 @@
 
 pub mod adam;
 pub mod autodiff;
+pub mod count_loss;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 pub mod generic;
@@ -62,6 +63,7 @@ mod tape;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, TensorMetadata, backend_extension};
 
+use crate::rule::output::CountTargets;
 use crate::rule::regularizer::WeightRegularizer;
 use crate::rule::{LayerGrads, LayerSpec, Needs};
 pub use adam::AdamUpdate;
@@ -142,6 +144,18 @@ pub trait Hm2bpBackend: Backend {
         (w, m, v)
     }
 
+    /// The count loss of every sample `[B]` (see [`count_loss`]) of `counts [B, C]`, sample
+    /// `weight [B]` and `labels [B]`; on autodiff backends its gradient flows to the counts.
+    /// By default on the host.
+    fn count_loss(
+        counts: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+        targets: CountTargets,
+    ) -> FloatTensor<Self> {
+        count_loss::host_count_loss::<Self>([counts, weight], labels, targets).0
+    }
+
     /// Packs dense 0/1 trains `[B, T, N]` into words `[B, T, ⌈N/32⌉]`.
     fn pack_spikes(spikes: FloatTensor<Self>) -> IntTensor<Self> {
         generic::pack::<Self>(spikes)
@@ -179,6 +193,16 @@ pub trait SpikingOps: Hm2bpBackend {
         regularizer: WeightRegularizer,
     ) -> (FloatTensor<Self>, PenaltyState<Self>) {
         penalty::host_penalty::<Self>(weight, regularizer)
+    }
+
+    /// The count loss of every sample `[B]` and its gradient with respect to the counts
+    /// `[B, C]` (see [`count_loss`]). By default on the host.
+    fn count_loss_forward(
+        [counts, weight]: [FloatTensor<Self>; 2],
+        labels: IntTensor<Self>,
+        targets: CountTargets,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        count_loss::host_count_loss::<Self>([counts, weight], labels, targets)
     }
 
     /// The weight's gradient `g · R` from the penalty's `state` and gradient `g [1]`.

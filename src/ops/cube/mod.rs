@@ -14,6 +14,7 @@
 //! device kernels (weights of another dtype than `f32`: the host kernels).
 
 mod adam;
+mod count_loss;
 mod lif;
 mod local;
 mod penalty;
@@ -40,7 +41,7 @@ use super::{
     backward_off_device, forward_untaped, generic,
 };
 use crate::neuron::LifSpec;
-use crate::rule::output::OutputRule;
+use crate::rule::output::{CountTargets, OutputRule};
 use crate::rule::regularizer::WeightRegularizer;
 use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::rule::{DenseSpec, LayerGrads, LayerSpec, Needs};
@@ -63,6 +64,15 @@ impl Hm2bpBackend for Cube {
         regularizer: WeightRegularizer,
     ) -> FloatTensor<Self> {
         Self::penalty_forward(weight, regularizer).0
+    }
+
+    fn count_loss(
+        counts: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        labels: IntTensor<Self>,
+        targets: CountTargets,
+    ) -> FloatTensor<Self> {
+        Self::count_loss_forward([counts, weight], labels, targets).0
     }
 
     fn adam_update(
@@ -99,6 +109,19 @@ impl SpikingOps for Cube {
             regularizer,
         };
         (value, state)
+    }
+
+    /// One kernel (the host form for counts or weights of another dtype).
+    fn count_loss_forward(
+        [counts, weight]: [FloatTensor<Self>; 2],
+        labels: IntTensor<Self>,
+        targets: CountTargets,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        if count_loss::fits(&counts, &weight) {
+            count_loss::forward([counts, weight], labels, targets)
+        } else {
+            super::count_loss::host_count_loss::<Self>([counts, weight], labels, targets)
+        }
     }
 
     fn penalty_gradient(state: PenaltyState<Self>, g: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -1,0 +1,103 @@
+//! The count loss (spec §3.1, [`crate::loss::count_loss_per_sample`]) as one op for device
+//! backends: the loss of every sample and, kept for the backward, the gradient of each sample's
+//! loss with respect to its counts, so that a device runs the loss in one kernel and its
+//! gradient in one more instead of a chain of tensor operations and their derivatives. The CPU
+//! backends keep the tensor formula of [`crate::loss`] (the op's host form here is the
+//! reference its kernel is tested against).
+//!
+//! Per sample `b` with label `l_b`, weight `β_b`, targets `y_bi` (desired for `i = l_b`, else
+//! undesired), `d_bi = o_bi − y_bi`, `m_bi = 1[|d_bi| > margin]`: the loss
+//! `E_b = β_b · ½ Σ_i m_bi d_bi²` and `∂E_b/∂o_bi = β_b m_bi d_bi`.
+
+use burn::backend::autodiff::{
+    checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+    grads::Gradients,
+    ops::{Backward, Ops, OpsKind},
+};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Autodiff, Backend, TensorMetadata};
+use burn::tensor::{Shape, TensorData};
+
+use super::SpikingOps;
+use super::host::{f32s, host_f32, read};
+use crate::rule::output::CountTargets;
+
+/// `(E_b [B], ∂E_b/∂o [B, C])` of `counts [B, C]`, `labels [B]` and `weight [B]`, on the host.
+pub fn host_count_loss<B: Backend>(
+    [counts, weight]: [FloatTensor<B>; 2],
+    labels: IntTensor<B>,
+    t: CountTargets,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let device = counts.device();
+    let [b, c] = [counts.shape()[0], counts.shape()[1]];
+    let counts = host_f32::<B>("counts", counts);
+    let weight = host_f32::<B>("sample weights", weight);
+    let labels: Vec<i64> = read("labels", B::int_into_data(labels))
+        .iter::<i64>()
+        .collect();
+    let (mut loss, mut grad) = (vec![0.0f32; b], vec![0.0f32; b * c]);
+    for (s, row) in f32s(&counts).chunks(c.max(1)).enumerate() {
+        let w = f32s(&weight)[s];
+        let mut sum = 0.0f32;
+        for (i, &o) in row.iter().enumerate() {
+            let y = if labels[s] == i as i64 {
+                t.desired
+            } else {
+                t.undesired
+            };
+            let d = o - y;
+            if d.abs() > t.margin {
+                sum += d * d;
+                grad[s * c + i] = w * d;
+            }
+        }
+        loss[s] = 0.5 * sum * w;
+    }
+    (
+        B::float_from_data(TensorData::new(loss, [b]), &device),
+        B::float_from_data(TensorData::new(grad, [b, c]), &device),
+    )
+}
+
+#[derive(Debug)]
+struct CountLossBackward;
+
+impl<B: Backend> Backward<B, 1> for CountLossBackward {
+    /// `∂E_b/∂o [B, C]`.
+    type State = FloatTensor<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let upstream = grads.consume::<B>(&ops.node);
+        let [parent] = ops.parents;
+        if let Some(node) = parent {
+            let b = upstream.shape()[0];
+            let upstream = B::float_reshape(upstream, Shape::new([b, 1]));
+            grads.register::<B>(node.id, B::float_mul(ops.state, upstream));
+        }
+    }
+}
+
+/// [`Hm2bpBackend::count_loss`](super::Hm2bpBackend::count_loss) on an autodiff backend: the
+/// inner backend's [`SpikingOps::count_loss_forward`], its gradient kept for the backward.
+pub(super) fn autodiff_count_loss<B: SpikingOps, C: CheckpointStrategy>(
+    counts: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    labels: IntTensor<Autodiff<B, C>>,
+    targets: CountTargets,
+) -> FloatTensor<Autodiff<B, C>> {
+    let prepared = CountLossBackward
+        .prepare::<C>([counts.node()])
+        .compute_bound()
+        .stateful();
+    let inputs = [counts.into_primitive(), weight.into_primitive()];
+    let (loss, grad) = B::count_loss_forward(inputs, labels, targets);
+    match prepared {
+        OpsKind::Tracked(prep) => prep.finish(grad, loss),
+        OpsKind::UnTracked(prep) => prep.finish(loss),
+    }
+}
