@@ -50,6 +50,7 @@
 // burn-ndarray is deprecated in Burn 0.22 but remains a supported backend of this crate.
 #![cfg_attr(feature = "ndarray", allow(deprecated))]
 
+pub mod activity;
 pub mod adam;
 pub mod autodiff;
 pub mod count_loss;
@@ -154,6 +155,12 @@ pub trait Hm2bpBackend: Backend {
         targets: CountTargets,
     ) -> FloatTensor<Self> {
         count_loss::host_count_loss::<Self>([counts, weight], labels, targets).0
+    }
+
+    /// A layer's activity statistics `[2 + n]` from its spike counts `[B, n]` (see
+    /// [`activity`]); not differentiable. By default on the host.
+    fn layer_activity(counts: FloatTensor<Self>) -> FloatTensor<Self> {
+        activity::host_activity::<Self>(counts)
     }
 
     /// Packs dense 0/1 trains `[B, T, N]` into words `[B, T, ⌈N/32⌉]`.

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
+use burn::backend::Dispatch;
 use burn::prelude::*;
 use burn::tensor::TensorReadError;
 
 use crate::loss::logged_cost;
+use crate::ops::Hm2bpBackend;
 use crate::rule::output::{CountTargets, label_spike_steps};
 use burn::train::metric::state::{FormatOptions, NumericMetricState};
 use burn::train::metric::{
@@ -29,10 +31,26 @@ impl LayerActivity {
     /// The activity of a layer's spike counts `[B, N]`.
     pub fn of_counts(counts: Tensor<2>) -> Self {
         let n = counts.dims()[1];
+        if !crate::backend::on_host(&counts.device()) {
+            return Self::on_device(counts);
+        }
         Self {
             rate: counts.clone().mean().reshape([1]),
             silent: counts.clone().equal_elem(0.0).float().mean().reshape([1]),
             per_neuron: counts.sum_dim(0).reshape([n]),
+        }
+    }
+
+    /// [`of_counts`](Self::of_counts) as one op ([`crate::ops::activity`]): one kernel per
+    /// layer on devices. The tensors are not on the autodiff graph.
+    pub fn on_device(counts: Tensor<2>) -> Self {
+        let n = counts.dims()[1];
+        let all: Tensor<1> =
+            Tensor::from_dispatch(Dispatch::layer_activity(counts.inner().into_dispatch()));
+        Self {
+            rate: all.clone().slice(0..1),
+            silent: all.clone().slice(1..2),
+            per_neuron: all.slice(2..2 + n),
         }
     }
 
@@ -304,5 +322,24 @@ impl StepFigure for AuthorsCost {
             self.inserted,
         );
         Ok((cost.mean().try_into_scalar::<f64>()?, batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The op's host form (the reference of the device kernel) gives the tensor formula's
+    /// statistics.
+    #[test]
+    fn the_activity_op_is_the_tensor_formula() {
+        let device = Device::flex();
+        let counts = Tensor::<2>::from_floats([[0.0, 3.0, 1.0], [0.0, 0.0, 5.0]], &device);
+        let a = LayerActivity::of_counts(counts.clone());
+        let b = LayerActivity::on_device(counts);
+        let v = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(v(a.rate), v(b.rate));
+        assert_eq!(v(a.silent), v(b.silent));
+        assert_eq!(v(a.per_neuron), v(b.per_neuron));
     }
 }

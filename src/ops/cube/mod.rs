@@ -13,12 +13,14 @@
 //! checks both against the host kernels). Convolution and pooling layers always run the
 //! device kernels (weights of another dtype than `f32`: the host kernels).
 
+mod activity;
 mod adam;
 mod count_loss;
 mod lif;
 mod local;
 mod penalty;
 mod post;
+mod reduce;
 mod spsp;
 
 use burn::backend::Cube;
@@ -73,6 +75,14 @@ impl Hm2bpBackend for Cube {
         targets: CountTargets,
     ) -> FloatTensor<Self> {
         Self::count_loss_forward([counts, weight], labels, targets).0
+    }
+
+    fn layer_activity(counts: FloatTensor<Self>) -> FloatTensor<Self> {
+        if activity::fits(&counts) {
+            activity::statistics(counts)
+        } else {
+            super::activity::host_activity::<Self>(counts)
+        }
     }
 
     fn adam_update(

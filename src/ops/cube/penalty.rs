@@ -10,27 +10,9 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
+use super::reduce::{UNITS, tree_sum};
 use super::{elementwise, empty_like};
 use crate::rule::regularizer::WeightRegularizer;
-
-/// Units of a reducing cube (a power of two, at most WebGPU's default 256 per cube).
-const UNITS: u32 = 256;
-/// `log2(UNITS)`: the levels of the tree reduction.
-const LEVELS: u32 = 8;
-
-/// Sums `shared[0..UNITS]` into `shared[0]` (every unit of the cube calls it).
-#[cube]
-fn tree_sum(shared: &mut Shared<[f32]>) {
-    let i = UNIT_POS as usize;
-    for level in 0..LEVELS {
-        let stride = (UNITS >> (level + 1u32)) as usize;
-        if i < stride {
-            let other = shared[i + stride];
-            shared[i] += other;
-        }
-        sync_cube();
-    }
-}
 
 /// One cube per row of `weight [rows, row_len]`: `barriers[row] = exp(β (mean_l (w/L)² − 1))`.
 #[cube(launch)]

@@ -1,0 +1,24 @@
+//! Cube-level reductions shared by the kernels: one cube of [`UNITS`] units, each summing a
+//! strided share, then a tree over shared memory (a fixed order: no float atomics).
+
+use cubecl::prelude::*;
+
+/// Units of a reducing cube (a power of two, at most WebGPU's default 256 per cube).
+pub const UNITS: u32 = 256;
+/// `log2(UNITS)`: the levels of the tree reduction.
+const LEVELS: u32 = 8;
+
+/// Sums `shared[0..UNITS]` into `shared[0]` (every unit of the cube calls it, after writing its
+/// own slot and a `sync_cube`).
+#[cube]
+pub fn tree_sum(shared: &mut Shared<[f32]>) {
+    let i = UNIT_POS as usize;
+    for level in 0..LEVELS {
+        let stride = (UNITS >> (level + 1u32)) as usize;
+        if i < stride {
+            let other = shared[i + stride];
+            shared[i] += other;
+        }
+        sync_cube();
+    }
+}
