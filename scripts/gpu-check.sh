@@ -13,6 +13,7 @@
 #                                  every log into OUT; within 10 minutes.
 #
 # Data: $HM2BP_DATA_DIR (default ../shared/data, else data/) must hold mnist/ when packing.
+# GPU_CHECK_ALLOW_SOFTWARE=1 lets `run` use a software Vulkan device (a rehearsal on lavapipe).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -78,6 +79,8 @@ run() {
   link_build_paths
   vulkan_setup
   local data=$root/$pack_dir/data
+  local allow=()
+  [[ "${GPU_CHECK_ALLOW_SOFTWARE:-0}" == 1 ]] && allow=(--allow-software-gpu)
   {
     date -u
     cat "$pack_dir/paths.env"
@@ -91,11 +94,11 @@ run() {
   HM2BP_SHARED_DATA=$data timeout 200 "$bin/wgpu-tests" --include-ignored 2>&1 |
     tee "$out/tests.log" || true
   echo "=== bench (wgpu, batches 16/64/256)"
-  timeout 200 "$bin/experiment" bench --backends wgpu --kernels event-driven \
+  timeout 200 "$bin/experiment" bench --backends wgpu "${allow[@]}" --kernels event-driven \
     --batch-sizes 16,64,256 --samples 1024 --warmup-batches 2 --data-dir "$data" \
     2>&1 | tee "$out/bench.log" || true
   echo "=== one epoch of mnist-mlp on wgpu"
-  timeout 170 "$bin/experiment" train mnist-mlp --backend wgpu --epochs 1 --plain --no-fetch \
+  timeout 170 "$bin/experiment" train mnist-mlp --backend wgpu "${allow[@]}" --epochs 1 --plain --no-fetch \
     --data-dir "$data" --out /tmp/hm2bp-gpu-train --checkpoint-minutes 0 2>&1 |
     tee "$out/train.log" || true
   cp /tmp/hm2bp-gpu-train/summary.json "$out/" 2>/dev/null || true
