@@ -9,8 +9,10 @@ shift 5
 runs=$(mktemp)
 for _ in $(seq "$n"); do
   for b in "$old" "$new"; do
+    # The samples/s column, found by its header (binaries differ in columns).
     v=$("$b" bench --models "$model" --kernels event-driven --samples "$samples" "$@" 2>&1 |
-      grep "| $model" | cut -d'|' -f7 | tr -d ' ')
+      awk -F'|' -v m="$model" '/samples\/s/ && !c { for (i = 1; i <= NF; i++) if ($i ~ /^ *samples\/s *$/) c = i }
+        c && index($0, "| " m " ") == 1 { gsub(/ /, "", $c); print $c; exit }')
     echo "$b $v"
   done
 done | tee "$runs"
