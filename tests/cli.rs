@@ -858,6 +858,55 @@ fn killed_mid_epoch_resumes_as_if_uninterrupted() {
     }
 }
 
+/// `--read-every N` (a device's default, here on the CPU: the fault watch and boosting's
+/// verdicts read back every N steps and at every epoch's end, mid-epoch checkpoints only after
+/// such a step) trains as reading every step: the same weights, boosting weights and test
+/// metrics; a fault is still caught, the message saying how often it is looked for.
+#[test]
+fn reading_back_every_few_steps_trains_the_same() {
+    let data = common::mnist_root();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out_dir = dir.path().join(name);
+        let args = [
+            &["--epochs", "2", "--checkpoint-every-batches", "3"][..],
+            extra,
+        ]
+        .concat();
+        let out = train_tiny(&data, &out_dir, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out_dir
+    };
+    let (each, every_4) = (run("each", &[]), run("every-4", &["--read-every", "4"]));
+    let read = |run: &Path, file: &str| std::fs::read(run.join(file)).unwrap();
+    let (a, b) = (read(&each, "model.bpk"), read(&every_4, "model.bpk"));
+    assert!(burnpack_data(&a) == burnpack_data(&b), "weights differ");
+    assert_eq!(
+        read(&each, "boosting.json"),
+        read(&every_4, "boosting.json")
+    );
+    let tested = |run: &Path| -> Vec<(serde_json::Value, serde_json::Value)> {
+        let s: serde_json::Value = serde_json::from_slice(&read(run, "summary.json")).unwrap();
+        let epochs = s["epochs"].as_array().unwrap().clone();
+        epochs
+            .iter()
+            .map(|e| (e["test_accuracy"].clone(), e["test_loss"].clone()))
+            .collect()
+    };
+    assert_eq!(tested(&each), tested(&every_4));
+    let out = train_tiny(
+        &data,
+        &dir.path().join("fault"),
+        &["--lr", "1e38", "--read-every", "4"],
+    );
+    assert_clean_error(&out, "training stopped");
+    assert_clean_error(&out, "checked every 4 steps");
+}
+
 /// Without the `nir` feature, `export` and `import` exist and say how to get them.
 #[cfg(not(feature = "nir"))]
 #[test]

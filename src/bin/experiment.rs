@@ -264,6 +264,11 @@ struct TrainArgs {
     /// ranks of `mpirun` do (the same weights); 1: the single-process step.
     #[arg(long, default_value_t = 1)]
     virtual_workers: usize,
+    /// Read the numerical-fault checks and boosting's verdicts back from the device every N
+    /// steps (and at every epoch's last step) instead of every step (default: 1 on the CPU
+    /// backends, 25 on wgpu).
+    #[arg(long)]
+    read_every: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -456,6 +461,7 @@ fn run_train(a: TrainArgs, ranks: &Ranks) -> Result<()> {
         backend,
         kernels: a.common.kernels,
         checkpoint_every_batches: a.checkpoint_every_batches,
+        read_every: a.read_every,
         workers,
     };
     let summary = train(&exp, &opts)?;
@@ -562,6 +568,7 @@ fn trained_model(
         backend,
         kernels: common.kernels,
         checkpoint_every_batches: None,
+        read_every: None,
         workers: Workers::default(),
     };
     Ok((exp, opts, model))

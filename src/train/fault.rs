@@ -17,6 +17,8 @@ pub struct FaultWatch {
     interrupter: Interrupter,
     clock: StepClock,
     fault: Arc<Mutex<Option<String>>>,
+    /// Steps between checks (1: every step).
+    every: usize,
 }
 
 impl std::fmt::Debug for FaultWatch {
@@ -35,6 +37,16 @@ impl FaultWatch {
             interrupter,
             clock,
             fault: Arc::new(Mutex::new(None)),
+            every: 1,
+        }
+    }
+
+    /// A watch whose checks run every `n` steps (see [`super::hooks::StepHooks`]); its
+    /// messages say so.
+    pub fn checked_every(self, n: usize) -> Self {
+        Self {
+            every: n.max(1),
+            ..self
         }
     }
 
@@ -46,7 +58,13 @@ impl FaultWatch {
     /// "epoch E, batch B" of the current step (1-based).
     fn position(&self) -> String {
         let at = self.clock.position();
-        format!("epoch {}, batch {}", at.epoch + 1, at.batch + 1)
+        let at = format!("epoch {}, batch {}", at.epoch + 1, at.batch + 1);
+        match self.every {
+            1 => at,
+            n => format!(
+                "{at} (checked every {n} steps: it arose in the steps since the last check)"
+            ),
+        }
     }
 
     fn stop(&self, what: String) {

@@ -83,4 +83,10 @@ pub struct RunOptions {
     pub checkpoint_every_batches: Option<usize>,
     /// Who trains: the ranks of an `mpirun` job, virtual workers (one process by default).
     pub workers: sharded::Workers,
+    /// Steps between reads of the fault watch and boosting's verdicts (`None`: every step on
+    /// the CPU backends, every [`DEVICE_READ_EVERY`] on devices).
+    pub read_every: Option<usize>,
 }
+
+/// Steps between the training thread's reads from a device (see [`hooks`]) by default.
+pub const DEVICE_READ_EVERY: usize = 25;

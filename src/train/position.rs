@@ -71,6 +71,11 @@ impl StepClock {
         Position::after_steps(self.steps(), self.per_epoch)
     }
 
+    /// Whether the next step is the last of its epoch.
+    pub fn next_ends_epoch(&self) -> bool {
+        self.position().batch + 1 == self.per_epoch
+    }
+
     /// Counts one more step done; returns the position after it.
     pub fn tick(&self) -> Position {
         let steps = self.done.fetch_add(1, Ordering::Relaxed) + 1;

@@ -268,8 +268,18 @@ impl<'a> Plan<'a> {
             // record's through `RunCheckpointer`) and goes on with the next epoch.
             training = training.checkpoint(start.position.epoch);
         }
-        let faults = FaultWatch::new(training.interrupter(), clock.clone());
-        let mut hooks = StepHooks::new(clock.clone(), faults.clone()).with_workers(workers.clone());
+        let read_every = opts
+            .read_every
+            .unwrap_or(if crate::backend::on_host(&opts.device) {
+                1
+            } else {
+                super::DEVICE_READ_EVERY
+            });
+        let faults =
+            FaultWatch::new(training.interrupter(), clock.clone()).checked_every(read_every);
+        let mut hooks = StepHooks::new(clock.clone(), faults.clone())
+            .with_workers(workers.clone())
+            .with_read_every(read_every);
         if let Some(b) = &boosting {
             hooks = hooks.with_boosting(b.clone(), self.writes.clone());
         }
