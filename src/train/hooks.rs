@@ -27,12 +27,15 @@ use super::midepoch::MidEpochWriter;
 use super::position::StepClock;
 use super::sharded::Workers;
 
+/// A step's samples and their verdicts (1: misclassified), still on the device.
+type Verdicts = (Vec<u64>, Tensor<1, Int>);
+
 /// Boosting's state, where its epoch updates are saved, and the verdicts not yet read back.
 #[derive(Clone)]
 struct BoostingHook {
     boosting: Arc<Boosting>,
     files: RunFiles,
-    pending: Arc<Mutex<Vec<(Vec<u64>, Tensor<1, Int>)>>>,
+    pending: Arc<Mutex<Vec<Verdicts>>>,
 }
 
 impl BoostingHook {
