@@ -8,9 +8,11 @@
 #   scripts/gpu-check.sh run OUT   there, from the repository root, with gpu-check/ beside it
 #                                  (the device tool: carry ["gpu-check"]): prints nvidia-smi and
 #                                  the Vulkan adapter, runs the wgpu parity tests, the bench at
-#                                  batches 16/64/256 for the MLP and the CNN, and one 60k-sample
-#                                  epoch of `experiment train mnist-mlp --backend wgpu`, writing
-#                                  every log into OUT; within 10 minutes.
+#                                  batches 16/64/256 for the MLP and the CNN (flex on all cores
+#                                  beside it), CubeCL's per-kernel profile of a few steps, and
+#                                  one 60k-sample epoch of `experiment train mnist-mlp --backend
+#                                  wgpu`, writing every log into OUT; within 10 minutes (timeouts
+#                                  140 + 170 + 2 × 40 + 150 s).
 #
 # Data: $HM2BP_DATA_DIR (default ../shared/data, else data/) must hold mnist/ when packing.
 # GPU_CHECK_ALLOW_SOFTWARE=1 lets `run` use a software Vulkan device (a rehearsal on lavapipe).
@@ -91,14 +93,21 @@ run() {
   } >"$out/machine.txt" 2>&1
   cat "$out/machine.txt"
   echo "=== wgpu parity tests"
-  HM2BP_SHARED_DATA=$data timeout 200 "$bin/wgpu-tests" --include-ignored 2>&1 |
+  HM2BP_SHARED_DATA=$data timeout 140 "$bin/wgpu-tests" --include-ignored 2>&1 |
     tee "$out/tests.log" || true
-  echo "=== bench (wgpu, batches 16/64/256)"
-  timeout 200 "$bin/experiment" bench --backends wgpu "${allow[@]}" --kernels event-driven \
+  echo "=== bench (flex on all cores, then wgpu; batches 16/64/256)"
+  timeout 170 "$bin/experiment" bench --backends flex,wgpu "${allow[@]}" --kernels event-driven \
     --batch-sizes 16,64,256 --samples 1024 --warmup-batches 2 --data-dir "$data" \
     2>&1 | tee "$out/bench.log" || true
+  echo "=== per-kernel device times of a few steps (CubeCL's profile log)"
+  for net in mlp:mnist-784-800-10 cnn:mnist-cnn-15c5-p2-40c5-p2-300-10; do
+    local name=${net%%:*} model=${net#*:}
+    CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG="$out/profile-$name.log" \
+      timeout 40 "$bin/experiment" bench --backends wgpu "${allow[@]}" --kernels event-driven \
+      --models "$model" --samples 48 --warmup-batches 1 --data-dir "$data" >/dev/null 2>&1 || true
+  done
   echo "=== one epoch of mnist-mlp on wgpu"
-  timeout 170 "$bin/experiment" train mnist-mlp --backend wgpu "${allow[@]}" --epochs 1 --plain --no-fetch \
+  timeout 150 "$bin/experiment" train mnist-mlp --backend wgpu "${allow[@]}" --epochs 1 --plain --no-fetch \
     --data-dir "$data" --out /tmp/hm2bp-gpu-train --checkpoint-minutes 0 2>&1 |
     tee "$out/train.log" || true
   cp /tmp/hm2bp-gpu-train/summary.json "$out/" 2>/dev/null || true
