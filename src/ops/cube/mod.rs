@@ -475,11 +475,11 @@ fn dense_side_effect(
     let client = e.client.clone();
     let delta = empty_like(e, vec![b, n_out], DType::F32);
     let coef = empty_like(e, vec![b, n_out], DType::F32);
-    let (count, dim) = elementwise(&client, b * n_out);
+    let lanes = spsp::SIDE_NEURONS as usize;
     spsp::side_effect_kernel::launch(
         &client,
-        count,
-        dim,
+        CubeCount::Static(n_out.div_ceil(lanes) as u32, b as u32, 1),
+        CubeDim::new_2d(spsp::SIDE_NEURONS, spsp::SIDE_SLICES),
         e.clone().into_tensor_arg(),
         weight_t.clone().into_tensor_arg(),
         o_pre.clone().into_tensor_arg(),

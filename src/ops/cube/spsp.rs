@@ -124,10 +124,21 @@ pub fn side_effect(o: f32, we: f32, w_sum: f32, nu: f32, silent_side_ratio: f32)
     select(o > 0.0, we / (o * nu), silent_side_ratio * w_sum / nu)
 }
 
-/// Thread per (sample `b`, post neuron `i`): the side effect `s_i` (S9, S11) from
-/// `Σ_l w_il e_il` over the inputs that fired (`e [B, n_in, n_out]`, `weight_t [n_in, n_out]`,
-/// `o_pre [B, n_in]`), then `delta [B, n_out]` (`d/ν`) and the weight coefficient
-/// `coef [B, n_out]` (`δ (1 + s) γ`) from `o_post`, `gamma`, `d_post` (`[B, n_out]`).
+/// Post neurons per cube of [`side_effect_kernel`] (consecutive: their weights and `e` are
+/// read coalesced).
+pub const SIDE_NEURONS: u32 = 32;
+/// Slices of the inputs per cube of [`side_effect_kernel`]: each unit sums every
+/// `SIDE_SLICES`-th input, then the slices' sums are added in order.
+pub const SIDE_SLICES: u32 = 8;
+
+/// Cube per (sample `b`, [`SIDE_NEURONS`] post neurons), unit per (neuron `i`, input slice):
+/// the side effect `s_i` (S9, S11) from `Σ_l w_il e_il` over the inputs that fired
+/// (`e [B, n_in, n_out]`, `weight_t [n_in, n_out]`, `o_pre [B, n_in]`), each slice summing
+/// every [`SIDE_SLICES`]-th input and the slices added in ascending order (a fixed order, not
+/// the host's: equal to it up to `f32` rounding), then `delta [B, n_out]` (`d/ν`) and the
+/// weight coefficient `coef [B, n_out]` (`δ (1 + s) γ`) from `o_post`, `gamma`, `d_post`
+/// (`[B, n_out]`). A post neuron's inputs are read by [`SIDE_SLICES`] units at once instead of
+/// one thread's loop over all of them (an output layer has only `B · 10` neurons).
 #[cube(launch)]
 pub fn side_effect_kernel(
     e: &Tensor<f32>,
@@ -145,25 +156,43 @@ pub fn side_effect_kernel(
 ) {
     let n_in = n_in as usize;
     let n_out = n_out as usize;
-    if ABSOLUTE_POS >= o_post.len() {
-        terminate!();
-    }
-    let b = ABSOLUTE_POS / n_out;
-    let i = ABSOLUTE_POS % n_out;
+    let lanes = SIDE_NEURONS as usize;
+    let slices = SIDE_SLICES as usize;
+    let b = CUBE_POS_Y as usize;
+    let i = CUBE_POS_X as usize * lanes + UNIT_POS_X as usize;
+    let slice = UNIT_POS_Y as usize;
+    let mut we_part = Shared::<[f32]>::new_slice(lanes * slices);
+    let mut w_part = Shared::<[f32]>::new_slice(lanes * slices);
     let mut we = 0.0f32;
     let mut w_sum = 0.0f32;
-    for j in 0..n_in {
-        let w = weight_t[j * n_out + i];
-        w_sum += w;
-        if o_pre[b * n_in + j] > 0.0 {
-            we += w * e[(b * n_in + j) * n_out + i];
+    if i < n_out {
+        let mut j = slice;
+        while j < n_in {
+            let w = weight_t[j * n_out + i];
+            w_sum += w;
+            if o_pre[b * n_in + j] > 0.0 {
+                we += w * e[(b * n_in + j) * n_out + i];
+            }
+            j += slices;
         }
     }
-    let o = o_post[ABSOLUTE_POS];
-    let side = side_effect(o, we, w_sum, nu, silent_side_ratio);
-    let d = d_post[ABSOLUTE_POS] / nu;
-    delta[ABSOLUTE_POS] = d;
-    coef[ABSOLUTE_POS] = d * (1.0 + side) * gamma[ABSOLUTE_POS];
+    let slot = slice * lanes + UNIT_POS_X as usize;
+    we_part[slot] = we;
+    w_part[slot] = w_sum;
+    sync_cube();
+    if slice == 0 && i < n_out {
+        let mut we_total = 0.0f32;
+        let mut w_total = 0.0f32;
+        for k in 0..slices {
+            we_total += we_part[k * lanes + UNIT_POS_X as usize];
+            w_total += w_part[k * lanes + UNIT_POS_X as usize];
+        }
+        let at = b * n_out + i;
+        let side = side_effect(o_post[at], we_total, w_total, nu, silent_side_ratio);
+        let d = d_post[at] / nu;
+        delta[at] = d;
+        coef[at] = d * (1.0 + side) * gamma[at];
+    }
 }
 
 /// Thread per weight, transposed (`j · n_out + i`): `grad_t [n_in, n_out]`,
