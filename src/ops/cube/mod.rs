@@ -665,11 +665,10 @@ fn lateral_factors(
     let t = times.shape()[1];
     let client = times.client.clone();
     let gamma = empty_like(&raw, vec![b, n_out], DType::F32);
-    let (count, dim) = elementwise(&client, b * n_out);
     post::lateral_factor_kernel::launch(
         &client,
-        count,
-        dim,
+        CubeCount::Static((b * n_out) as u32, 1, 1),
+        CubeDim::new_1d(n_out.min(post::LATERAL_UNITS) as u32),
         times.into_tensor_arg(),
         raw.into_tensor_arg(),
         kernels.into_tensor_arg(),

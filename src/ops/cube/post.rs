@@ -122,11 +122,13 @@ pub fn post_kernels_kernel(
     kernels[ABSOLUTE_POS] = k;
 }
 
-/// Thread per (sample `b`, output neuron `j`): `gamma [B, n_out]`,
+/// Cube per (sample `b`, output neuron `j`), unit per other neuron `l` (with more than
+/// [`LATERAL_UNITS`] neurons, unit `u` takes `l = u, u + units, …`): `gamma [B, n_out]`,
 /// `γ_j = 1 / (1 − w0² Σ_{l≠j} ρ_{l|j} d_l ρ_{j|l} d_j)` with `ρ_{l|j} = e_{l|j}/o_j` (1 if either
-/// neuron is silent) and `d_x = 1/ν` if `x` fired or is the label, else 0. `counts_raw` are the
-/// counts before label insertion; `kernels` (after it) are those of the neurons that fired,
-/// which insertion leaves alone.
+/// neuron is silent) and `d_x = 1/ν` if `x` fired or is the label, else 0, the units' sums
+/// added in ascending order by the first unit (for up to [`LATERAL_UNITS`] neurons, the
+/// terms in ascending `l`). `counts_raw` are the counts before label insertion; `kernels`
+/// (after it) are those of the neurons that fired, which insertion leaves alone.
 #[cube(launch)]
 pub fn lateral_factor_kernel(
     times: &Tensor<u32>,
@@ -141,18 +143,20 @@ pub fn lateral_factor_kernel(
 ) {
     let n_out = n_out as usize;
     let steps = steps as usize;
-    if ABSOLUTE_POS >= gamma.len() {
-        terminate!();
-    }
-    let b = ABSOLUTE_POS / n_out;
-    let j = ABSOLUTE_POS % n_out;
+    let units = CUBE_DIM as usize;
+    let row = CUBE_POS;
+    let b = row / n_out;
+    let j = row % n_out;
+    let u = UNIT_POS as usize;
+    let mut terms = Shared::<[f32]>::new_slice(LATERAL_UNITS);
     let label = labels[b] as usize;
-    let o_j = counts_raw[ABSOLUTE_POS];
+    let o_j = counts_raw[row];
     let d_j = select(o_j > 0.0 || j == label, 1.0 / nu, 0.0);
-    let mut loop_gain = 0.0f32;
-    for l in 0..n_out {
-        let o_l = counts_raw[b * n_out + l];
+    let mut sum = 0.0f32;
+    let mut l = u;
+    while l < n_out {
         if l != j {
+            let o_l = counts_raw[b * n_out + l];
             let d_l = select(o_l > 0.0 || l == label, 1.0 / nu, 0.0);
             let mut rho_lj = 1.0f32;
             let mut rho_jl = 1.0f32;
@@ -160,7 +164,7 @@ pub fn lateral_factor_kernel(
                 // e_{l|j}: K_l over j's spikes; e_{j|l}: K_j over l's spikes.
                 let mut e_lj = 0.0f32;
                 for k in 0..u32::cast_from(o_j) as usize {
-                    let t = times[ABSOLUTE_POS * steps + k] as usize;
+                    let t = times[row * steps + k] as usize;
                     e_lj += kernels[(b * steps + t) * n_out + l];
                 }
                 let mut e_jl = 0.0f32;
@@ -171,8 +175,20 @@ pub fn lateral_factor_kernel(
                 rho_lj = e_lj / o_j;
                 rho_jl = e_jl / o_l;
             }
-            loop_gain += rho_lj * d_l * rho_jl * d_j;
+            sum += rho_lj * d_l * rho_jl * d_j;
         }
+        l += units;
     }
-    gamma[ABSOLUTE_POS] = 1.0 / (1.0 - strength * strength * loop_gain);
+    terms[u] = sum;
+    sync_cube();
+    if u == 0 {
+        let mut loop_gain = 0.0f32;
+        for k in 0..units {
+            loop_gain += terms[k];
+        }
+        gamma[row] = 1.0 / (1.0 - strength * strength * loop_gain);
+    }
 }
+
+/// Units of a [`lateral_factor_kernel`] cube at most (WebGPU's default limit).
+pub const LATERAL_UNITS: usize = 256;
