@@ -689,11 +689,10 @@ fn spike_times(words: CubeTensor, n: usize) -> (CubeTensor, CubeTensor) {
     let client = words.client.clone();
     let times = empty_like(&words, vec![b * n, t], DType::U32);
     let counts = empty_like(&words, vec![b, n], DType::F32);
-    let (count, dim) = elementwise(&client, b * n);
     spsp::spike_times_kernel::launch(
         &client,
-        count,
-        dim,
+        CubeCount::Static(n.div_ceil(32) as u32, b as u32, 1),
+        CubeDim::new_2d(spsp::TIMES_NEURONS, spsp::TIMES_SLICES),
         words.into_tensor_arg(),
         times.clone().into_tensor_arg(),
         counts.clone().into_tensor_arg(),

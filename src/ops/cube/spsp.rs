@@ -22,33 +22,63 @@
 
 use cubecl::prelude::*;
 
-/// Thread per (sample, input neuron `j`): the steps at which `j` spiked, ascending,
-/// `times [B·n_in, T]` (the first `o_pre` entries), and its count `o_pre [B, n_in]`, from
-/// `words [B, T, ⌈n_in/32⌉]`.
+/// Neurons per cube of [`spike_times_kernel`] (one word of the trains).
+pub const TIMES_NEURONS: u32 = 32;
+/// Slices of the steps per cube of [`spike_times_kernel`].
+pub const TIMES_SLICES: u32 = 8;
+
+/// Cube per (sample `b`, word of [`TIMES_NEURONS`] neurons), unit per (neuron `j`, slice of
+/// the steps): the steps at which `j` spiked, ascending, `times [B·n, T]` (the first
+/// `counts` entries), and its count `counts [B, n]`, from `words [B, T, ⌈n/32⌉]`. Each unit
+/// counts its slice's spikes, the slices before it give its offset, then it writes its steps:
+/// the scan over `T` is split [`TIMES_SLICES`] ways, the result the same.
 #[cube(launch)]
 pub fn spike_times_kernel(
     words: &Tensor<u32>,
     times: &mut Tensor<u32>,
-    o_pre: &mut Tensor<f32>,
+    counts: &mut Tensor<f32>,
     steps: u32,
-    n_in: u32,
+    n: u32,
 ) {
-    let n_in = n_in as usize;
+    let n = n as usize;
     let steps = steps as usize;
-    if ABSOLUTE_POS >= o_pre.len() {
-        terminate!();
+    let lanes = TIMES_NEURONS as usize;
+    let slices = TIMES_SLICES as usize;
+    let b = CUBE_POS_Y as usize;
+    let word = CUBE_POS_X as usize;
+    let lane = UNIT_POS_X as usize;
+    let slice = UNIT_POS_Y as usize;
+    let j = word * lanes + lane;
+    let w_n = n.div_ceil(32);
+    let per_slice = steps.div_ceil(slices);
+    let first = slice * per_slice;
+    let mut last = first + per_slice;
+    if last > steps {
+        last = steps;
     }
-    let b = ABSOLUTE_POS / n_in;
-    let j = ABSOLUTE_POS % n_in;
-    let w_in = n_in.div_ceil(32);
-    let mut count = 0usize;
-    for t in 0..steps {
-        if (words[(b * steps + t) * w_in + j / 32] >> ((j % 32) as u32)) & 1u32 == 1u32 {
-            times[ABSOLUTE_POS * steps + count] = t as u32;
-            count += 1;
+    let mut found = Shared::<[u32]>::new_slice(lanes * slices);
+    let mut count = 0u32;
+    for t in first..last {
+        count += (words[(b * steps + t) * w_n + word] >> (lane as u32)) & 1u32;
+    }
+    found[slice * lanes + lane] = count;
+    sync_cube();
+    if j < n {
+        let row = b * n + j;
+        let mut at = 0usize;
+        for k in 0..slice {
+            at += found[k * lanes + lane] as usize;
+        }
+        for t in first..last {
+            if (words[(b * steps + t) * w_n + word] >> (lane as u32)) & 1u32 == 1u32 {
+                times[row * steps + at] = t as u32;
+                at += 1;
+            }
+        }
+        if slice == slices - 1 {
+            counts[row] = f32::cast_from(at as u32);
         }
     }
-    o_pre[ABSOLUTE_POS] = f32::cast_from(count as u32);
 }
 
 /// Thread per (sample `b`, input `j`, post neuron `i`), post fastest: the S-PSP
