@@ -186,8 +186,13 @@ pub fn local_coef_kernel(
     coef[ABSOLUTE_POS] = d * (1.0 + side) * 1.0;
 }
 
-/// Thread per (sample `b`, shared weight `k`): `partial [B, n_weights]`,
-/// `Σ coef_{b,i(s)} e_{b,s}` over `k`'s slots in ascending order.
+/// Units of a [`local_weight_grad_kernel`] cube.
+const GRAD_UNITS: u32 = 64;
+
+/// Cube per (sample `b`, shared weight `k`), unit per every [`GRAD_UNITS`]-th slot of `k`:
+/// `partial [B, n_weights]`, `Σ coef_{b,i(s)} e_{b,s}` over `k`'s slots, each unit's share in
+/// ascending slot order and the shares added in unit order by the first unit (a fixed order,
+/// not the host's: equal to it up to `f32` rounding; conv1's weights have 576 slots each).
 #[cube(launch)]
 pub fn local_weight_grad_kernel(
     e: &Tensor<f32>,
@@ -200,18 +205,30 @@ pub fn local_weight_grad_kernel(
     n_weights: u32,
 ) {
     let n_weights = n_weights as usize;
-    if ABSOLUTE_POS >= partial.len() {
-        terminate!();
-    }
+    let units = GRAD_UNITS as usize;
     let pairs = fanin_post.len();
-    let b = ABSOLUTE_POS / n_weights;
-    let k = ABSOLUTE_POS % n_weights;
+    let k = CUBE_POS_X as usize;
+    let b = CUBE_POS_Y as usize;
+    let at = b * n_weights + k;
+    let u = UNIT_POS as usize;
+    let mut shares = Shared::<[f32]>::new_slice(GRAD_UNITS as usize);
     let mut g = 0.0f32;
-    for x in weight_start[k] as usize..weight_start[k + 1] as usize {
+    let mut x = weight_start[k] as usize + u;
+    let end = weight_start[k + 1] as usize;
+    while x < end {
         let s = weight_slot[x] as usize;
         g += coef[b * n_out as usize + fanin_post[s] as usize] * e[b * pairs + s];
+        x += units;
     }
-    partial[ABSOLUTE_POS] = g;
+    shares[u] = g;
+    sync_cube();
+    if u == 0 {
+        let mut sum = 0.0f32;
+        for v in 0..units {
+            sum += shares[v];
+        }
+        partial[at] = sum;
+    }
 }
 
 /// Thread per column `k` of `partial [B, n]`: `sum [n]`, its entries summed in ascending `b`
@@ -575,11 +592,10 @@ fn local_weight_grad(
     let tab = &layer.tables;
     let client = e.client.clone();
     let partial = empty_like(e, vec![b, n_weights], DType::F32);
-    let (count, dim) = elementwise(&client, b * n_weights);
     local_weight_grad_kernel::launch(
         &client,
-        count,
-        dim,
+        CubeCount::Static(n_weights as u32, b as u32, 1),
+        CubeDim::new_1d(GRAD_UNITS),
         e.clone().into_tensor_arg(),
         coef.into_tensor_arg(),
         tab.fanin_post.clone().into_tensor_arg(),

@@ -667,7 +667,7 @@ fn lateral_factors(
     let gamma = empty_like(&raw, vec![b, n_out], DType::F32);
     post::lateral_factor_kernel::launch(
         &client,
-        CubeCount::Static((b * n_out) as u32, 1, 1),
+        CubeCount::Static(n_out as u32, b as u32, 1),
         CubeDim::new_1d(n_out.min(post::LATERAL_UNITS) as u32),
         times.into_tensor_arg(),
         raw.into_tensor_arg(),

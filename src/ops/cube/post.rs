@@ -144,9 +144,9 @@ pub fn lateral_factor_kernel(
     let n_out = n_out as usize;
     let steps = steps as usize;
     let units = CUBE_DIM as usize;
-    let row = CUBE_POS;
-    let b = row / n_out;
-    let j = row % n_out;
+    let j = CUBE_POS_X as usize;
+    let b = CUBE_POS_Y as usize;
+    let row = b * n_out + j;
     let u = UNIT_POS as usize;
     let mut terms = Shared::<[f32]>::new_slice(LATERAL_UNITS);
     let label = labels[b] as usize;
