@@ -246,8 +246,16 @@ pub fn batch_sum_kernel(partial: &Tensor<f32>, sum: &mut Tensor<f32>, batch: u32
     sum[ABSOLUTE_POS] = g;
 }
 
-/// Thread per (sample `b`, input neuron `j`): `d_pre [B, n_in]`, `Σ_i δ_i w ρ_ij` over `j`'s
-/// fanout in ascending `i` (S10), `ρ_ij = e_{i|j}/o_j` when both neurons fired, else 1 (S8).
+/// Input neurons per cube of [`local_pre_error_kernel`].
+const PRE_NEURONS: u32 = 8;
+/// Slices of a neuron's fanout per cube of [`local_pre_error_kernel`].
+const PRE_SLICES: u32 = 32;
+
+/// Cube per (sample `b`, [`PRE_NEURONS`] input neurons), unit per (neuron `j`, every
+/// [`PRE_SLICES`]-th entry of its fanout): `d_pre [B, n_in]`, `Σ_i δ_i w ρ_ij` over `j`'s fanout
+/// (S10), `ρ_ij = e_{i|j}/o_j` when both neurons fired, else 1 (S8); each slice in ascending
+/// `i`, the slices added in order by the first (a fixed order, not the host's: equal to it up
+/// to `f32` rounding; a conv2 input has up to 1,000 fanout entries).
 #[cube(launch)]
 pub fn local_pre_error_kernel(
     e: &Tensor<f32>,
@@ -266,27 +274,41 @@ pub fn local_pre_error_kernel(
 ) {
     let n_in = n_in as usize;
     let n_out = n_out as usize;
-    if ABSOLUTE_POS >= d_pre.len() {
-        terminate!();
-    }
-    let b = ABSOLUTE_POS / n_in;
-    let j = ABSOLUTE_POS % n_in;
-    let o = o_pre[ABSOLUTE_POS];
-    let inv_o = 1.0 / f32::max(o, 1.0);
+    let lanes = PRE_NEURONS as usize;
+    let slices = PRE_SLICES as usize;
+    let b = CUBE_POS_Y as usize;
+    let j = CUBE_POS_X as usize * lanes + UNIT_POS_X as usize;
+    let slice = UNIT_POS_Y as usize;
+    let mut shares = Shared::<[f32]>::new_slice(lanes * slices);
     let mut sum = 0.0f32;
-    for x in fanout_start[j] as usize..fanout_start[j + 1] as usize {
-        let i = fanout_post[x] as usize;
-        let d = delta[b * n_out + i];
-        if d != 0.0 {
-            let dw = d * weights[fanout_weight[x] as usize];
-            if o > 0.0 && o_post[b * n_out + i] > 0.0 {
-                sum += dw * (e[b * pairs as usize + fanout_slot[x] as usize] * inv_o);
-            } else {
-                sum += dw;
+    if j < n_in {
+        let o = o_pre[b * n_in + j];
+        let inv_o = 1.0 / f32::max(o, 1.0);
+        let mut x = fanout_start[j] as usize + slice;
+        let end = fanout_start[j + 1] as usize;
+        while x < end {
+            let i = fanout_post[x] as usize;
+            let d = delta[b * n_out + i];
+            if d != 0.0 {
+                let dw = d * weights[fanout_weight[x] as usize];
+                if o > 0.0 && o_post[b * n_out + i] > 0.0 {
+                    sum += dw * (e[b * pairs as usize + fanout_slot[x] as usize] * inv_o);
+                } else {
+                    sum += dw;
+                }
             }
+            x += slices;
         }
     }
-    d_pre[ABSOLUTE_POS] = sum;
+    shares[slice * lanes + UNIT_POS_X as usize] = sum;
+    sync_cube();
+    if slice == 0 && j < n_in {
+        let mut total = 0.0f32;
+        for k in 0..slices {
+            total += shares[k * lanes + UNIT_POS_X as usize];
+        }
+        d_pre[b * n_in + j] = total;
+    }
 }
 
 /// The tables of a layer's runs and pairs on the device.
@@ -615,11 +637,10 @@ fn local_pre_error(e: CubeTensor, d: PreError, layer: &Layer, n_in: usize) -> Cu
     let tab = &layer.tables;
     let client = e.client.clone();
     let d_pre = empty_like(&e, vec![b, n_in], DType::F32);
-    let (count, dim) = elementwise(&client, b * n_in);
     local_pre_error_kernel::launch(
         &client,
-        count,
-        dim,
+        CubeCount::Static(n_in.div_ceil(PRE_NEURONS as usize) as u32, b as u32, 1),
+        CubeDim::new_2d(PRE_NEURONS, PRE_SLICES),
         e.into_tensor_arg(),
         d.delta.into_tensor_arg(),
         d.o_post.into_tensor_arg(),
