@@ -133,12 +133,14 @@ pub fn currents_kernel(
 }
 
 /// One thread per (sample, output neuron) of a layer without lateral inhibition: simulates
-/// all steps (step `t` receives the current of step `t − 1`, `currents [B·T, n_out]`), writing
-/// the 0/1 train `spikes [B, T, n_out]` and the count `counts [B, n_out]`.
+/// all steps (step `t` receives the current of step `t − 1`, `currents [B·T, n_out]`), setting
+/// its bit of the trains `words [B, T, ⌈n_out/32⌉]` (zeroed before; an atomic OR, so the 32
+/// neurons of a word may write in any order and give the same word) at every step it fires,
+/// and writing its count `counts [B, n_out]`.
 #[cube(launch)]
 pub fn lif_dense_kernel(
     currents: &Tensor<f32>,
-    spikes: &mut Tensor<u32>,
+    words: &mut Tensor<Atomic<u32>>,
     counts: &mut Tensor<f32>,
     steps: u32,
     n_out: u32,
@@ -151,18 +153,21 @@ pub fn lif_dense_kernel(
     }
     let b = ABSOLUTE_POS / n_out;
     let i = ABSOLUTE_POS % n_out;
+    let w_out = (n_out + 31) / 32;
+    let bit = 1u32 << ((i % 32) as u32);
     let mut state = LifState {
         v: 0.0,
         ep: 0.0,
         refractory: 0u32,
     };
     let mut count = 0.0f32;
-    spikes[b * steps * n_out + i] = 0u32;
     for t in 1..steps {
         let current = currents[(b * steps + t - 1) * n_out + i];
         let fired = lif_update(&mut state, current, &consts);
         count += f32::cast_from(fired);
-        spikes[(b * steps + t) * n_out + i] = fired;
+        if fired == 1u32 {
+            words[(b * steps + t) * w_out + i / 32].fetch_or(bit);
+        }
     }
     counts[ABSOLUTE_POS] = count;
 }
@@ -174,11 +179,12 @@ pub const MAX_LATERAL: usize = 256;
 /// One cube per sample, one unit per neuron (`n_out ≤ MAX_LATERAL` units) of an output layer
 /// with lateral inhibition: every neuron receives `−lateral ·` (spikes of the other neurons
 /// at `t − 1`) on top of its input current, shared through a double-buffered slot of shared
-/// memory, one barrier per step.
+/// memory, one barrier per step; its spikes set its bits of the zeroed `words` as in
+/// [`lif_dense_kernel`].
 #[cube(launch)]
 pub fn lif_lateral_kernel(
     currents: &Tensor<f32>,
-    spikes: &mut Tensor<u32>,
+    words: &mut Tensor<Atomic<u32>>,
     counts: &mut Tensor<f32>,
     steps: u32,
     n_out: u32,
@@ -192,7 +198,8 @@ pub fn lif_lateral_kernel(
     // Slot `t % 2`: which neurons fired at step `t`.
     let mut fired_at = Shared::<[u32]>::new_slice(2 * MAX_LATERAL);
     fired_at[i] = 0u32;
-    spikes[b * steps * n_out + i] = 0u32;
+    let w_out = (n_out + 31) / 32;
+    let bit = 1u32 << ((i % 32) as u32);
     let mut state = LifState {
         v: 0.0,
         ep: 0.0,
@@ -213,31 +220,11 @@ pub fn lif_lateral_kernel(
         }
         let fired = lif_update(&mut state, current, &consts);
         count += f32::cast_from(fired);
-        spikes[(b * steps + t) * n_out + i] = fired;
+        if fired == 1u32 {
+            words[(b * steps + t) * w_out + i / 32].fetch_or(bit);
+        }
         fired_at[(t % 2) * MAX_LATERAL + i] = fired;
         sync_cube();
     }
     counts[b * n_out + i] = count;
-}
-
-/// One thread per (sample, step, word): packs 32 neurons of the 0/1 trains
-/// `spikes [B, T, n]` into bit `k` of word `w` (neuron `32·w + k`, as
-/// [`crate::spikes::SpikeRaster::write_words`]), `words [B, T, ⌈n/32⌉]`.
-#[cube(launch)]
-pub fn pack_kernel(spikes: &Tensor<u32>, words: &mut Tensor<u32>, rows: u32, n: u32) {
-    let n = n as usize;
-    let w_out = (n + 31) / 32;
-    if ABSOLUTE_POS >= rows as usize * w_out {
-        terminate!();
-    }
-    let row = ABSOLUTE_POS / w_out;
-    let w = ABSOLUTE_POS % w_out;
-    let mut word = 0u32;
-    for k in 0..32usize {
-        let i = w * 32 + k;
-        if i < n {
-            word |= spikes[row * n + i] << (k as u32);
-        }
-    }
-    words[ABSOLUTE_POS] = word;
 }

@@ -4,7 +4,7 @@
 //! kernels of [`crate::rule::local`]:
 //!
 //! - Forward: [`local_currents_kernel`] (per sample, step and output neuron, the weights of
-//!   the inputs that spiked, in ascending input order), then the LIF scan and packing of the
+//!   the inputs that spiked, in ascending input order), then the LIF scan (writing words) of the
 //!   dense layers ([`super::lif`]). The trains equal the host's bit for bit.
 //! - Backward: the post kernels `K` ([`super::post`]), then [`local_spsp_kernel`] (S-PSP per
 //!   sample and slot), [`local_coef_kernel`] (side effect and weight coefficient per output

@@ -1,12 +1,12 @@
 //! The spiking layers on CubeCL devices (wgpu, CUDA): [`Hm2bpBackend`] for
 //! [`burn::backend::Cube`] with device kernels for the dense layer's forward pass ([`lif`]:
-//! active inputs, input currents of all steps, LIF scan over all steps, packing) and HM2-BP
+//! active inputs, input currents of all steps, LIF scan over all steps writing packed words) and HM2-BP
 //! backward ([`post`]: output spike times, label-spike insertion, post kernels `K`, lateral
 //! factors; [`spsp`]: input spike times, S-PSP entries, side effect, weight gradient,
 //! backpropagated error), and for convolution and pooling layers ([`local`]: the same steps
 //! over the pairs of their connectivity), so that a training step launches the same number of
-//! kernels at any `T` and the trains never leave the device (only an output layer's classes
-//! and a local layer's index tables are uploaded).
+//! kernels at any `T` and the trains never leave the device (nothing is uploaded but the
+//! batch; a local layer's index tables once per process).
 //!
 //! [`KernelPath::EventDriven`] (the default) selects these kernels for dense layers;
 //! [`KernelPath::Generic`] the tensor-operation path of [`super::generic`] (`tests/wgpu.rs`
@@ -211,8 +211,8 @@ fn lateral_fits(weight: &CubeTensor, spec: &DenseSpec) -> bool {
 
 /// The dense layer's forward pass on the device: input `words [B, T, ⌈n_in/32⌉]`,
 /// `weight [n_out, n_in]` → (counts `[B, n_out]`, words `[B, T, ⌈n_out/32⌉]`), in five
-/// launches at any `T` (weight transpose, active inputs, input currents of all steps, LIF scan
-/// over all steps, packing).
+/// launches at any `T` (weight transpose, active inputs, input currents of all steps, zeroed
+/// words, the LIF scan over all steps setting the words' bits).
 fn dense_forward(
     words: CubeTensor,
     weight: CubeTensor,
@@ -280,7 +280,8 @@ fn dense_forward_chunk(
 
 /// The LIF scan over all steps of `currents [B·T, n_out]` (step `t` receives row `t − 1`),
 /// with lateral inhibition of `lateral` when given (at most [`lif::MAX_LATERAL`] neurons),
-/// then packing: (counts `[B, n_out]`, words `[B, T, ⌈n_out/32⌉]` of `like`'s dtype).
+/// the spikes set as bits of zeroed words: (counts `[B, n_out]`, words `[B, T, ⌈n_out/32⌉]` of
+/// `like`'s dtype).
 fn lif_scan(
     currents: CubeTensor,
     like: &CubeTensor,
@@ -291,9 +292,13 @@ fn lif_scan(
     lateral: Option<f32>,
 ) -> (CubeTensor, CubeTensor) {
     let client = like.client.clone();
-    let empty = |shape: [usize; 2], dtype| empty_like(like, shape.to_vec(), dtype);
-    let spikes = empty([b * t, n_out], DType::U32);
-    let counts = empty([b, n_out], DType::F32);
+    let w_out = words_per_step(n_out);
+    let words = burn_cubecl::ops::numeric::zeros(
+        like.device.clone(),
+        Shape::new([b, t, w_out]),
+        like.dtype,
+    );
+    let counts = empty_like(like, vec![b, n_out], DType::F32);
     let consts = lif_consts(lif);
     match lateral {
         None => {
@@ -303,7 +308,7 @@ fn lif_scan(
                 count,
                 dim,
                 currents.into_tensor_arg(),
-                spikes.clone().into_tensor_arg(),
+                words.clone().into_tensor_arg(),
                 counts.clone().into_tensor_arg(),
                 t as u32,
                 n_out as u32,
@@ -315,7 +320,7 @@ fn lif_scan(
             CubeCount::Static(b as u32, 1, 1),
             CubeDim::new_1d(n_out as u32),
             currents.into_tensor_arg(),
-            spikes.clone().into_tensor_arg(),
+            words.clone().into_tensor_arg(),
             counts.clone().into_tensor_arg(),
             t as u32,
             n_out as u32,
@@ -323,26 +328,7 @@ fn lif_scan(
             consts,
         ),
     }
-    (counts, pack(spikes, like, b, t, n_out))
-}
-
-/// Packs the 0/1 trains `spikes [B·T, n_out]` into words `[B, T, ⌈n_out/32⌉]` of `like`'s
-/// dtype.
-fn pack(spikes: CubeTensor, like: &CubeTensor, b: usize, t: usize, n_out: usize) -> CubeTensor {
-    let client = like.client.clone();
-    let w_out = words_per_step(n_out);
-    let packed = empty_like(like, vec![b * t, w_out], like.dtype);
-    let (count, dim) = elementwise(&client, b * t * w_out);
-    lif::pack_kernel::launch(
-        &client,
-        count,
-        dim,
-        spikes.into_tensor_arg(),
-        packed.clone().into_tensor_arg(),
-        (b * t) as u32,
-        n_out as u32,
-    );
-    Cube::int_reshape(packed, Shape::new([b, t, w_out]))
+    (counts, words)
 }
 
 /// The dense layer's HM2-BP backward on the device (see [`spsp`]) from the forward's tape
