@@ -27,6 +27,7 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
+use super::reduce::sum_slices;
 use super::spsp::{side_effect, spsp_entry};
 use super::{
     Chunk, PostTerms, PreError, batch_cat, batch_chunks, batch_slice, dims3, elementwise,
@@ -223,11 +224,7 @@ pub fn local_weight_grad_kernel(
     shares[u] = g;
     sync_cube();
     if u == 0 {
-        let mut sum = 0.0f32;
-        for v in 0..units {
-            sum += shares[v];
-        }
-        partial[at] = sum;
+        partial[at] = sum_slices(&shares, 1, units, 0);
     }
 }
 
@@ -303,11 +300,7 @@ pub fn local_pre_error_kernel(
     shares[slice * lanes + UNIT_POS_X as usize] = sum;
     sync_cube();
     if slice == 0 && j < n_in {
-        let mut total = 0.0f32;
-        for k in 0..slices {
-            total += shares[k * lanes + UNIT_POS_X as usize];
-        }
-        d_pre[b * n_in + j] = total;
+        d_pre[b * n_in + j] = sum_slices(&shares, lanes, slices, UNIT_POS_X as usize);
     }
 }
 

@@ -20,6 +20,8 @@
 
 use cubecl::prelude::*;
 
+use super::reduce::sum_slices;
+
 /// The constants of the PSP kernel `ε` (S1, S3).
 #[derive(CubeType, CubeLaunch, Clone, Copy)]
 pub struct PspConsts {
@@ -182,10 +184,7 @@ pub fn lateral_factor_kernel(
     terms[u] = sum;
     sync_cube();
     if u == 0 {
-        let mut loop_gain = 0.0f32;
-        for k in 0..units {
-            loop_gain += terms[k];
-        }
+        let loop_gain = sum_slices(&terms, 1, units, 0);
         gamma[row] = 1.0 / (1.0 - strength * strength * loop_gain);
     }
 }

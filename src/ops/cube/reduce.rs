@@ -1,5 +1,7 @@
-//! Cube-level reductions shared by the kernels: one cube of [`UNITS`] units, each summing a
-//! strided share, then a tree over shared memory (a fixed order: no float atomics).
+//! Cube-level reductions shared by the kernels, each in a fixed order (no float atomics): one
+//! cube of [`UNITS`] units, each summing a strided share, then a tree over shared memory
+//! ([`tree_sum`]); or cubes of `lanes × slices` units whose slices' sums are added in slice
+//! order ([`sum_slices`]).
 
 use cubecl::prelude::*;
 
@@ -21,4 +23,15 @@ pub fn tree_sum(shared: &mut Shared<[f32]>) {
         }
         sync_cube();
     }
+}
+
+/// `Σ_k parts[k · lanes + lane]` over `k < slices`, in ascending `k`: the total of one lane
+/// whose slices each wrote their partial sum (after a `sync_cube`).
+#[cube]
+pub fn sum_slices(parts: &Shared<[f32]>, lanes: usize, slices: usize, lane: usize) -> f32 {
+    let mut total = 0.0f32;
+    for k in 0..slices {
+        total += parts[k * lanes + lane];
+    }
+    total
 }

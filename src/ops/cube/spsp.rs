@@ -22,6 +22,8 @@
 
 use cubecl::prelude::*;
 
+use super::reduce::sum_slices;
+
 /// Neurons per cube of [`spike_times_kernel`] (one word of the trains).
 pub const TIMES_NEURONS: u32 = 32;
 /// Slices of the steps per cube of [`spike_times_kernel`].
@@ -211,12 +213,8 @@ pub fn side_effect_kernel(
     w_part[slot] = w_sum;
     sync_cube();
     if slice == 0 && i < n_out {
-        let mut we_total = 0.0f32;
-        let mut w_total = 0.0f32;
-        for k in 0..slices {
-            we_total += we_part[k * lanes + UNIT_POS_X as usize];
-            w_total += w_part[k * lanes + UNIT_POS_X as usize];
-        }
+        let we_total = sum_slices(&we_part, lanes, slices, UNIT_POS_X as usize);
+        let w_total = sum_slices(&w_part, lanes, slices, UNIT_POS_X as usize);
         let at = b * n_out + i;
         let side = side_effect(o_post[at], we_total, w_total, nu, silent_side_ratio);
         let d = d_post[at] / nu;
