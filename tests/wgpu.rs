@@ -21,6 +21,17 @@ use hm2bp::spikes::SpikeRaster;
 /// share its generator.
 static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// `experiment ARGS…` from the project root, without the data and backend variables.
+fn experiment(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_experiment"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("HM2BP_DATA_DIR")
+        .env_remove("HM2BP_BACKEND")
+        .output()
+        .expect("the binary runs")
+}
+
 fn gpu() -> Device {
     Device::wgpu(DeviceKind::DefaultDevice).autodiff()
 }
@@ -380,23 +391,22 @@ fn tiny_training_run_on_wgpu() {
     let dir = tempfile::tempdir().unwrap();
     let train = |backend: &str| -> serde_json::Value {
         let out_dir = dir.path().join(backend);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_experiment"))
-            .args([
-                "train",
-                "tiny",
-                "--plain",
-                "--no-fetch",
-                "--backend",
-                backend,
-                "--allow-software-gpu",
-            ])
-            .args(["--lr", "1e-2", "--epochs", "3", "--regularizer", "off"])
-            .args(["--data-dir", &data, "--out", out_dir.to_str().unwrap()])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env_remove("HM2BP_DATA_DIR")
-            .env_remove("HM2BP_BACKEND")
-            .output()
-            .expect("the binary runs");
+        let out = experiment(
+            &[
+                &[
+                    "train",
+                    "tiny",
+                    "--plain",
+                    "--no-fetch",
+                    "--backend",
+                    backend,
+                ][..],
+                &["--allow-software-gpu", "--lr", "1e-2", "--epochs", "3"],
+                &["--regularizer", "off", "--data-dir", &data],
+                &["--out", out_dir.to_str().unwrap()],
+            ]
+            .concat(),
+        );
         assert!(
             out.status.success(),
             "{backend}: {}",
@@ -434,22 +444,21 @@ fn software_adapter_refused_unless_allowed() {
     let software = described.contains("software");
     let data = common::mnist_root();
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_experiment"))
-        .args([
-            "train",
-            "tiny",
-            "--plain",
-            "--no-fetch",
-            "--backend",
-            "wgpu",
-        ])
-        .args(["--epochs", "1", "--data-dir", &data])
-        .args(["--out", dir.path().to_str().unwrap()])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("HM2BP_DATA_DIR")
-        .env_remove("HM2BP_BACKEND")
-        .output()
-        .expect("the binary runs");
+    let out = experiment(
+        &[
+            &[
+                "train",
+                "tiny",
+                "--plain",
+                "--no-fetch",
+                "--backend",
+                "wgpu",
+            ][..],
+            &["--epochs", "1", "--data-dir", &data],
+            &["--out", dir.path().to_str().unwrap()],
+        ]
+        .concat(),
+    );
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -510,29 +519,23 @@ fn fused_adam_kernel_matches_the_host() {
 fn launches_per_step_do_not_grow_with_t() {
     let data = common::mnist_root();
     let launches = |model: &str, t: usize| -> f64 {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_experiment"))
-            .args(["bench", "--backends", "wgpu", "--allow-software-gpu"])
-            .args([
-                "--kernels",
-                "event-driven",
-                "--weights",
-                "fresh",
-                "--models",
-                model,
-            ])
-            .args([
-                "--samples",
-                "16",
-                "--warmup-batches",
-                "1",
-                "--steps",
-                &t.to_string(),
-            ])
-            .args(["--data-dir", &data])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env_remove("HM2BP_BACKEND")
-            .output()
-            .expect("the binary runs");
+        let t = t.to_string();
+        let out = experiment(
+            &[
+                &["bench", "--backends", "wgpu", "--allow-software-gpu"][..],
+                &[
+                    "--kernels",
+                    "event-driven",
+                    "--weights",
+                    "fresh",
+                    "--models",
+                    model,
+                ],
+                &["--samples", "16", "--warmup-batches", "1", "--steps", &t],
+                &["--data-dir", &data],
+            ]
+            .concat(),
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         let cells =
             |l: &str| -> Vec<String> { l.split('|').map(|c| c.trim().to_string()).collect() };
