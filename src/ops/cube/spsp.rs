@@ -1,7 +1,9 @@
-//! The HM2-BP backward of a spiking dense layer as CubeCL kernels, in the order and `f32`
-//! operations of the host kernels ([`crate::rule::dense`], terms of [`crate::rule::terms`]):
+//! The HM2-BP backward of a spiking dense layer as CubeCL kernels, in the `f32` operations of
+//! the host kernels ([`crate::rule::dense`], terms of [`crate::rule::terms`]) and in their
+//! order except the side effect's sum (eight slices of the inputs, added in a fixed order):
 //!
-//! 1. [`spike_times_kernel`]: each input's spike steps and count `o_j`.
+//! 1. [`spike_times_kernel`]: each input's spike steps and count `o_j` (the steps split eight
+//!    ways per neuron).
 //! 2. [`spsp_rows_kernel`]: per (sample, input, post neuron), the S-PSP
 //!    `e_{i|j} = Σ_{t ∈ spikes(j)} K_i(t)` event by event in ascending `t` (0.1 for silent post
 //!    neurons).
@@ -14,7 +16,7 @@
 //! a loop nest after 65,535 iterations per invocation).
 //!
 //! The post kernels `K`, post counts (after label-spike insertion) and lateral factors `γ`
-//! come from the host ([`crate::ops::generic`]'s post terms). `e` is kept `[B, n_in, n_out]`
+//! come from [`super::post`]'s kernels. `e` is kept `[B, n_in, n_out]`
 //! (post neuron fastest), so that neighbouring threads touch neighbouring memory.
 
 // Kernel bodies are written in the forms the #[cube] expansion was tested with.
