@@ -22,6 +22,7 @@ use burn::optim::GradientsParams;
 use crate::datasets::{
     EncodingMode, ImageDatasetKind, RateEncoder, Samples, Split, load_image_set,
 };
+use crate::device_counts::LaunchCounts;
 use crate::model::{NetworkDef, RuleOptions, SpikingNet};
 use crate::ops::KernelPath;
 use crate::rule::output::CountTargets;
@@ -92,6 +93,9 @@ pub struct BenchArgs {
     /// `--model M --batch-sizes B --kernels K`), right before this one.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
+    /// On a CubeCL device, also list each configuration's launches per step by kernel.
+    #[arg(long)]
+    pub launches_by_kernel: bool,
 }
 
 /// Runs the benchmark and prints a table per backend.
@@ -210,6 +214,7 @@ fn bench_backend(
     let ad = device.clone().autodiff();
     let init = crate::backend::init_device(device).autodiff();
     let mut rates = Rates::new();
+    let mut by_kernel = Vec::new();
     for name in &a.models {
         let def = NetworkDef::load(name, &a.models_dir)?;
         // The generic path first, so that the event-driven rows can show their ratio to it.
@@ -250,12 +255,16 @@ fn bench_backend(
                         None => " – |".into(),
                     };
                 }
-                if let Some(n) = timing.launches {
+                if let Some(n) = &timing.launches {
                     extra += &format!(
                         " {:.0} | {} |",
-                        n as f64 / batches.timed as f64,
+                        n.total() as f64 / batches.timed as f64,
                         device_mib()
                     );
+                    if a.launches_by_kernel {
+                        let label = format!("{name}, {}, batch {bs}", path.name());
+                        by_kernel.push((label, n.clone(), batches.timed));
+                    }
                 }
                 // Whole samples/s, but two significant digits for slow devices.
                 let prec = if rate < 10.0 { 1 } else { 0 };
@@ -269,7 +278,18 @@ fn bench_backend(
             }
         }
     }
+    for (label, counts, steps) in by_kernel {
+        print_launches_by_kernel(&label, &counts, steps);
+    }
     Ok(rates)
+}
+
+/// One configuration's launches per step, by kernel, most launched first.
+fn print_launches_by_kernel(label: &str, counts: &LaunchCounts, steps: usize) {
+    println!("launches per step by kernel ({label}):");
+    for (n, kernel) in counts.by_short_name() {
+        println!("  {:>6.2}  {kernel}", n as f64 / steps as f64);
+    }
 }
 
 /// MiB the default wgpu device's memory pools hold, as a table cell.
@@ -343,7 +363,7 @@ struct Timing {
     encode: f64,
     step: f64,
     /// Kernels launched by the timed steps (CubeCL devices).
-    launches: Option<usize>,
+    launches: Option<LaunchCounts>,
 }
 
 /// Batches of a timed run: `warmup` untimed ones, then `timed` ones, of `size` samples.
@@ -391,11 +411,9 @@ fn time_steps(
         if k >= batches.warmup {
             timing.encode += (t1 - t0).as_secs_f64();
             timing.step += t1.elapsed().as_secs_f64();
-            timing.launches = timing
-                .launches
-                .zip(launches)
-                .map(|(a, b)| a + b)
-                .or(launches);
+            if let Some(n) = launches {
+                timing.launches.get_or_insert_default().add(&n);
+            }
             last_loss = Some(loss);
         }
     }
@@ -412,7 +430,7 @@ fn time_steps(
 fn count_step_launches<R>(
     device: &burn::prelude::Device,
     step: impl FnOnce() -> R,
-) -> (R, Option<usize>) {
+) -> (R, Option<LaunchCounts>) {
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     if !crate::backend::on_host(device) {
         let (r, n) = crate::device_counts::count_launches(step);

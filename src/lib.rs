@@ -49,7 +49,6 @@ pub mod bptt;
 pub mod compare;
 pub mod datasets;
 pub mod definition;
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod device_counts;
 #[cfg(feature = "cli")]
 pub mod experiment;

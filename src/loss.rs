@@ -61,8 +61,11 @@ pub fn device_count_loss(
     sample_weight: Option<Tensor<1>>,
     targets: &CountTargets,
 ) -> Tensor<1> {
-    let weight =
-        sample_weight.unwrap_or_else(|| Tensor::ones([counts.dims()[0]], &counts.device()));
+    // Weights of 1 uploaded with the batch's size (no fill launch on a device).
+    let b = counts.dims()[0];
+    let weight = sample_weight.unwrap_or_else(|| {
+        Tensor::from_data(TensorData::new(vec![1.0f32; b], [b]), &counts.device())
+    });
     Tensor::from_dispatch(Dispatch::count_loss(
         counts.into_dispatch(),
         weight.into_dispatch(),

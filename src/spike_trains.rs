@@ -198,7 +198,14 @@ fn spiking_layer<const D: usize>(
     kernels: KernelPath,
 ) -> SpikeTrains {
     let device = input.device();
-    let labels = labels.unwrap_or_else(|| Tensor::full([input.dims()[0]], NO_LABEL, &device));
+    // Only an output layer's backward reads the classes: other layers get an empty tensor
+    // (no fill launch on a device), an output layer without them `NO_LABEL`s, which its
+    // backward refuses.
+    let is_output = matches!(spec, LayerSpec::Dense(d) if d.output.is_some());
+    let labels = labels.unwrap_or_else(|| match is_output {
+        true => Tensor::full([input.dims()[0]], NO_LABEL, &device),
+        false => Tensor::empty([0], &device),
+    });
     let (counts, words) = input.into_parts();
     let (counts, words) = Dispatch::spiking_layer(
         counts.into_dispatch(),

@@ -187,7 +187,10 @@ pub trait SpikingOps: Hm2bpBackend {
     ) -> (FloatTensor<Self>, IntTensor<Self>, Tape<Self>) {
         match input.spec {
             LayerSpec::Dense(d) if input.kernels == KernelPath::Generic => {
-                Tape::run_on_device(input, false, |i| generic::forward_words::<Self>(i, &d))
+                Tape::run_on_device(input, false, |i| {
+                    let (counts, words) = generic::forward_words::<Self>(i, &d);
+                    (counts, words, None)
+                })
             }
             _ => host::forward::<Self>(input),
         }

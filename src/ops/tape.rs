@@ -61,25 +61,35 @@ pub(crate) struct WordsTape<B: Backend> {
     pub(crate) output: IntTensor<B>,
     /// Input neurons.
     pub(crate) n_in: usize,
+    /// The weights transposed `[n_in, n_out]`, when the forward's kernels made them (the
+    /// CubeCL dense layers'; their backward reads them too).
+    #[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
+    pub(crate) weight_t: Option<FloatTensor<B>>,
     /// Whether the backward runs the backend's device kernels (read by the CubeCL backends
     /// only).
     #[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
     pub(crate) device_kernels: bool,
 }
 
+/// A forward pass on the device: output counts, words and (dense layers on the CubeCL
+/// kernels) the transposed weights it made.
+pub(crate) type DeviceForward<B> = (FloatTensor<B>, IntTensor<B>, Option<FloatTensor<B>>);
+
 impl<B: Backend> Tape<B> {
-    /// Runs a forward pass on the device (`run`: input → output counts and words) and keeps
-    /// its trains for a backward on the device kernels (`device_kernels`) or off them.
+    /// Runs a forward pass on the device (`run`: input → output counts, words and, where
+    /// its kernels made them, the transposed weights) and keeps its trains for a backward on
+    /// the device kernels (`device_kernels`) or off them.
     pub(crate) fn run_on_device(
         input: LayerInput<B>,
         device_kernels: bool,
-        run: impl FnOnce(&LayerInput<B>) -> (FloatTensor<B>, IntTensor<B>),
+        run: impl FnOnce(&LayerInput<B>) -> DeviceForward<B>,
     ) -> (FloatTensor<B>, IntTensor<B>, Self) {
-        let (counts, output) = run(&input);
+        let (counts, output, weight_t) = run(&input);
         let words = WordsTape {
             input: input.words,
             output: output.clone(),
             n_in: input.n_in,
+            weight_t,
             device_kernels,
         };
         let tape = Tape {

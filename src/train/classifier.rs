@@ -295,11 +295,7 @@ impl ItemLazy for StepOutput {
             activity: self
                 .activity
                 .into_iter()
-                .map(|a| LayerActivity {
-                    rate: a.rate.without_autodiff(),
-                    silent: a.silent.without_autodiff(),
-                    per_neuron: a.per_neuron.without_autodiff(),
-                })
+                .map(LayerActivity::without_autodiff)
                 .collect(),
         })
     }

@@ -16,15 +16,23 @@ use burn::train::metric::{
     SerializedEntry,
 };
 
-/// What a step tells about one layer.
+/// What a step tells about one layer: `[mean spike count per neuron and sample, fraction of
+/// (sample, neuron) pairs without a spike, spikes of every neuron summed over the batch…]`,
+/// `[2 + N]`, one tensor (read back when a metric asks for it, not sliced on a device).
 #[derive(Clone, Debug)]
 pub struct LayerActivity {
-    /// Mean spike count per neuron and sample, `[1]`.
-    pub rate: Tensor<1>,
-    /// Fraction of (sample, neuron) pairs without a spike, `[1]`.
-    pub silent: Tensor<1>,
-    /// Spikes of every neuron summed over the batch, `[N]`.
-    pub per_neuron: Tensor<1>,
+    /// `[rate, silent, per-neuron sums…]`.
+    pub figures: Tensor<1>,
+}
+
+/// [`LayerActivity`]'s figures on the host.
+pub struct ActivityFigures {
+    /// Mean spike count per neuron and sample.
+    pub rate: f64,
+    /// Fraction of (sample, neuron) pairs without a spike.
+    pub silent: f64,
+    /// Spikes of every neuron summed over the batch.
+    pub per_neuron: Vec<f64>,
 }
 
 impl LayerActivity {
@@ -34,24 +42,23 @@ impl LayerActivity {
         if !crate::backend::on_host(&counts.device()) {
             return Self::on_device(counts);
         }
-        Self {
-            rate: counts.clone().mean().reshape([1]),
-            silent: counts.clone().equal_elem(0.0).float().mean().reshape([1]),
-            per_neuron: counts.sum_dim(0).reshape([n]),
-        }
+        let figures = Tensor::cat(
+            vec![
+                counts.clone().mean().reshape([1]),
+                counts.clone().equal_elem(0.0).float().mean().reshape([1]),
+                counts.sum_dim(0).reshape([n]),
+            ],
+            0,
+        );
+        Self { figures }
     }
 
     /// [`of_counts`](Self::of_counts) as one op ([`crate::ops::activity`]): one kernel per
     /// layer on devices. The tensors are not on the autodiff graph.
     pub fn on_device(counts: Tensor<2>) -> Self {
-        let n = counts.dims()[1];
-        let all: Tensor<1> =
+        let figures =
             Tensor::from_dispatch(Dispatch::layer_activity(counts.inner().into_dispatch()));
-        Self {
-            rate: all.clone().slice(0..1),
-            silent: all.clone().slice(1..2),
-            per_neuron: all.slice(2..2 + n),
-        }
+        Self { figures }
     }
 
     /// The activity of `samples` samples from summed shard figures
@@ -59,11 +66,32 @@ impl LayerActivity {
     pub fn of_sums(sums: &[f32], samples: usize, device: &Device) -> Self {
         let n = sums.len() - 2;
         let cells = (samples * n) as f32;
-        let scalar = |v: f32| Tensor::from_data(TensorData::new(vec![v], [1]), device);
+        let mut figures = vec![sums[0] / cells, sums[1] / cells];
+        figures.extend_from_slice(&sums[2..]);
         Self {
-            rate: scalar(sums[0] / cells),
-            silent: scalar(sums[1] / cells),
-            per_neuron: Tensor::from_data(TensorData::new(sums[2..].to_vec(), [n]), device),
+            figures: Tensor::from_data(TensorData::new(figures, [2 + n]), device),
+        }
+    }
+
+    /// The figures, read back.
+    pub fn read(&self) -> Result<ActivityFigures, TensorReadError> {
+        let values: Vec<f64> = self
+            .figures
+            .clone()
+            .try_into_data_as::<f32>()?
+            .iter::<f64>()
+            .collect();
+        Ok(ActivityFigures {
+            rate: values[0],
+            silent: values[1],
+            per_neuron: values[2..].to_vec(),
+        })
+    }
+
+    /// The same figures off the autodiff graph.
+    pub fn without_autodiff(self) -> Self {
+        Self {
+            figures: self.figures.without_autodiff(),
         }
     }
 }
@@ -191,10 +219,10 @@ impl StepFigure for ActivityFigure {
     }
 
     fn of_step(&self, item: &ActivityInput) -> Result<(f64, usize), TensorReadError> {
-        let layer = &item.0[self.layer];
+        let figures = item.0[self.layer].read()?;
         let value = match self.kind {
-            Activity::SpikesPerNeuron => layer.rate.clone().try_into_scalar::<f64>()?,
-            Activity::SilentPercent => 100.0 * layer.silent.clone().try_into_scalar::<f64>()?,
+            Activity::SpikesPerNeuron => figures.rate,
+            Activity::SilentPercent => 100.0 * figures.silent,
         };
         Ok((value, 1))
     }
@@ -236,10 +264,9 @@ impl Metric for DeadNeuronMetric {
         item: &ActivityInput,
         _metadata: &MetricMetadata,
     ) -> Result<SerializedEntry, TensorReadError> {
-        let sums = item.0[self.layer].per_neuron.clone().into_data();
-        let sums = sums.iter::<f64>();
+        let sums = item.0[self.layer].read()?.per_neuron;
         if self.totals.is_empty() {
-            self.totals = sums.collect();
+            self.totals = sums;
         } else {
             for (t, s) in self.totals.iter_mut().zip(sums) {
                 *t += s;
@@ -337,9 +364,7 @@ mod tests {
         let counts = Tensor::<2>::from_floats([[0.0, 3.0, 1.0], [0.0, 0.0, 5.0]], &device);
         let a = LayerActivity::of_counts(counts.clone());
         let b = LayerActivity::on_device(counts);
-        let v = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
-        assert_eq!(v(a.rate), v(b.rate));
-        assert_eq!(v(a.silent), v(b.silent));
-        assert_eq!(v(a.per_neuron), v(b.per_neuron));
+        let v = |a: LayerActivity| a.figures.into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(v(a), v(b));
     }
 }

@@ -3,9 +3,8 @@
 
 use burn::backend::Cube;
 use burn::backend::TensorMetadata;
-use burn::backend::ops::IntTensorOps;
 use burn::backend::tensor::IntTensor;
-use burn::tensor::{DType, IntDType};
+use burn::tensor::DType;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
@@ -69,7 +68,7 @@ pub(super) fn forward(
 ) -> (CubeTensor, CubeTensor) {
     let [b, c] = [counts.shape()[0], counts.shape()[1]];
     let client = counts.client.clone();
-    let labels = into_contiguous(Cube::int_cast(labels, IntDType::U32));
+    let labels = super::labels_u32(labels);
     let (counts, weight) = (into_contiguous(counts), into_contiguous(weight));
     let loss = empty_like(&counts, vec![b], DType::F32);
     let grad = empty_like(&counts, vec![b, c], DType::F32);

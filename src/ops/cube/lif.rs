@@ -132,11 +132,16 @@ pub fn currents_kernel(
     currents[ABSOLUTE_POS] = current;
 }
 
-/// One thread per (sample, output neuron) of a layer without lateral inhibition: simulates
-/// all steps (step `t` receives the current of step `t − 1`, `currents [B·T, n_out]`), setting
-/// its bit of the trains `words [B, T, ⌈n_out/32⌉]` (zeroed before; an atomic OR, so the 32
-/// neurons of a word may write in any order and give the same word) at every step it fires,
-/// and writing its count `counts [B, n_out]`.
+/// Words of the trains per cube of [`lif_dense_kernel`].
+pub const SCAN_WORDS: u32 = 4;
+
+/// Cube per (sample `b`, [`SCAN_WORDS`] words of 32 output neurons), unit per (neuron `i`,
+/// word) of a layer without lateral inhibition. First the 32 units of a word zero its steps
+/// in `words [B, T, ⌈n_out/32⌉]` (unit `k` the steps `k, k + 32, …`; no separate fill
+/// launch); then each neuron simulates all steps (step `t` receives the current of step
+/// `t − 1`, `currents [B·T, n_out]`), setting its bit of the step's word (an atomic OR, so the
+/// 32 neurons of a word may write in any order and give the same word) at every step it
+/// fires, and writes its count `counts [B, n_out]`.
 #[cube(launch)]
 pub fn lif_dense_kernel(
     currents: &Tensor<f32>,
@@ -148,28 +153,37 @@ pub fn lif_dense_kernel(
 ) {
     let n_out = n_out as usize;
     let steps = steps as usize;
-    if ABSOLUTE_POS >= counts.len() {
-        terminate!();
-    }
-    let b = ABSOLUTE_POS / n_out;
-    let i = ABSOLUTE_POS % n_out;
     let w_out = (n_out + 31) / 32;
-    let bit = 1u32 << ((i % 32) as u32);
-    let mut state = LifState {
-        v: 0.0,
-        ep: 0.0,
-        refractory: 0u32,
-    };
-    let mut count = 0.0f32;
-    for t in 1..steps {
-        let current = currents[(b * steps + t - 1) * n_out + i];
-        let fired = lif_update(&mut state, current, &consts);
-        count += f32::cast_from(fired);
-        if fired == 1u32 {
-            words[(b * steps + t) * w_out + i / 32].fetch_or(bit);
+    let b = CUBE_POS_Y as usize;
+    let w = CUBE_POS_X as usize * SCAN_WORDS as usize + UNIT_POS_Y as usize;
+    let lane = UNIT_POS_X as usize;
+    if w < w_out {
+        let mut t = lane;
+        while t < steps {
+            words[(b * steps + t) * w_out + w].store(0u32);
+            t += 32;
         }
     }
-    counts[ABSOLUTE_POS] = count;
+    sync_cube();
+    let i = w * 32 + lane;
+    if i < n_out {
+        let bit = 1u32 << (lane as u32);
+        let mut state = LifState {
+            v: 0.0,
+            ep: 0.0,
+            refractory: 0u32,
+        };
+        let mut count = 0.0f32;
+        for t in 1..steps {
+            let current = currents[(b * steps + t - 1) * n_out + i];
+            let fired = lif_update(&mut state, current, &consts);
+            count += f32::cast_from(fired);
+            if fired == 1u32 {
+                words[(b * steps + t) * w_out + w].fetch_or(bit);
+            }
+        }
+        counts[b * n_out + i] = count;
+    }
 }
 
 /// Most neurons of an output layer with lateral inhibition on the device kernels (one cube
@@ -179,8 +193,8 @@ pub const MAX_LATERAL: usize = 256;
 /// One cube per sample, one unit per neuron (`n_out ≤ MAX_LATERAL` units) of an output layer
 /// with lateral inhibition: every neuron receives `−lateral ·` (spikes of the other neurons
 /// at `t − 1`) on top of its input current, shared through a double-buffered slot of shared
-/// memory, one barrier per step; its spikes set its bits of the zeroed `words` as in
-/// [`lif_dense_kernel`].
+/// memory, one barrier per step; the units first zero the sample's `words` (unit `i` every
+/// `n_out`-th word), then its spikes set its bits as in [`lif_dense_kernel`].
 #[cube(launch)]
 pub fn lif_lateral_kernel(
     currents: &Tensor<f32>,
@@ -199,6 +213,11 @@ pub fn lif_lateral_kernel(
     let mut fired_at = Shared::<[u32]>::new_slice(2 * MAX_LATERAL);
     fired_at[i] = 0u32;
     let w_out = (n_out + 31) / 32;
+    let mut k = i;
+    while k < steps * w_out {
+        words[b * steps * w_out + k].store(0u32);
+        k += n_out;
+    }
     let bit = 1u32 << ((i % 32) as u32);
     let mut state = LifState {
         v: 0.0,

@@ -29,7 +29,7 @@ use burn::backend::ops::{FloatTensorOps, IntTensorOps};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use std::ops::Range;
 
-use burn::tensor::{DType, FloatDType, IntDType, Shape, Slice};
+use burn::tensor::{DType, IntDType, Shape, Slice};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
@@ -164,13 +164,15 @@ impl SpikingOps for Cube {
                     if device && lateral_fits(&i.weight, &d) {
                         dense_forward(i.words.clone(), i.weight.clone(), i.n_in, &d)
                     } else {
-                        generic::forward_words::<Self>(i, &d)
+                        let (counts, words) = generic::forward_words::<Self>(i, &d);
+                        (counts, words, None)
                     }
                 })
             }
             LayerSpec::Local(l) if fit && local::fits(&input.words, &l) => {
                 Tape::run_on_device(input, true, |i| {
-                    local::forward(i.words.clone(), i.weight.clone(), &l)
+                    let (counts, words) = local::forward(i.words.clone(), i.weight.clone(), &l);
+                    (counts, words, None)
                 })
             }
             LayerSpec::Local(_) => host::forward::<Self>(input),
@@ -210,27 +212,32 @@ fn lateral_fits(weight: &CubeTensor, spec: &DenseSpec) -> bool {
 }
 
 /// The dense layer's forward pass on the device: input `words [B, T, ⌈n_in/32⌉]`,
-/// `weight [n_out, n_in]` → (counts `[B, n_out]`, words `[B, T, ⌈n_out/32⌉]`), in five
-/// launches at any `T` (weight transpose, active inputs, input currents of all steps, zeroed
-/// words, the LIF scan over all steps setting the words' bits).
+/// `weight [n_out, n_in]` → (counts `[B, n_out]`, words `[B, T, ⌈n_out/32⌉]`, the weights
+/// transposed `[n_in, n_out]`, which the backward reads too), in four launches at any `T`
+/// (weight transpose, active inputs, input currents of all steps, the LIF scan over all
+/// steps setting the words' bits).
 fn dense_forward(
     words: CubeTensor,
     weight: CubeTensor,
     n_in: usize,
     spec: &DenseSpec,
-) -> (CubeTensor, CubeTensor) {
+) -> (CubeTensor, CubeTensor, Option<CubeTensor>) {
     let [_, t, _] = dims3(&words);
-    let per_sample = 4 * t * n_in.max(weight.shape()[0]);
-    forward_by_chunks(words, per_sample, |w| {
-        dense_forward_chunk(w, weight.clone(), n_in, spec)
-    })
+    let n_out = weight.shape()[0];
+    let per_sample = 4 * t * n_in.max(n_out);
+    let weight_t = into_contiguous(Cube::float_transpose(weight));
+    let (counts, trains) = forward_by_chunks(words, per_sample, |w| {
+        dense_forward_chunk(w, weight_t.clone(), n_in, n_out, spec)
+    });
+    (counts, trains, Some(weight_t))
 }
 
-/// [`dense_forward`] of a batch whose buffers fit the device.
+/// [`dense_forward`] of a batch whose buffers fit the device (`weight_t [n_in, n_out]`).
 fn dense_forward_chunk(
     words: CubeTensor,
-    weight: CubeTensor,
+    weight_t: CubeTensor,
     n_in: usize,
+    n_out: usize,
     spec: &DenseSpec,
 ) -> (CubeTensor, CubeTensor) {
     let [b, t, w_in] = dims3(&words);
@@ -239,10 +246,8 @@ fn dense_forward_chunk(
         words_per_step(n_in),
         "hm2bp: spike words [{b}, {t}, {w_in}] do not hold {n_in} neurons"
     );
-    let n_out = weight.shape()[0];
     let client = words.client.clone();
     let words = into_contiguous(words);
-    let weight_t = into_contiguous(Cube::float_transpose(weight));
     let like = words.clone();
     let empty = |shape: [usize; 2], dtype| empty_like(&like, shape.to_vec(), dtype);
     // The active inputs of every step, then every step's input currents.
@@ -280,8 +285,8 @@ fn dense_forward_chunk(
 
 /// The LIF scan over all steps of `currents [B·T, n_out]` (step `t` receives row `t − 1`),
 /// with lateral inhibition of `lateral` when given (at most [`lif::MAX_LATERAL`] neurons),
-/// the spikes set as bits of zeroed words: (counts `[B, n_out]`, words `[B, T, ⌈n_out/32⌉]` of
-/// `like`'s dtype).
+/// the spikes set as bits of words the scan zeroes: (counts `[B, n_out]`, words
+/// `[B, T, ⌈n_out/32⌉]` of `like`'s dtype), in one launch.
 fn lif_scan(
     currents: CubeTensor,
     like: &CubeTensor,
@@ -293,20 +298,16 @@ fn lif_scan(
 ) -> (CubeTensor, CubeTensor) {
     let client = like.client.clone();
     let w_out = words_per_step(n_out);
-    let words = burn_cubecl::ops::numeric::zeros(
-        like.device.clone(),
-        Shape::new([b, t, w_out]),
-        like.dtype,
-    );
+    let words = empty_like(like, vec![b, t, w_out], like.dtype);
     let counts = empty_like(like, vec![b, n_out], DType::F32);
     let consts = lif_consts(lif);
     match lateral {
         None => {
-            let (count, dim) = elementwise(&client, b * n_out);
+            let cubes = w_out.div_ceil(lif::SCAN_WORDS as usize);
             lif::lif_dense_kernel::launch(
                 &client,
-                count,
-                dim,
+                CubeCount::Static(cubes as u32, b as u32, 1),
+                CubeDim::new_2d(32, lif::SCAN_WORDS),
                 currents.into_tensor_arg(),
                 words.clone().into_tensor_arg(),
                 counts.clone().into_tensor_arg(),
@@ -348,10 +349,14 @@ fn dense_backward(
     let labels = spec
         .output
         .is_some()
-        .then(|| into_contiguous(Cube::int_cast(tape.labels.clone(), IntDType::U32)));
+        .then(|| labels_u32(tape.labels.clone()));
     let [b, t, _] = dims3(&words.input);
     let (n_in, n_out) = (words.n_in, weight.shape()[0]);
     let per_sample = 4 * (n_in * n_out).max(t * n_in.max(n_out));
+    let weight_t = words
+        .weight_t
+        .clone()
+        .unwrap_or_else(|| into_contiguous(Cube::float_transpose(weight.clone())));
     let mut grad: Option<CubeTensor> = None;
     let mut d_pre = Vec::new();
     for r in batch_chunks(&words.input, b, per_sample) {
@@ -361,7 +366,7 @@ fn dense_backward(
             d_post: batch_slice(&d_post, &r),
             labels: labels.as_ref().map(|l| batch_slice(l, &r)),
         };
-        let g = dense_backward_chunk(chunk, weight.clone(), spec, n_in, needs);
+        let g = dense_backward_chunk(chunk, weight_t.clone(), spec, needs);
         grad = match (grad, g.weight) {
             (Some(sum), Some(g)) => Some(Cube::float_add(sum, g)),
             (sum, g) => sum.or(g),
@@ -383,20 +388,18 @@ struct Chunk {
     labels: Option<CubeTensor>,
 }
 
-/// [`dense_backward`] of a chunk: post terms, S-PSP entries, side effect, then the weight
-/// gradient and the backpropagated error.
+/// [`dense_backward`] of a chunk (`weight_t [n_in, n_out]`): post terms, S-PSP entries, side
+/// effect, then the weight gradient and the backpropagated error.
 fn dense_backward_chunk(
     chunk: Chunk,
-    weight: CubeTensor,
+    weight_t: CubeTensor,
     spec: &DenseSpec,
-    n_in: usize,
     needs: Needs,
 ) -> LayerGrads<CubeTensor> {
     let [b, t, _] = dims3(&chunk.input);
-    let n_out = weight.shape()[0];
+    let [n_in, n_out] = [weight_t.shape()[0], weight_t.shape()[1]];
     let words = into_contiguous(chunk.input);
     let d_post = into_contiguous(chunk.d_post);
-    let weight_t = into_contiguous(Cube::float_transpose(weight));
     let rule = spec.output.zip(chunk.labels);
     let post = post_terms(into_contiguous(chunk.output), n_out, rule, &spec.lif);
     let (times, o_pre) = spike_times(words, n_in);
@@ -470,7 +473,13 @@ fn dense_side_effect(
         weight_t.clone().into_tensor_arg(),
         o_pre.clone().into_tensor_arg(),
         post.counts.clone().into_tensor_arg(),
-        post.gamma.clone().into_tensor_arg(),
+        // Without lateral factors the kernel reads none (any `[B, n_out]` tensor will do).
+        post.gamma
+            .as_ref()
+            .unwrap_or(&d_post)
+            .clone()
+            .into_tensor_arg(),
+        u32::from(post.gamma.is_some()),
         d_post.into_tensor_arg(),
         delta.clone().into_tensor_arg(),
         coef.clone().into_tensor_arg(),
@@ -486,7 +495,7 @@ fn dense_side_effect(
 #[inline]
 fn dense_weight_grad(e: &CubeTensor, coef: CubeTensor, [b, n_in, n_out]: [usize; 3]) -> CubeTensor {
     let client = e.client.clone();
-    let grad_t = empty_like(e, vec![n_in, n_out], DType::F32);
+    let grad = empty_like(e, vec![n_out, n_in], DType::F32);
     let (count, dim) = elementwise(&client, n_in * n_out);
     spsp::weight_grad_kernel::launch(
         &client,
@@ -494,11 +503,12 @@ fn dense_weight_grad(e: &CubeTensor, coef: CubeTensor, [b, n_in, n_out]: [usize;
         dim,
         e.clone().into_tensor_arg(),
         coef.into_tensor_arg(),
-        grad_t.clone().into_tensor_arg(),
+        grad.clone().into_tensor_arg(),
         b as u32,
+        n_in as u32,
         n_out as u32,
     );
-    into_contiguous(Cube::float_transpose(grad_t))
+    grad
 }
 
 /// What the backpropagated error reads besides `e` and the weights: `δ [B, n_out]` and the
@@ -544,8 +554,8 @@ struct PostTerms {
     kernels: CubeTensor,
     /// Post counts after label-spike insertion `[B, n_out]`.
     counts: CubeTensor,
-    /// Lateral factors γ `[B, n_out]` (1 without lateral inhibition).
-    gamma: CubeTensor,
+    /// Lateral factors γ `[B, n_out]` (`None`: 1, no lateral inhibition).
+    gamma: Option<CubeTensor>,
 }
 
 /// The post-side terms from the output `words [B, T, ⌈n_out/32⌉]` and, for an output layer,
@@ -557,8 +567,6 @@ fn post_terms(
     labels: Option<(OutputRule, CubeTensor)>,
     lif: &LifSpec,
 ) -> PostTerms {
-    let [b, _, _] = dims3(&words);
-    let device = words.device.clone();
     let (times, raw) = spike_times(words, n_out);
     // Counts before (`raw`) and after label-spike insertion.
     let (raw, counts) = match &labels {
@@ -572,9 +580,13 @@ fn post_terms(
     let gamma = match labels {
         Some((rule, labels)) if rule.lateral_strength != 0.0 => {
             let inputs = [times, raw, kernels.clone(), labels];
-            lateral_factors(inputs, rule.lateral_strength, lif.threshold)
+            Some(lateral_factors(
+                inputs,
+                rule.lateral_strength,
+                lif.threshold,
+            ))
         }
-        _ => Cube::float_ones(Shape::new([b, n_out]), &device, FloatDType::F32),
+        _ => None,
     };
     PostTerms {
         kernels,
@@ -742,6 +754,15 @@ fn forward_by_chunks(
         .map(|r| f(batch_slice(&words, r)))
         .unzip();
     (batch_cat(counts), batch_cat(trains))
+}
+
+/// Classes `[B]` as the kernels read them, `u32`: 32-bit labels as they are (an `i32`'s bits:
+/// `NO_LABEL` reads as `u32::MAX`, no class; no cast launch), wider ones cast.
+pub(super) fn labels_u32(labels: CubeTensor) -> CubeTensor {
+    match labels.dtype {
+        DType::I32 | DType::U32 => into_contiguous(labels),
+        _ => into_contiguous(Cube::int_cast(labels, IntDType::U32)),
+    }
 }
 
 /// An uninitialised contiguous tensor on `like`'s device.

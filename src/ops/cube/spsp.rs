@@ -170,8 +170,8 @@ pub const SIDE_SLICES: u32 = 8;
 /// (`e [B, n_in, n_out]`, `weight_t [n_in, n_out]`, `o_pre [B, n_in]`), each slice summing
 /// every [`SIDE_SLICES`]-th input and the slices added in ascending order (a fixed order, not
 /// the host's: equal to it up to `f32` rounding), then `delta [B, n_out]` (`d/ν`) and the
-/// weight coefficient `coef [B, n_out]` (`δ (1 + s) γ`) from `o_post`, `gamma`, `d_post`
-/// (`[B, n_out]`). A post neuron's inputs are read by [`SIDE_SLICES`] units at once instead of
+/// weight coefficient `coef [B, n_out]` (`δ (1 + s) γ`) from `o_post`, `gamma` (read when
+/// `has_gamma` is 1, else γ = 1), `d_post` (`[B, n_out]`). A post neuron's inputs are read by [`SIDE_SLICES`] units at once instead of
 /// one thread's loop over all of them (an output layer has only `B · 10` neurons).
 #[cube(launch)]
 pub fn side_effect_kernel(
@@ -180,6 +180,7 @@ pub fn side_effect_kernel(
     o_pre: &Tensor<f32>,
     o_post: &Tensor<f32>,
     gamma: &Tensor<f32>,
+    has_gamma: u32,
     d_post: &Tensor<f32>,
     delta: &mut Tensor<f32>,
     coef: &mut Tensor<f32>,
@@ -221,31 +222,38 @@ pub fn side_effect_kernel(
         let side = side_effect(o_post[at], we_total, w_total, nu, silent_side_ratio);
         let d = d_post[at] / nu;
         delta[at] = d;
-        coef[at] = d * (1.0 + side) * gamma[at];
+        let mut c = d * (1.0 + side);
+        if has_gamma == 1u32 {
+            c = c * gamma[at];
+        }
+        coef[at] = c;
     }
 }
 
-/// Thread per weight, transposed (`j · n_out + i`): `grad_t [n_in, n_out]`,
-/// `Σ_b coef_bi e_bij` in ascending `b`.
+/// Thread per weight in `e`'s order (`j · n_out + i`, so that neighbouring threads read
+/// neighbouring entries): `grad [n_out, n_in]`, `Σ_b coef_bi e_bij` in ascending `b`, written
+/// in the weights' own layout (no transpose launch).
 #[cube(launch)]
 pub fn weight_grad_kernel(
     e: &Tensor<f32>,
     coef: &Tensor<f32>,
-    grad_t: &mut Tensor<f32>,
+    grad: &mut Tensor<f32>,
     batch: u32,
+    n_in: u32,
     n_out: u32,
 ) {
     let n_out = n_out as usize;
-    let per_sample = grad_t.len();
+    let per_sample = grad.len();
     if ABSOLUTE_POS >= per_sample {
         terminate!();
     }
     let i = ABSOLUTE_POS % n_out;
+    let j = ABSOLUTE_POS / n_out;
     let mut g = 0.0f32;
     for b in 0..batch as usize {
         g += coef[b * n_out + i] * e[b * per_sample + ABSOLUTE_POS];
     }
-    grad_t[ABSOLUTE_POS] = g;
+    grad[i * n_in as usize + j] = g;
 }
 
 /// Thread per (sample `b`, input neuron `j`): `d_pre [B, n_in]`, `Σ_i δ_i w_ij ρ_ij` in
