@@ -60,22 +60,7 @@ pub struct PairTables {
     pub weight_start: Vec<u32>,
     /// Slots, grouped by weight.
     pub weight_slot: Vec<u32>,
-    /// Runs of output `i`: `run_start[i]..run_start[i + 1]` (`n_out + 1` entries). A run is a
-    /// stretch of `i`'s slots whose inputs are consecutive (at most 32) and whose weights
-    /// advance by a constant stride: a kernel row of a convolution, a window row of pooling.
-    pub run_start: Vec<u32>,
-    /// First input of each run.
-    pub run_input: Vec<u32>,
-    /// Weight of each run's first input.
-    pub run_weight: Vec<u32>,
-    /// Inputs in each run (1 to 32).
-    pub run_len: Vec<u32>,
-    /// Weight index step from one input of a run to the next.
-    pub run_stride: Vec<u32>,
 }
-
-/// Longest run of [`PairTables`] (one 32-bit spike word).
-const MAX_RUN: u32 = 32;
 
 impl Connectivity {
     /// From `(output, input, weight index)` triples listed by ascending output, and for each
@@ -149,36 +134,7 @@ impl Connectivity {
                 weight_slot[next[k as usize] as usize] = slot as u32;
                 next[k as usize] += 1;
             }
-            let (mut run_start, mut run_input, mut run_weight) = (vec![0u32], vec![], vec![]);
-            let (mut run_len, mut run_stride) = (Vec::new(), Vec::new());
-            for i in 0..self.n_out {
-                let pairs = self.fanin(i);
-                let mut s = 0;
-                while s < pairs.len() {
-                    let (j0, k0) = pairs[s];
-                    let stride = pairs.get(s + 1).map_or(0, |&(_, k)| k.wrapping_sub(k0));
-                    let mut len = 1u32;
-                    while len < MAX_RUN
-                        && pairs.get(s + len as usize).is_some_and(|&(j, k)| {
-                            j == j0 + len && k == k0.wrapping_add(stride.wrapping_mul(len))
-                        })
-                    {
-                        len += 1;
-                    }
-                    run_input.push(j0);
-                    run_weight.push(k0);
-                    run_len.push(len);
-                    run_stride.push(if len > 1 { stride } else { 0 });
-                    s += len as usize;
-                }
-                run_start.push(run_input.len() as u32);
-            }
             PairTables {
-                run_start,
-                run_input,
-                run_weight,
-                run_len,
-                run_stride,
                 fanin_start: self.fanin_start.clone(),
                 fanin_pre: self.fanin.iter().map(|p| p.0).collect(),
                 fanin_post,
@@ -634,23 +590,6 @@ mod tests {
                 }
             }
             assert!(seen.iter().all(|&s| s));
-            // The runs list every slot of their output, in order.
-            for i in 0..conn.n_out {
-                let mut pairs = Vec::new();
-                for r in t.run_start[i] as usize..t.run_start[i + 1] as usize {
-                    for m in 0..t.run_len[r] {
-                        pairs.push((t.run_input[r] + m, t.run_weight[r] + m * t.run_stride[r]));
-                    }
-                }
-                let slots = t.fanin_start[i] as usize..t.fanin_start[i + 1] as usize;
-                let expected: Vec<_> = slots.map(|s| (t.fanin_pre[s], t.fanin_weight[s])).collect();
-                assert_eq!(pairs, expected, "runs of output {i}");
-            }
         }
-        // A 3×3 kernel: runs of 3 inputs; 2×2 pooling: runs of 2.
-        let conv = Connectivity::conv(2, 7, 6, 3, 3);
-        assert!(conv.pair_tables().run_len.iter().all(|&l| l == 3));
-        let pool = Connectivity::pool(2, 6, 4, 2);
-        assert!(pool.pair_tables().run_len.iter().all(|&l| l == 2));
     }
 }

@@ -3,9 +3,10 @@
 //! (output, input) pair, in fanin order), in the order and `f32` operations of the host
 //! kernels of [`crate::rule::local`]:
 //!
-//! - Forward: [`local_currents_kernel`] (per sample, step and output neuron, the weights of
-//!   the inputs that spiked, in ascending input order), then the LIF scan (writing words) of the
-//!   dense layers ([`super::lif`]). The trains equal the host's bit for bit.
+//! - Forward: [`window_currents_kernel`] (per sample, step and output neuron, the weights of
+//!   the inputs that spiked, in ascending input order, found from the layer's geometry), then
+//!   the LIF scan (writing words) of the dense layers ([`super::lif`]). The trains equal the
+//!   host's bit for bit.
 //! - Backward: the post kernels `K` ([`super::post`]), then [`local_spsp_kernel`] (S-PSP per
 //!   sample and slot), [`local_coef_kernel`] (side effect and weight coefficient per output
 //!   neuron), [`local_weight_grad_kernel`] and [`batch_sum_kernel`] (each shared weight's
@@ -42,32 +43,66 @@ use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::rule::{LayerGrads, Needs};
 use crate::spikes::words_per_step;
 
-/// A layer's input runs as the device reads them ([`PairTables`]): per output neuron `i` its
-/// runs `start[i]..start[i + 1]`, each of `len` consecutive inputs from `input`, whose weights
-/// are `weight + m · stride`.
-#[derive(CubeLaunch, CubeType)]
-pub struct RunTables {
-    start: Box<[u32]>,
-    input: Box<[u32]>,
-    weight: Box<[u32]>,
-    len: Box<[u32]>,
-    stride: Box<[u32]>,
+/// A layer's geometry as [`window_currents_kernel`] reads it: output `(o, x, y)` reads the
+/// `side × side` window at `(x · stride, y · stride)` of input maps `0..maps_read` (a
+/// convolution, kernel `o`: weight `((o · maps_read + c) · side + p) · side + q`) or of its own
+/// map `o` (pooling: `maps_read` 1, every pair weight 0).
+#[derive(CubeType, CubeLaunch, Clone, Copy)]
+pub struct Window {
+    /// Input maps an output reads.
+    pub maps_read: u32,
+    /// 1: pooling (map `o` reads map `o`, weight 0); 0: convolution.
+    pub pooling: u32,
+    /// Input map height and width.
+    pub height: u32,
+    pub width: u32,
+    /// Output map height and width.
+    pub out_h: u32,
+    pub out_w: u32,
+    /// Window side (at most 32: one spike word) and step between windows.
+    pub side: u32,
+    pub stride: u32,
 }
+
+/// [`Window`] of a layer's topology, as the kernel takes it.
+fn window(topology: Topology) -> WindowLaunch {
+    let [_, height, width] = topology.input_shape();
+    let [_, out_h, out_w] = topology.output_shape();
+    let (maps_read, pooling, side, stride) = match topology {
+        Topology::Conv(c) => (c.in_maps, 0, c.kernel, 1),
+        Topology::Pool { size, .. } => (1, 1, size, size),
+    };
+    let u = |v: usize| v as u32;
+    WindowLaunch::new(
+        u(maps_read),
+        pooling,
+        u(height),
+        u(width),
+        u(out_h),
+        u(out_w),
+        u(side),
+        u(stride),
+    )
+}
+
+/// Window sides the forward kernel takes (a window row is read from one or two spike words).
+const MAX_SIDE: usize = 32;
 
 /// Thread per (sample, step, output neuron `i`): `currents [B·T, n_out]`, the weights of
 /// `i`'s inputs that spiked at that step (`words [B·T, ⌈n_in/32⌉]`), summed in ascending
-/// input order from `0` (the host's order). The inputs are read run by run (see
-/// [`PairTables`]): one or two words per run, skipped when no input of the run spiked. (One
-/// thread per step rather than a loop over steps: with the loop, a convolution's thread runs
-/// past the 65,535 loop iterations after which lavapipe, the CI's Vulkan driver, ends it.)
+/// input order from `0` (the host's order). The inputs are found from the layer's geometry
+/// ([`Window`]), not from tables: window row by window row (`side` consecutive inputs, one or
+/// two words), a row skipped when none of its inputs spiked. (One thread per step rather than
+/// a loop over steps: with the loop, a convolution's thread runs past the 65,535 loop
+/// iterations after which lavapipe, the CI's Vulkan driver, ends it.)
 #[cube(launch)]
-pub fn local_currents_kernel(
+pub fn window_currents_kernel(
     words: &Tensor<u32>,
-    runs: &RunTables,
     weights: &Tensor<f32>,
     currents: &mut Tensor<f32>,
     n_in: u32,
     n_out: u32,
+    g: Window,
 ) {
     let n_out = n_out as usize;
     if ABSOLUTE_POS >= currents.len() {
@@ -75,26 +110,43 @@ pub fn local_currents_kernel(
     }
     let row = ABSOLUTE_POS / n_out;
     let i = ABSOLUTE_POS % n_out;
+    let (out_h, out_w) = (g.out_h as usize, g.out_w as usize);
+    let o = i / (out_h * out_w);
+    let x = (i / out_w) % out_h;
+    let y = i % out_w;
+    let side = g.side as usize;
+    let maps_read = g.maps_read as usize;
+    let mut first_map = 0usize;
+    let mut kernel = o * maps_read * side * side;
+    if g.pooling == 1u32 {
+        first_map = o;
+        kernel = 0usize;
+    }
     let base = row * ((n_in as usize + 31) / 32);
     let mut current = 0.0f32;
-    for r in runs.start[i] as usize..runs.start[i + 1] as usize {
-        let j0 = runs.input[r];
-        let len = runs.len[r];
-        let shift = j0 % 32u32;
-        let w0 = base + (j0 / 32u32) as usize;
-        let mut bits = words[w0] >> shift;
-        if shift + len > 32u32 {
-            bits = bits | (words[w0 + 1] << (32u32 - shift));
-        }
-        if len < 32u32 {
-            bits = bits & ((1u32 << len) - 1u32);
-        }
-        if bits != 0u32 {
-            let k0 = runs.weight[r];
-            let stride = runs.stride[r];
-            for m in 0..len {
-                if (bits >> m) & 1u32 == 1u32 {
-                    current += weights[(k0 + m * stride) as usize];
+    for c in 0..maps_read {
+        for p in 0..side {
+            let j0 = ((first_map + c) * g.height as usize + x * g.stride as usize + p)
+                * g.width as usize
+                + y * g.stride as usize;
+            let shift = (j0 % 32) as u32;
+            let w0 = base + j0 / 32;
+            let mut bits = words[w0] >> shift;
+            if shift + g.side > 32u32 {
+                bits = bits | (words[w0 + 1] << (32u32 - shift));
+            }
+            if g.side < 32u32 {
+                bits = bits & ((1u32 << g.side) - 1u32);
+            }
+            if bits != 0u32 {
+                for q in 0..side {
+                    if (bits >> q as u32) & 1u32 == 1u32 {
+                        let mut k = 0usize;
+                        if g.pooling == 0u32 {
+                            k = kernel + (c * side + p) * side + q;
+                        }
+                        current += weights[k];
+                    }
                 }
             }
         }
@@ -304,9 +356,8 @@ pub fn local_pre_error_kernel(
     }
 }
 
-/// The tables of a layer's runs and pairs on the device.
+/// The tables of a layer's pairs on the device.
 struct DeviceTables {
-    runs: [CubeTensor; 5],
     pairs: usize,
     fanin_start: CubeTensor,
     fanin_pre: CubeTensor,
@@ -342,13 +393,6 @@ impl DeviceTables {
     fn upload(t: &PairTables, like: &CubeTensor) -> Self {
         let up = |v: &[u32]| upload(v, like);
         Self {
-            runs: [
-                up(&t.run_start),
-                up(&t.run_input),
-                up(&t.run_weight),
-                up(&t.run_len),
-                up(&t.run_stride),
-            ],
             pairs: t.fanin_pre.len(),
             fanin_start: up(&t.fanin_start),
             fanin_pre: up(&t.fanin_pre),
@@ -375,10 +419,14 @@ fn per_sample_bytes(spec: &LocalSpec, steps: usize) -> usize {
         .max(steps * conn.n_in.max(conn.n_out))
 }
 
-/// Whether one sample of the layer fits the device of `words [B, T, ·]` (larger layers run
-/// on the host kernels).
+/// Whether one sample of the layer fits the device of `words [B, T, ·]` and its window the
+/// forward kernel (larger layers and windows run on the host kernels).
 pub(super) fn fits(words: &CubeTensor, spec: &LocalSpec) -> bool {
-    per_sample_bytes(spec, dims3(words)[1]) <= largest_allocation(words)
+    let side = match spec.topology {
+        Topology::Conv(c) => c.kernel,
+        Topology::Pool { size, .. } => size,
+    };
+    side <= MAX_SIDE && per_sample_bytes(spec, dims3(words)[1]) <= largest_allocation(words)
 }
 
 /// The layer's forward pass on the device: input `words [B, T, ⌈n_in/32⌉]`, shared
@@ -410,25 +458,18 @@ fn forward_chunk(
     );
     let client = words.client.clone();
     let words = into_contiguous(words);
-    let [start, input, weights, len, stride] = DeviceTables::of(spec.topology, &words).runs.clone();
     let currents = empty_like(&words, vec![b * t, n_out], DType::F32);
     let (count, dim) = elementwise(&client, b * t * n_out);
-    local_currents_kernel::launch(
+    window_currents_kernel::launch(
         &client,
         count,
         dim,
         words.clone().into_tensor_arg(),
-        RunTablesLaunch::new(
-            start.into_buffer_arg(),
-            input.into_buffer_arg(),
-            weights.into_buffer_arg(),
-            len.into_buffer_arg(),
-            stride.into_buffer_arg(),
-        ),
         into_contiguous(weight).into_tensor_arg(),
         currents.clone().into_tensor_arg(),
         n_in as u32,
         n_out as u32,
+        window(spec.topology),
     );
     lif_scan(currents, &words, b, t, n_out, &spec.lif, None)
 }
