@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::Result;
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 
 use crate::datasets::{
     EncodingMode, ImageDatasetKind, RateEncoder, Samples, Split, load_image_set,
@@ -201,7 +201,7 @@ fn bench_backend(
         extra += &format!(" × vs {name} |");
     }
     if !crate::backend::on_host(device) {
-        extra += " launches/step | device MB |";
+        extra += " launches/step | upload MB/step | device MB |";
     }
     println!(
         "| model | weights | kernels | batch | encode s | step s | samples/s | s / {}-sample epoch | × vs generic |{extra}",
@@ -238,7 +238,7 @@ fn bench_backend(
                     warmup: a.warmup_batches,
                     timed: a.samples.div_ceil(bs),
                 };
-                let timing = time_steps(model, dataset, batcher, batches, &ad)?;
+                let timing = time_steps(model, (dataset, batcher), batches, &ad)?;
                 let rate = timing.samples as f64 / (timing.encode + timing.step);
                 rates.insert((name.clone(), path, bs), rate);
                 let vs_generic = match (path, rates.get(&(name.clone(), KernelPath::Generic, bs))) {
@@ -257,8 +257,9 @@ fn bench_backend(
                 }
                 if let Some(n) = &timing.launches {
                     extra += &format!(
-                        " {:.0} | {} |",
+                        " {:.0} | {:.2} | {} |",
                         n.total() as f64 / batches.timed as f64,
+                        timing.upload_bytes as f64 / 1e6,
                         device_mib()
                     );
                     if a.launches_by_kernel {
@@ -364,6 +365,8 @@ struct Timing {
     step: f64,
     /// Kernels launched by the timed steps (CubeCL devices).
     launches: Option<LaunchCounts>,
+    /// Bytes a step's batch uploads to a device (trains, labels, sample weights).
+    upload_bytes: usize,
 }
 
 /// Batches of a timed run: `warmup` untimed ones, then `timed` ones, of `size` samples.
@@ -376,8 +379,7 @@ struct Batches {
 
 fn time_steps(
     mut model: SpikingClassifier,
-    dataset: &SampleDataset,
-    batcher: &SpikeBatcher,
+    data: (&SampleDataset, &SpikeBatcher),
     batches: Batches,
     device: &burn::prelude::Device,
 ) -> Result<Timing> {
@@ -388,24 +390,17 @@ fn time_steps(
         encode: 0.0,
         step: 0.0,
         launches: None,
+        upload_bytes: 0,
     };
     let mut index = 0usize;
     let mut last_loss = None;
     for k in 0..batches.warmup + batches.timed {
         let t0 = Instant::now();
-        let items: Vec<_> = (0..bs)
-            .map(|k| burn::data::dataset::Dataset::get(dataset, (index + k) % dataset_len(dataset)))
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        index += bs;
-        let batch = batcher.batch(items, device);
+        let batch = next_batch(data, &mut index, bs, device)?;
         let t1 = Instant::now();
+        timing.upload_bytes = upload_bytes(&batch, device);
         let current = model;
-        let step = || {
-            let (_, loss) = current.run(batch);
-            let grads = GradientsParams::from_grads(loss.backward(), &current);
-            (optim.step(1e-3, current, grads), loss)
-        };
+        let step = || train_step(current, &mut optim, batch);
         let ((next, loss), launches) = count_step_launches(device, step);
         model = next;
         if k >= batches.warmup {
@@ -424,6 +419,49 @@ fn time_steps(
     }
     timing.step += t.elapsed().as_secs_f64();
     Ok(timing)
+}
+
+/// Bytes of the device tensors the batcher made for `batch` on a device (none on the host).
+fn upload_bytes(batch: &crate::train::data::SpikeBatch, device: &burn::prelude::Device) -> usize {
+    if crate::backend::on_host(device) {
+        return 0;
+    }
+    let trains = batch.spikes.to_trains(device);
+    let bytes = |shape: burn::tensor::Shape, dtype: burn::tensor::DType| {
+        shape.num_elements() * dtype.size()
+    };
+    let weights = batch.sample_weight.iter();
+    bytes(trains.words().shape(), trains.words().dtype())
+        + bytes(trains.counts().shape(), trains.counts().dtype())
+        + bytes(batch.labels.shape(), batch.labels.dtype())
+        + weights.map(|w| bytes(w.shape(), w.dtype())).sum::<usize>()
+}
+
+/// The next `bs` samples of the dataset (cyclically from `index`) as a batch on `device`.
+fn next_batch(
+    (dataset, batcher): (&SampleDataset, &SpikeBatcher),
+    index: &mut usize,
+    bs: usize,
+    device: &burn::prelude::Device,
+) -> Result<crate::train::data::SpikeBatch> {
+    let items: Vec<_> = (0..bs)
+        .map(|k| burn::data::dataset::Dataset::get(dataset, (*index + k) % dataset_len(dataset)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    *index += bs;
+    Ok(batcher.batch(items, device))
+}
+
+/// One training step as `experiment train` takes it: forward, count loss and penalty,
+/// HM2-BP backward, Adam; the next model and the loss.
+fn train_step(
+    model: SpikingClassifier,
+    optim: &mut ModuleOptimizer,
+    batch: crate::train::data::SpikeBatch,
+) -> (SpikingClassifier, burn::tensor::Tensor<1>) {
+    let (_, loss) = model.run(batch);
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    (optim.step(1e-3, model, grads), loss)
 }
 
 /// `step`'s result and, on a CubeCL device, the kernels it launched.

@@ -80,6 +80,9 @@ impl Dataset<SampleItem> for SampleDataset {
 #[derive(Clone, Debug)]
 pub struct InputSpikes {
     rasters: Arc<Vec<SpikeRaster>>,
+    /// The trains already on a device: uploaded with the batch on a loader thread (CubeCL
+    /// devices), so that the training step uploads nothing.
+    on_device: Option<SpikeTrains>,
 }
 
 impl InputSpikes {
@@ -87,12 +90,30 @@ impl InputSpikes {
     pub fn new(rasters: Vec<SpikeRaster>) -> Self {
         Self {
             rasters: Arc::new(rasters),
+            on_device: None,
         }
     }
 
-    /// The trains as [`SpikeTrains`] (counts and bit-packed words) on `device`.
+    /// The same trains, uploaded to `device` now unless it is a CPU device (where the
+    /// event lists are the smaller form to queue).
+    pub fn uploaded_to(self, device: &Device) -> Self {
+        if crate::backend::on_host(device) {
+            return self;
+        }
+        let trains = SpikeTrains::from_rasters(&self.rasters, device);
+        Self {
+            on_device: Some(trains),
+            ..self
+        }
+    }
+
+    /// The trains as [`SpikeTrains`] (counts and bit-packed words) on `device` (the uploaded
+    /// ones when they are there).
     pub fn to_trains(&self, device: &Device) -> SpikeTrains {
-        SpikeTrains::from_rasters(&self.rasters, device)
+        match &self.on_device {
+            Some(trains) if trains.device() == *device => trains.clone(),
+            _ => SpikeTrains::from_rasters(&self.rasters, device),
+        }
     }
 
     /// The dense spike trains `[B, T, N]` (0/1) on `device`.
@@ -222,11 +243,15 @@ impl Batcher<SampleItem, SpikeBatch> for SpikeBatcher {
                 }
             })
             .collect();
-        let sample_weight = self.boosting.as_ref().map(|boost| {
-            Tensor::from_data(TensorData::new(boost.weights_of(&indices), [b]), device)
-        });
+        // On a device the step's inputs are all uploaded here: sample weights of 1 too.
+        let on_host = crate::backend::on_host(device);
+        let sample_weight = match &self.boosting {
+            Some(boost) => Some(boost.weights_of(&indices)),
+            None => (!on_host).then(|| vec![1.0f32; b]),
+        }
+        .map(|w| Tensor::from_data(TensorData::new(w, [b]), device));
         SpikeBatch {
-            spikes: InputSpikes::new(rasters),
+            spikes: InputSpikes::new(rasters).uploaded_to(device),
             labels: Tensor::from_data(TensorData::new(labels, [b]), device),
             indices,
             sample_weight,
