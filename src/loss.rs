@@ -3,7 +3,7 @@
 use burn::backend::Dispatch;
 use burn::prelude::*;
 
-use crate::ops::Hm2bpBackend;
+use crate::ops::{Hm2bpBackend, LossReduce};
 
 use crate::rule::output::CountTargets;
 
@@ -29,6 +29,9 @@ pub fn count_loss(
     sample_weight: Option<Tensor<1>>,
     targets: &CountTargets,
 ) -> Tensor<1> {
+    if !crate::backend::on_host(&counts.device()) {
+        return device_count_loss(counts, labels, sample_weight, targets, LossReduce::Mean);
+    }
     count_loss_per_sample(counts, labels, sample_weight, targets).mean()
 }
 
@@ -41,7 +44,13 @@ pub fn count_loss_per_sample(
 ) -> Tensor<1> {
     let batch = counts.dims()[0];
     if !crate::backend::on_host(&counts.device()) {
-        return device_count_loss(counts, labels, sample_weight, targets);
+        return device_count_loss(
+            counts,
+            labels,
+            sample_weight,
+            targets,
+            LossReduce::PerSample,
+        );
     }
     let mut per_sample = masked_squared_error(counts, labels, targets)
         .sum_dim(1)
@@ -53,13 +62,15 @@ pub fn count_loss_per_sample(
     per_sample
 }
 
-/// [`count_loss_per_sample`] as one op ([`crate::ops::count_loss`]): one kernel and one for its
-/// gradient on devices (the CPU backends keep the tensor formula, whose results are recorded).
+/// [`count_loss_per_sample`] (or, `reduce`, [`count_loss`]) as one op
+/// ([`crate::ops::count_loss`]): one kernel and one for its gradient on devices (the CPU
+/// backends keep the tensor formula, whose results are recorded).
 pub fn device_count_loss(
     counts: Tensor<2>,
     labels: Tensor<1, Int>,
     sample_weight: Option<Tensor<1>>,
     targets: &CountTargets,
+    reduce: LossReduce,
 ) -> Tensor<1> {
     // Weights of 1 uploaded with the batch's size (no fill launch on a device).
     let b = counts.dims()[0];
@@ -71,6 +82,7 @@ pub fn device_count_loss(
         weight.into_dispatch(),
         labels.into_dispatch(),
         *targets,
+        reduce,
     ))
 }
 
@@ -139,7 +151,7 @@ mod tests {
             let c = Tensor::<2>::from_floats(counts, &device).require_grad();
             let (l, w) = (labels.clone(), Some(weight.clone()));
             let loss = if op {
-                device_count_loss(c.clone(), l, w, &t)
+                device_count_loss(c.clone(), l, w, &t, LossReduce::PerSample)
             } else {
                 count_loss_per_sample(c.clone(), l, w, &t)
             };
@@ -148,6 +160,30 @@ mod tests {
                     .sum()
                     .backward(),
             );
+            let v = |d: TensorData| d.convert::<f32>().try_to_vec::<f32>().unwrap();
+            (v(loss.into_data()), v(g.unwrap().into_data()))
+        };
+        assert_eq!(run(true), run(false));
+    }
+
+    /// The op's mean (what a device's training step takes) gives the loss and count gradients
+    /// of the per-sample formula's mean, bit for bit (batch of 3: `1/3` is inexact).
+    #[test]
+    fn the_count_loss_ops_mean_is_the_formulas_mean() {
+        let device = Device::flex().autodiff();
+        let t = CountTargets::default();
+        let counts = [[12.0f32, 0.0, 33.0], [20.0, 8.0, 41.0], [0.0, 36.0, 2.0]];
+        let labels = Tensor::<1, Int>::from_ints([1, 0, 1], &device);
+        let weight = Tensor::<1>::from_floats([1.0, 0.5, 2.0], &device);
+        let run = |op: bool| {
+            let c = Tensor::<2>::from_floats(counts, &device).require_grad();
+            let (l, w) = (labels.clone(), Some(weight.clone()));
+            let loss = if op {
+                device_count_loss(c.clone(), l, w, &t, LossReduce::Mean)
+            } else {
+                count_loss_per_sample(c.clone(), l, w, &t).mean()
+            };
+            let g = c.grad(&(loss.clone() * 0.7).backward());
             let v = |d: TensorData| d.convert::<f32>().try_to_vec::<f32>().unwrap();
             (v(loss.into_data()), v(g.unwrap().into_data()))
         };

@@ -11,7 +11,7 @@ use burn::backend::autodiff::{
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, TensorMetadata};
 
-use super::{Hm2bpBackend, KernelPath, LayerInput, SpikingOps, Tape};
+use super::{Hm2bpBackend, KernelPath, LayerInput, LossReduce, SpikingOps, Tape};
 use crate::rule::output::CountTargets;
 use crate::rule::regularizer::WeightRegularizer;
 use crate::rule::{LayerSpec, Needs};
@@ -85,7 +85,8 @@ impl<B: SpikingOps, C: CheckpointStrategy> Hm2bpBackend for Autodiff<B, C> {
         weight: FloatTensor<Self>,
         labels: IntTensor<Self>,
         targets: CountTargets,
+        reduce: LossReduce,
     ) -> FloatTensor<Self> {
-        super::count_loss::autodiff_count_loss::<B, C>(counts, weight, labels, targets)
+        super::count_loss::autodiff_count_loss::<B, C>(counts, weight, labels, targets, reduce)
     }
 }

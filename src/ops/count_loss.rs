@@ -22,6 +22,27 @@ use super::SpikingOps;
 use super::host::{f32s, host_f32, read};
 use crate::rule::output::CountTargets;
 
+/// What the count-loss op returns: every sample's loss `[B]`, or their mean `[1]` (whose
+/// backward is then one scale and one multiply instead of the four launches of a separate
+/// mean and its derivative; the same gradients bit for bit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossReduce {
+    /// `[B]`.
+    PerSample,
+    /// `[1]`: the mean over the batch.
+    Mean,
+}
+
+impl LossReduce {
+    /// `per_sample [B]` reduced.
+    pub(super) fn apply<B: Backend>(self, per_sample: FloatTensor<B>) -> FloatTensor<B> {
+        match self {
+            LossReduce::PerSample => per_sample,
+            LossReduce::Mean => B::float_mean(per_sample),
+        }
+    }
+}
+
 /// `(E_b [B], ∂E_b/∂o [B, C])` of `counts [B, C]`, `labels [B]` and `weight [B]`, on the host.
 pub fn host_count_loss<B: Backend>(
     [counts, weight]: [FloatTensor<B>; 2],
@@ -63,8 +84,8 @@ pub fn host_count_loss<B: Backend>(
 struct CountLossBackward;
 
 impl<B: Backend> Backward<B, 1> for CountLossBackward {
-    /// `∂E_b/∂o [B, C]`.
-    type State = FloatTensor<B>;
+    /// `∂E_b/∂o [B, C]`, and the batch size when the op returned the mean.
+    type State = (FloatTensor<B>, Option<usize>);
 
     fn backward(
         self,
@@ -74,10 +95,21 @@ impl<B: Backend> Backward<B, 1> for CountLossBackward {
     ) {
         let upstream = grads.consume::<B>(&ops.node);
         let [parent] = ops.parents;
+        let (grad, mean_of) = ops.state;
         if let Some(node) = parent {
-            let b = upstream.shape()[0];
-            let upstream = B::float_reshape(upstream, Shape::new([b, 1]));
-            grads.register::<B>(node.id, B::float_mul(ops.state, upstream));
+            // Per sample: `∂E/∂E_b`; for the mean `(1/B) · ∂E/∂mean`, as Burn's mean derives it
+            // (`1/B` as a scalar times the upstream), so the product is the same bits.
+            let scale = match mean_of {
+                Some(b) => {
+                    let scaled = B::float_mul_scalar(upstream, (1.0 / b as f64).into());
+                    B::float_reshape(scaled, Shape::new([1, 1]))
+                }
+                None => {
+                    let b = upstream.shape()[0];
+                    B::float_reshape(upstream, Shape::new([b, 1]))
+                }
+            };
+            grads.register::<B>(node.id, B::float_mul(grad, scale));
         }
     }
 }
@@ -89,6 +121,7 @@ pub(super) fn autodiff_count_loss<B: SpikingOps, C: CheckpointStrategy>(
     weight: FloatTensor<Autodiff<B, C>>,
     labels: IntTensor<Autodiff<B, C>>,
     targets: CountTargets,
+    reduce: LossReduce,
 ) -> FloatTensor<Autodiff<B, C>> {
     let prepared = CountLossBackward
         .prepare::<C>([counts.node()])
@@ -96,8 +129,10 @@ pub(super) fn autodiff_count_loss<B: SpikingOps, C: CheckpointStrategy>(
         .stateful();
     let inputs = [counts.into_primitive(), weight.into_primitive()];
     let (loss, grad) = B::count_loss_forward(inputs, labels, targets);
+    let mean_of = (reduce == LossReduce::Mean).then(|| loss.shape()[0]);
+    let loss = reduce.apply::<B>(loss);
     match prepared {
-        OpsKind::Tracked(prep) => prep.finish(grad, loss),
+        OpsKind::Tracked(prep) => prep.finish((grad, mean_of), loss),
         OpsKind::UnTracked(prep) => prep.finish(loss),
     }
 }

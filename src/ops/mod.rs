@@ -68,6 +68,7 @@ use crate::rule::output::CountTargets;
 use crate::rule::regularizer::WeightRegularizer;
 use crate::rule::{LayerGrads, LayerSpec, Needs};
 pub use adam::AdamUpdate;
+pub use count_loss::LossReduce;
 pub use penalty::PenaltyState;
 use tape::Saved;
 pub use tape::{LayerInput, Tape};
@@ -145,16 +146,18 @@ pub trait Hm2bpBackend: Backend {
         (w, m, v)
     }
 
-    /// The count loss of every sample `[B]` (see [`count_loss`]) of `counts [B, C]`, sample
-    /// `weight [B]` and `labels [B]`; on autodiff backends its gradient flows to the counts.
-    /// By default on the host.
+    /// The count loss of every sample `[B]`, or their mean `[1]` (`reduce`; see
+    /// [`count_loss`]) of `counts [B, C]`, sample `weight [B]` and `labels [B]`; on autodiff
+    /// backends its gradient flows to the counts. By default on the host.
     fn count_loss(
         counts: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         labels: IntTensor<Self>,
         targets: CountTargets,
+        reduce: LossReduce,
     ) -> FloatTensor<Self> {
-        count_loss::host_count_loss::<Self>([counts, weight], labels, targets).0
+        let loss = count_loss::host_count_loss::<Self>([counts, weight], labels, targets).0;
+        reduce.apply::<Self>(loss)
     }
 
     /// A layer's activity statistics `[2 + n]` from its spike counts `[B, n]` (see

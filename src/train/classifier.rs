@@ -19,9 +19,10 @@ use anyhow::Result;
 
 use crate::bptt::{BpttNet, SpikeFunction};
 use crate::experiment::{CountLossKind, ExperimentDef, Method};
-use crate::loss::{count_cross_entropy_per_sample, count_loss_per_sample};
+use crate::loss::{count_cross_entropy_per_sample, count_loss, count_loss_per_sample};
 use crate::model::{NetworkDef, RuleOptions, SpikingLayer, SpikingNet};
 use crate::ops::KernelPath;
+use crate::ops::LossReduce;
 use crate::rule::output::CountTargets;
 
 /// The network of a classifier, by training method.
@@ -173,6 +174,11 @@ impl SpikingClassifier {
     /// A batch's forward pass: output counts, the count loss of every sample, every layer's
     /// counts (detached).
     pub fn forward(&self, batch: &SpikeBatch) -> Forward {
+        self.forward_reduced(batch, LossReduce::PerSample)
+    }
+
+    /// [`forward`](Self::forward) with the loss of every sample or, `reduce`, their mean.
+    fn forward_reduced(&self, batch: &SpikeBatch, reduce: LossReduce) -> Forward {
         let mut layers = Vec::new();
         let counts = self
             .net
@@ -181,17 +187,21 @@ impl SpikingClassifier {
             });
         let labels = batch.labels.clone();
         let weight = batch.sample_weight.clone();
-        let per_sample = match self.loss {
-            CountLoss::Mse(targets) => {
+        let loss = match (self.loss, reduce) {
+            (CountLoss::Mse(targets), LossReduce::Mean) => {
+                count_loss(counts.clone(), labels, weight, &targets)
+            }
+            (CountLoss::Mse(targets), LossReduce::PerSample) => {
                 count_loss_per_sample(counts.clone(), labels, weight, &targets)
             }
-            CountLoss::CrossEntropy { logit_scale } => {
-                count_cross_entropy_per_sample(counts.clone(), labels, weight, logit_scale)
-            }
+            (CountLoss::CrossEntropy { logit_scale }, _) => reduce_loss(
+                count_cross_entropy_per_sample(counts.clone(), labels, weight, logit_scale),
+                reduce,
+            ),
         };
         Forward {
             counts,
-            per_sample,
+            loss,
             layers,
         }
     }
@@ -204,13 +214,22 @@ impl SpikingClassifier {
     /// Runs a batch; returns the outputs and the loss to differentiate (count loss plus, for
     /// HM2-BP, the weight regulariser's penalty).
     pub fn run(&self, batch: SpikeBatch) -> (StepOutput, Tensor<1>) {
-        let forward = self.forward(&batch);
+        // A device takes the batch mean from the loss op (fewer launches, same gradients); the
+        // CPU backends keep the mean of the per-sample losses, whose results are recorded.
+        let reduce = match crate::backend::on_host(&batch.labels.device()) {
+            true => LossReduce::PerSample,
+            false => LossReduce::Mean,
+        };
+        let forward = self.forward_reduced(&batch, reduce);
         let activity = forward
             .layers
             .into_iter()
             .map(LayerActivity::of_counts)
             .collect();
-        let loss = forward.per_sample.mean();
+        let loss = match reduce {
+            LossReduce::PerSample => forward.loss.mean(),
+            LossReduce::Mean => forward.loss,
+        };
         let total = match self.penalty() {
             Some(penalty) => loss.clone() + penalty,
             None => loss.clone(),
@@ -238,10 +257,19 @@ impl SpikingClassifier {
 pub struct Forward {
     /// Output spike counts `[B, C]`.
     pub counts: Tensor<2>,
-    /// The count loss of every sample `[B]` (weighted by boosting).
-    pub per_sample: Tensor<1>,
+    /// The count loss of every sample `[B]` (weighted by boosting), or their mean `[1]` where
+    /// the forward pass was asked for it.
+    pub loss: Tensor<1>,
     /// Every layer's spike counts `[B, N]`, detached, bottom-up.
     pub layers: Vec<Tensor<2>>,
+}
+
+/// The per-sample losses `[B]`, or (`reduce`) their mean `[1]`.
+fn reduce_loss(per_sample: Tensor<1>, reduce: LossReduce) -> Tensor<1> {
+    match reduce {
+        LossReduce::PerSample => per_sample,
+        LossReduce::Mean => per_sample.mean(),
+    }
 }
 
 /// Builds the classifier of an experiment on `device`.

@@ -127,7 +127,7 @@ pub fn train_step(
     let (forwards, records, global) = forward_shards(model, batch, workers);
     let mut flat = FlatGrads::default();
     for forward in forwards {
-        let loss = forward.per_sample.sum().div_scalar(global as f32);
+        let loss = forward.loss.sum().div_scalar(global as f32);
         flat.add(GradientsParams::from_grads(loss.backward(), model), model);
     }
     workers.collective().ordered_sum(&mut flat.values);

@@ -35,7 +35,7 @@ impl ShardRecord {
     /// The record of `shard`'s forward pass.
     pub fn of(shard: &SpikeBatch, forward: &Forward) -> Self {
         let classes = forward.counts.dims()[1];
-        let per_sample = host(forward.per_sample.clone(), "the per-sample loss");
+        let per_sample = host(forward.loss.clone(), "the per-sample loss");
         let layers = forward
             .layers
             .iter()

@@ -39,7 +39,7 @@ use cubecl::{CubeCount, CubeDim, calculate_cube_count_elemwise};
 use super::host;
 use super::tape::{Saved, WordsTape};
 use super::{
-    AdamUpdate, Hm2bpBackend, KernelPath, LayerInput, PenaltyState, SpikingOps, Tape,
+    AdamUpdate, Hm2bpBackend, KernelPath, LayerInput, LossReduce, PenaltyState, SpikingOps, Tape,
     backward_off_device, forward_untaped, generic,
 };
 use crate::neuron::LifSpec;
@@ -73,8 +73,9 @@ impl Hm2bpBackend for Cube {
         weight: FloatTensor<Self>,
         labels: IntTensor<Self>,
         targets: CountTargets,
+        reduce: LossReduce,
     ) -> FloatTensor<Self> {
-        Self::count_loss_forward([counts, weight], labels, targets).0
+        reduce.apply::<Self>(Self::count_loss_forward([counts, weight], labels, targets).0)
     }
 
     fn layer_activity(counts: FloatTensor<Self>) -> FloatTensor<Self> {
