@@ -138,56 +138,52 @@ pub fn logged_cost(
 mod tests {
     use super::*;
 
+    /// Losses and count gradients on a CPU autodiff device, of the op (`op`) or the tensor
+    /// formula, per sample (upstream weights 1, 2, 3) or as the mean (`mean`; upstream 0.7).
+    fn loss_and_gradients(op: bool, mean: bool) -> (Vec<f32>, Vec<f32>) {
+        let device = Device::flex().autodiff();
+        let t = CountTargets::default();
+        let counts = [[12.0f32, 0.0, 33.0], [20.0, 8.0, 41.0], [0.0, 36.0, 2.0]];
+        let l = Tensor::<1, Int>::from_ints([1, 0, 1], &device);
+        let w = Some(Tensor::<1>::from_floats([1.0, 0.5, 2.0], &device));
+        let c = Tensor::<2>::from_floats(counts, &device).require_grad();
+        let reduce = if mean {
+            LossReduce::Mean
+        } else {
+            LossReduce::PerSample
+        };
+        let loss = match (op, mean) {
+            (true, _) => device_count_loss(c.clone(), l, w, &t, reduce),
+            (false, false) => count_loss_per_sample(c.clone(), l, w, &t),
+            (false, true) => count_loss_per_sample(c.clone(), l, w, &t).mean(),
+        };
+        let upstream = match mean {
+            true => loss.clone() * 0.7,
+            false => (loss.clone() * Tensor::from_floats([1.0, 2.0, 3.0], &device)).sum(),
+        };
+        let g = c.grad(&upstream.backward());
+        let v = |d: TensorData| d.convert::<f32>().try_to_vec::<f32>().unwrap();
+        (v(loss.into_data()), v(g.unwrap().into_data()))
+    }
+
     /// The op's host form (the reference of its device kernel), through autodiff on a CPU
     /// device, gives the tensor formula's losses and count gradients.
     #[test]
     fn the_count_loss_op_is_the_tensor_formula() {
-        let device = Device::flex().autodiff();
-        let t = CountTargets::default();
-        let counts = [[12.0f32, 0.0, 33.0], [20.0, 8.0, 41.0], [0.0, 36.0, 2.0]];
-        let labels = Tensor::<1, Int>::from_ints([1, 0, 1], &device);
-        let weight = Tensor::<1>::from_floats([1.0, 0.5, 2.0], &device);
-        let run = |op: bool| {
-            let c = Tensor::<2>::from_floats(counts, &device).require_grad();
-            let (l, w) = (labels.clone(), Some(weight.clone()));
-            let loss = if op {
-                device_count_loss(c.clone(), l, w, &t, LossReduce::PerSample)
-            } else {
-                count_loss_per_sample(c.clone(), l, w, &t)
-            };
-            let g = c.grad(
-                &(loss.clone() * Tensor::from_floats([1.0, 2.0, 3.0], &device))
-                    .sum()
-                    .backward(),
-            );
-            let v = |d: TensorData| d.convert::<f32>().try_to_vec::<f32>().unwrap();
-            (v(loss.into_data()), v(g.unwrap().into_data()))
-        };
-        assert_eq!(run(true), run(false));
+        assert_eq!(
+            loss_and_gradients(true, false),
+            loss_and_gradients(false, false)
+        );
     }
 
     /// The op's mean (what a device's training step takes) gives the loss and count gradients
     /// of the per-sample formula's mean, bit for bit (batch of 3: `1/3` is inexact).
     #[test]
     fn the_count_loss_ops_mean_is_the_formulas_mean() {
-        let device = Device::flex().autodiff();
-        let t = CountTargets::default();
-        let counts = [[12.0f32, 0.0, 33.0], [20.0, 8.0, 41.0], [0.0, 36.0, 2.0]];
-        let labels = Tensor::<1, Int>::from_ints([1, 0, 1], &device);
-        let weight = Tensor::<1>::from_floats([1.0, 0.5, 2.0], &device);
-        let run = |op: bool| {
-            let c = Tensor::<2>::from_floats(counts, &device).require_grad();
-            let (l, w) = (labels.clone(), Some(weight.clone()));
-            let loss = if op {
-                device_count_loss(c.clone(), l, w, &t, LossReduce::Mean)
-            } else {
-                count_loss_per_sample(c.clone(), l, w, &t).mean()
-            };
-            let g = c.grad(&(loss.clone() * 0.7).backward());
-            let v = |d: TensorData| d.convert::<f32>().try_to_vec::<f32>().unwrap();
-            (v(loss.into_data()), v(g.unwrap().into_data()))
-        };
-        assert_eq!(run(true), run(false));
+        assert_eq!(
+            loss_and_gradients(true, true),
+            loss_and_gradients(false, true)
+        );
     }
 
     #[test]
