@@ -192,7 +192,7 @@ pub trait SpikingOps: Hm2bpBackend {
             LayerSpec::Dense(d) if input.kernels == KernelPath::Generic => {
                 Tape::run_on_device(input, false, |i| {
                     let (counts, words) = generic::forward_words::<Self>(i, &d);
-                    (counts, words, None)
+                    (counts, words, tape::Kept::none())
                 })
             }
             _ => host::forward::<Self>(input),

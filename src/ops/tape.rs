@@ -61,35 +61,55 @@ pub(crate) struct WordsTape<B: Backend> {
     pub(crate) output: IntTensor<B>,
     /// Input neurons.
     pub(crate) n_in: usize,
-    /// The weights transposed `[n_in, n_out]`, when the forward's kernels made them (the
-    /// CubeCL dense layers'; their backward reads them too).
+    /// What the forward's kernels made that the backward reads too.
     #[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
-    pub(crate) weight_t: Option<FloatTensor<B>>,
+    pub(crate) kept: Kept<B>,
     /// Whether the backward runs the backend's device kernels (read by the CubeCL backends
     /// only).
     #[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
     pub(crate) device_kernels: bool,
 }
 
-/// A forward pass on the device: output counts, words and (dense layers on the CubeCL
-/// kernels) the transposed weights it made.
-pub(crate) type DeviceForward<B> = (FloatTensor<B>, IntTensor<B>, Option<FloatTensor<B>>);
+/// A forward pass on the device: output counts, words and what else its kernels made that
+/// the backward reads.
+pub(crate) type DeviceForward<B> = (FloatTensor<B>, IntTensor<B>, Kept<B>);
+
+/// What a forward pass's kernels made besides its outputs that its backward reads too (the
+/// CubeCL dense layers'; nothing elsewhere).
+#[derive(Clone, Debug)]
+pub(crate) struct Kept<B: Backend> {
+    /// The weights transposed `[n_in, n_out]`.
+    pub(crate) weight_t: Option<FloatTensor<B>>,
+    /// Each output neuron's spike steps `[B·n_out, T]` (the first `count` entries, ascending)
+    /// and the counts `[B, n_out]`, written by the LIF scan.
+    pub(crate) output_times: Option<(IntTensor<B>, FloatTensor<B>)>,
+}
+
+impl<B: Backend> Kept<B> {
+    /// Nothing kept.
+    pub(crate) fn none() -> Self {
+        Self {
+            weight_t: None,
+            output_times: None,
+        }
+    }
+}
 
 impl<B: Backend> Tape<B> {
-    /// Runs a forward pass on the device (`run`: input → output counts, words and, where
-    /// its kernels made them, the transposed weights) and keeps its trains for a backward on
-    /// the device kernels (`device_kernels`) or off them.
+    /// Runs a forward pass on the device (`run`: input → output counts, words and what its
+    /// kernels keep for the backward) and keeps its trains for a backward on the device
+    /// kernels (`device_kernels`) or off them.
     pub(crate) fn run_on_device(
         input: LayerInput<B>,
         device_kernels: bool,
         run: impl FnOnce(&LayerInput<B>) -> DeviceForward<B>,
     ) -> (FloatTensor<B>, IntTensor<B>, Self) {
-        let (counts, output, weight_t) = run(&input);
+        let (counts, output, kept) = run(&input);
         let words = WordsTape {
             input: input.words,
             output: output.clone(),
             n_in: input.n_in,
-            weight_t,
+            kept,
             device_kernels,
         };
         let tape = Tape {

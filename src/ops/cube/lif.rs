@@ -141,14 +141,18 @@ pub const SCAN_WORDS: u32 = 4;
 /// launch); then each neuron simulates all steps (step `t` receives the current of step
 /// `t − 1`, `currents [B·T, n_out]`), setting its bit of the step's word (an atomic OR, so the
 /// 32 neurons of a word may write in any order and give the same word) at every step it
-/// fires, and writes its count `counts [B, n_out]`.
+/// fires, and writes its count `counts [B, n_out]` and, when `keep_times` is 1, its spike
+/// steps into `times [B·n_out, T]` (the first `count` entries, ascending: what
+/// [`super::spsp::spike_times_kernel`] would find in the words).
 #[cube(launch)]
 pub fn lif_dense_kernel(
     currents: &Tensor<f32>,
     words: &mut Tensor<Atomic<u32>>,
     counts: &mut Tensor<f32>,
+    times: &mut Tensor<u32>,
     steps: u32,
     n_out: u32,
+    keep_times: u32,
     consts: LifConsts,
 ) {
     let n_out = n_out as usize;
@@ -173,16 +177,19 @@ pub fn lif_dense_kernel(
             ep: 0.0,
             refractory: 0u32,
         };
-        let mut count = 0.0f32;
+        let mut count = 0u32;
         for t in 1..steps {
             let current = currents[(b * steps + t - 1) * n_out + i];
             let fired = lif_update(&mut state, current, &consts);
-            count += f32::cast_from(fired);
             if fired == 1u32 {
                 words[(b * steps + t) * w_out + w].fetch_or(bit);
+                if keep_times == 1u32 {
+                    times[(b * n_out + i) * steps + count as usize] = t as u32;
+                }
+                count += 1u32;
             }
         }
-        counts[b * n_out + i] = count;
+        counts[b * n_out + i] = f32::cast_from(count);
     }
 }
 
@@ -194,14 +201,17 @@ pub const MAX_LATERAL: usize = 256;
 /// with lateral inhibition: every neuron receives `−lateral ·` (spikes of the other neurons
 /// at `t − 1`) on top of its input current, shared through a double-buffered slot of shared
 /// memory, one barrier per step; the units first zero the sample's `words` (unit `i` every
-/// `n_out`-th word), then its spikes set its bits as in [`lif_dense_kernel`].
+/// `n_out`-th word), then its spikes set its bits (and, `keep_times`, its spike steps) as in
+/// [`lif_dense_kernel`].
 #[cube(launch)]
 pub fn lif_lateral_kernel(
     currents: &Tensor<f32>,
     words: &mut Tensor<Atomic<u32>>,
     counts: &mut Tensor<f32>,
+    times: &mut Tensor<u32>,
     steps: u32,
     n_out: u32,
+    keep_times: u32,
     lateral: f32,
     consts: LifConsts,
 ) {
@@ -224,7 +234,7 @@ pub fn lif_lateral_kernel(
         ep: 0.0,
         refractory: 0u32,
     };
-    let mut count = 0.0f32;
+    let mut count = 0u32;
     sync_cube();
     for t in 1..steps {
         let prev = ((t - 1) % 2) * MAX_LATERAL;
@@ -238,12 +248,15 @@ pub fn lif_lateral_kernel(
             current += -(lateral * others);
         }
         let fired = lif_update(&mut state, current, &consts);
-        count += f32::cast_from(fired);
         if fired == 1u32 {
             words[(b * steps + t) * w_out + i / 32].fetch_or(bit);
+            if keep_times == 1u32 {
+                times[(b * n_out + i) * steps + count as usize] = t as u32;
+            }
+            count += 1u32;
         }
         fired_at[(t % 2) * MAX_LATERAL + i] = fired;
         sync_cube();
     }
-    counts[b * n_out + i] = count;
+    counts[b * n_out + i] = f32::cast_from(count);
 }

@@ -471,7 +471,8 @@ fn forward_chunk(
         n_out as u32,
         window(spec.topology),
     );
-    lif_scan(currents, &words, b, t, n_out, &spec.lif, None)
+    let (counts, trains, _) = lif_scan(currents, &words, [b, t, n_out], (&spec.lif, None), false);
+    (counts, trains)
 }
 
 /// The layer's HM2-BP backward on the device from the forward's tape (input and output
@@ -500,6 +501,7 @@ pub(super) fn backward(
             output: batch_slice(&words.output, &r),
             d_post: batch_slice(&d_post, &r),
             labels: None,
+            output_times: None,
         };
         let g = backward_chunk(chunk, &layer, needs);
         partials.extend(g.weight);
@@ -545,7 +547,13 @@ fn backward_chunk(chunk: Chunk, layer: &Layer, needs: Needs) -> LayerGrads<CubeT
     let (n_in, n_out) = (conn.n_in, conn.n_out);
     let words = into_contiguous(chunk.input);
     let d_post = into_contiguous(chunk.d_post);
-    let post = post_terms(into_contiguous(chunk.output), n_out, None, &layer.spec.lif);
+    let post = post_terms(
+        into_contiguous(chunk.output),
+        n_out,
+        None,
+        &layer.spec.lif,
+        None,
+    );
     let (times, o_pre) = spike_times(words, n_in);
     let e = local_spsp(times, &o_pre, &post, layer, [b, t, n_in, n_out]);
     let (delta, coef) = local_coef(&e, &post.counts, d_post, layer);

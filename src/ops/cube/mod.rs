@@ -37,7 +37,7 @@ use cubecl::client::Client;
 use cubecl::{CubeCount, CubeDim, calculate_cube_count_elemwise};
 
 use super::host;
-use super::tape::{Saved, WordsTape};
+use super::tape::{DeviceForward, Kept, Saved, WordsTape};
 use super::{
     AdamUpdate, Hm2bpBackend, KernelPath, LayerInput, LossReduce, PenaltyState, SpikingOps, Tape,
     backward_off_device, forward_untaped, generic,
@@ -166,14 +166,14 @@ impl SpikingOps for Cube {
                         dense_forward(i.words.clone(), i.weight.clone(), i.n_in, &d)
                     } else {
                         let (counts, words) = generic::forward_words::<Self>(i, &d);
-                        (counts, words, None)
+                        (counts, words, Kept::none())
                     }
                 })
             }
             LayerSpec::Local(l) if fit && local::fits(&input.words, &l) => {
                 Tape::run_on_device(input, true, |i| {
                     let (counts, words) = local::forward(i.words.clone(), i.weight.clone(), &l);
-                    (counts, words, None)
+                    (counts, words, Kept::none())
                 })
             }
             LayerSpec::Local(_) => host::forward::<Self>(input),
@@ -222,25 +222,38 @@ fn dense_forward(
     weight: CubeTensor,
     n_in: usize,
     spec: &DenseSpec,
-) -> (CubeTensor, CubeTensor, Option<CubeTensor>) {
-    let [_, t, _] = dims3(&words);
+) -> DeviceForward<Cube> {
+    let [b, t, _] = dims3(&words);
     let n_out = weight.shape()[0];
     let per_sample = 4 * t * n_in.max(n_out);
     let weight_t = into_contiguous(Cube::float_transpose(weight));
+    let mut kept = Kept {
+        weight_t: Some(weight_t.clone()),
+        output_times: None,
+    };
+    // In one piece the scan keeps the output spike times for the backward.
+    if batch_chunks(&words, b, per_sample).len() == 1 {
+        let (counts, trains, times) = dense_forward_chunk(words, weight_t, n_in, spec, true);
+        kept.output_times = times.map(|times| (times, counts.clone()));
+        return (counts, trains, kept);
+    }
     let (counts, trains) = forward_by_chunks(words, per_sample, |w| {
-        dense_forward_chunk(w, weight_t.clone(), n_in, n_out, spec)
+        let (counts, trains, _) = dense_forward_chunk(w, weight_t.clone(), n_in, spec, false);
+        (counts, trains)
     });
-    (counts, trains, Some(weight_t))
+    (counts, trains, kept)
 }
 
-/// [`dense_forward`] of a batch whose buffers fit the device (`weight_t [n_in, n_out]`).
+/// [`dense_forward`] of a batch whose buffers fit the device (`weight_t [n_in, n_out]`):
+/// counts, words and, when `keep_times`, the output spike times.
 fn dense_forward_chunk(
     words: CubeTensor,
     weight_t: CubeTensor,
     n_in: usize,
-    n_out: usize,
     spec: &DenseSpec,
-) -> (CubeTensor, CubeTensor) {
+    keep_times: bool,
+) -> (CubeTensor, CubeTensor, Option<CubeTensor>) {
+    let n_out = weight_t.shape()[1];
     let [b, t, w_in] = dims3(&words);
     assert_eq!(
         w_in,
@@ -281,27 +294,40 @@ fn dense_forward_chunk(
         .output
         .map(|o| o.lateral_strength)
         .filter(|&s| s != 0.0);
-    lif_scan(currents, &like, b, t, n_out, &spec.lif, lateral)
+    lif_scan(
+        currents,
+        &like,
+        [b, t, n_out],
+        (&spec.lif, lateral),
+        keep_times,
+    )
 }
 
 /// The LIF scan over all steps of `currents [B·T, n_out]` (step `t` receives row `t − 1`),
 /// with lateral inhibition of `lateral` when given (at most [`lif::MAX_LATERAL`] neurons),
-/// the spikes set as bits of words the scan zeroes: (counts `[B, n_out]`, words
-/// `[B, T, ⌈n_out/32⌉]` of `like`'s dtype), in one launch.
+/// the spikes set as bits of words the scan zeroes, in one launch: (counts `[B, n_out]`,
+/// words `[B, T, ⌈n_out/32⌉]` of `like`'s dtype, and when `keep_times` each neuron's spike
+/// steps `[B·n_out, T]`, as [`spike_times`] would find them).
 fn lif_scan(
     currents: CubeTensor,
     like: &CubeTensor,
-    b: usize,
-    t: usize,
-    n_out: usize,
-    lif: &LifSpec,
-    lateral: Option<f32>,
-) -> (CubeTensor, CubeTensor) {
+    [b, t, n_out]: [usize; 3],
+    (lif, lateral): (&LifSpec, Option<f32>),
+    keep_times: bool,
+) -> (CubeTensor, CubeTensor, Option<CubeTensor>) {
     let client = like.client.clone();
     let w_out = words_per_step(n_out);
     let words = empty_like(like, vec![b, t, w_out], like.dtype);
     let counts = empty_like(like, vec![b, n_out], DType::F32);
+    // Without times the kernels write none: a one-word stand-in.
+    let times_shape = if keep_times {
+        vec![b * n_out, t]
+    } else {
+        vec![1]
+    };
+    let times = empty_like(like, times_shape, DType::U32);
     let consts = lif_consts(lif);
+    let keep = u32::from(keep_times);
     match lateral {
         None => {
             let cubes = w_out.div_ceil(lif::SCAN_WORDS as usize);
@@ -312,8 +338,10 @@ fn lif_scan(
                 currents.into_tensor_arg(),
                 words.clone().into_tensor_arg(),
                 counts.clone().into_tensor_arg(),
+                times.clone().into_tensor_arg(),
                 t as u32,
                 n_out as u32,
+                keep,
                 consts,
             );
         }
@@ -324,13 +352,15 @@ fn lif_scan(
             currents.into_tensor_arg(),
             words.clone().into_tensor_arg(),
             counts.clone().into_tensor_arg(),
+            times.clone().into_tensor_arg(),
             t as u32,
             n_out as u32,
+            keep,
             lateral,
             consts,
         ),
     }
-    (counts, words)
+    (counts, words, keep_times.then_some(times))
 }
 
 /// The dense layer's HM2-BP backward on the device (see [`spsp`]) from the forward's tape
@@ -355,17 +385,26 @@ fn dense_backward(
     let (n_in, n_out) = (words.n_in, weight.shape()[0]);
     let per_sample = 4 * (n_in * n_out).max(t * n_in.max(n_out));
     let weight_t = words
+        .kept
         .weight_t
         .clone()
         .unwrap_or_else(|| into_contiguous(Cube::float_transpose(weight.clone())));
     let mut grad: Option<CubeTensor> = None;
     let mut d_pre = Vec::new();
-    for r in batch_chunks(&words.input, b, per_sample) {
+    let chunks = batch_chunks(&words.input, b, per_sample);
+    // The forward's output spike times serve a backward in one piece.
+    let known_times = words
+        .kept
+        .output_times
+        .clone()
+        .filter(|_| chunks.len() == 1);
+    for r in chunks {
         let chunk = Chunk {
             input: batch_slice(&words.input, &r),
             output: batch_slice(&words.output, &r),
             d_post: batch_slice(&d_post, &r),
             labels: labels.as_ref().map(|l| batch_slice(l, &r)),
+            output_times: known_times.clone(),
         };
         let g = dense_backward_chunk(chunk, weight_t.clone(), spec, needs);
         grad = match (grad, g.weight) {
@@ -381,12 +420,14 @@ fn dense_backward(
 }
 
 /// Samples of a batch whose backward buffers fit the device: their input and output words,
-/// `d_post` and (output layer) classes.
+/// `d_post`, (output layer) classes and, when the forward kept them, the output spike times
+/// and counts.
 struct Chunk {
     input: CubeTensor,
     output: CubeTensor,
     d_post: CubeTensor,
     labels: Option<CubeTensor>,
+    output_times: Option<(CubeTensor, CubeTensor)>,
 }
 
 /// [`dense_backward`] of a chunk (`weight_t [n_in, n_out]`): post terms, S-PSP entries, side
@@ -402,7 +443,8 @@ fn dense_backward_chunk(
     let words = into_contiguous(chunk.input);
     let d_post = into_contiguous(chunk.d_post);
     let rule = spec.output.zip(chunk.labels);
-    let post = post_terms(into_contiguous(chunk.output), n_out, rule, &spec.lif);
+    let output = into_contiguous(chunk.output);
+    let post = post_terms(output, n_out, rule, &spec.lif, chunk.output_times);
     let (times, o_pre) = spike_times(words, n_in);
     let e = spsp_entries(&times, &o_pre, &post, [b, t, n_in, n_out]);
     let (delta, coef) = dense_side_effect(&e, &weight_t, &o_pre, &post, d_post, spec);
@@ -560,15 +602,16 @@ struct PostTerms {
 }
 
 /// The post-side terms from the output `words [B, T, ⌈n_out/32⌉]` and, for an output layer,
-/// its rule and the classes: spike times, label-spike insertion, post kernels, lateral
-/// factors.
+/// its rule and the classes: spike times (those the forward kept, `known`: times and counts,
+/// else found in the words), label-spike insertion, post kernels, lateral factors.
 fn post_terms(
     words: CubeTensor,
     n_out: usize,
     labels: Option<(OutputRule, CubeTensor)>,
     lif: &LifSpec,
+    known: Option<(CubeTensor, CubeTensor)>,
 ) -> PostTerms {
-    let (times, raw) = spike_times(words, n_out);
+    let (times, raw) = known.unwrap_or_else(|| spike_times(words, n_out));
     // Counts before (`raw`) and after label-spike insertion.
     let (raw, counts) = match &labels {
         Some((rule, labels)) => {
