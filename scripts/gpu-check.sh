@@ -9,9 +9,9 @@
 #                                  (the device tool: carry ["gpu-check"]): prints nvidia-smi and
 #                                  the Vulkan adapter, runs the wgpu parity tests, the bench at
 #                                  batches 16/64/256 for the MLP and the CNN (flex on all cores
-#                                  beside it), CubeCL's per-kernel profile of a few steps, and
-#                                  one 60k-sample epoch of `experiment train mnist-mlp --backend
-#                                  wgpu`, writing every log into OUT; within 10 minutes (timeouts
+#                                  beside it), CubeCL's per-kernel profile and launches of a few
+#                                  steps, and one 60k-sample epoch of `experiment train mnist-mlp
+#                                  --backend wgpu`, writing every log into OUT; within 10 minutes (timeouts
 #                                  140 + 170 + 2 × 40 + 150 s).
 #
 # Data: $HM2BP_DATA_DIR (default ../shared/data, else data/) must hold mnist/ when packing.
@@ -104,7 +104,8 @@ run() {
     local name=${net%%:*} model=${net#*:}
     CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG="$out/profile-$name.log" \
       timeout 40 "$bin/experiment" bench --backends wgpu "${allow[@]}" --kernels event-driven \
-      --models "$model" --samples 48 --warmup-batches 1 --data-dir "$data" >/dev/null 2>&1 || true
+      --models "$model" --samples 48 --warmup-batches 1 --data-dir "$data" --launches-by-kernel \
+      >"$out/launches-$name.log" 2>&1 || true
   done
   echo "=== one epoch of mnist-mlp on wgpu"
   timeout 150 "$bin/experiment" train mnist-mlp --backend wgpu "${allow[@]}" --epochs 1 --plain --no-fetch \
