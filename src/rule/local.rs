@@ -30,37 +30,8 @@ pub struct Connectivity {
     fanout: Vec<(u32, u32)>,
     fanin_start: Vec<u32>,
     fanin: Vec<(u32, u32)>,
-    tables: std::sync::OnceLock<PairTables>,
 }
 
-/// A [`Connectivity`] as flat index tables, for kernels that run one thread per pair, output,
-/// input or weight (the device kernels). Pairs ("slots") are numbered in fanin order: by
-/// ascending output, and for each output by ascending input.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PairTables {
-    /// Slots of output `i`: `fanin_start[i]..fanin_start[i + 1]` (`n_out + 1` entries).
-    pub fanin_start: Vec<u32>,
-    /// Input neuron of each slot.
-    pub fanin_pre: Vec<u32>,
-    /// Output neuron of each slot.
-    pub fanin_post: Vec<u32>,
-    /// Shared weight of each slot.
-    pub fanin_weight: Vec<u32>,
-    /// Fanout entries of input `j`: `fanout_start[j]..fanout_start[j + 1]` (`n_in + 1`
-    /// entries), by ascending output.
-    pub fanout_start: Vec<u32>,
-    /// Output neuron of each fanout entry.
-    pub fanout_post: Vec<u32>,
-    /// Shared weight of each fanout entry.
-    pub fanout_weight: Vec<u32>,
-    /// Slot of each fanout entry.
-    pub fanout_slot: Vec<u32>,
-    /// Slots sharing weight `k`: `weight_slot[weight_start[k]..weight_start[k + 1]]`
-    /// (`n_weights + 1` entries), ascending.
-    pub weight_start: Vec<u32>,
-    /// Slots, grouped by weight.
-    pub weight_slot: Vec<u32>,
-}
 
 impl Connectivity {
     /// From `(output, input, weight index)` triples listed by ascending output, and for each
@@ -100,53 +71,7 @@ impl Connectivity {
             fanout,
             fanin_start,
             fanin,
-            tables: std::sync::OnceLock::new(),
         }
-    }
-
-    /// The pairs as flat index tables (built on first use, then kept).
-    pub fn pair_tables(&self) -> &PairTables {
-        self.tables.get_or_init(|| {
-            let fanin_post = (0..self.n_out)
-                .flat_map(|i| std::iter::repeat_n(i as u32, self.fanin(i).len()))
-                .collect();
-            let slot_of = |i: usize, j: u32| {
-                let at = self.fanin(i).partition_point(|&(pre, _)| pre < j);
-                self.fanin_start[i] + at as u32
-            };
-            let fanout_slot = (0..self.n_in)
-                .flat_map(|j| {
-                    self.fanout(j)
-                        .iter()
-                        .map(move |&(i, _)| slot_of(i as usize, j as u32))
-                })
-                .collect();
-            let mut weight_start = vec![0u32; self.n_weights + 1];
-            for &(_, k) in &self.fanin {
-                weight_start[k as usize + 1] += 1;
-            }
-            for k in 0..self.n_weights {
-                weight_start[k + 1] += weight_start[k];
-            }
-            let mut next = weight_start.clone();
-            let mut weight_slot = vec![0u32; self.fanin.len()];
-            for (slot, &(_, k)) in self.fanin.iter().enumerate() {
-                weight_slot[next[k as usize] as usize] = slot as u32;
-                next[k as usize] += 1;
-            }
-            PairTables {
-                fanin_start: self.fanin_start.clone(),
-                fanin_pre: self.fanin.iter().map(|p| p.0).collect(),
-                fanin_post,
-                fanin_weight: self.fanin.iter().map(|p| p.1).collect(),
-                fanout_start: self.fanout_start.clone(),
-                fanout_post: self.fanout.iter().map(|p| p.0).collect(),
-                fanout_weight: self.fanout.iter().map(|p| p.1).collect(),
-                fanout_slot,
-                weight_start,
-                weight_slot,
-            }
-        })
     }
 
     /// Stride-1, unpadded cross-correlation of `[in_maps, h, w]` with `out_maps` kernels of
@@ -547,49 +472,5 @@ pub fn local_backward_rasters(
     LayerGrads {
         weight: need_grad.then_some(grad),
         input: d_pre,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every fanout entry names the slot of its own pair, and the weight groups hold every
-    /// slot once, ascending, with its own weight.
-    #[test]
-    fn pair_tables_index_the_same_pairs_every_way() {
-        for conn in [
-            Connectivity::conv(2, 7, 6, 3, 3),
-            Connectivity::pool(2, 6, 4, 2),
-        ] {
-            let t = conn.pair_tables();
-            let pairs = t.fanin_pre.len();
-            assert_eq!(t.fanin_start.len(), conn.n_out + 1);
-            assert_eq!(t.fanout_start.len(), conn.n_in + 1);
-            for i in 0..conn.n_out {
-                for s in t.fanin_start[i]..t.fanin_start[i + 1] {
-                    assert_eq!(t.fanin_post[s as usize], i as u32);
-                }
-            }
-            for j in 0..conn.n_in {
-                for x in t.fanout_start[j] as usize..t.fanout_start[j + 1] as usize {
-                    let s = t.fanout_slot[x] as usize;
-                    assert_eq!(t.fanin_pre[s], j as u32);
-                    assert_eq!(t.fanin_post[s], t.fanout_post[x]);
-                    assert_eq!(t.fanin_weight[s], t.fanout_weight[x]);
-                }
-            }
-            let mut seen = vec![false; pairs];
-            for k in 0..conn.n_weights {
-                let group =
-                    &t.weight_slot[t.weight_start[k] as usize..t.weight_start[k + 1] as usize];
-                assert!(group.windows(2).all(|w| w[0] < w[1]));
-                for &s in group {
-                    assert_eq!(t.fanin_weight[s as usize], k as u32);
-                    seen[s as usize] = true;
-                }
-            }
-            assert!(seen.iter().all(|&s| s));
-        }
     }
 }

@@ -1,7 +1,7 @@
-//! Convolution and pooling layers (locally connected, shared weights) as CubeCL kernels, over
-//! the index tables of their [`Connectivity`](crate::rule::local::Connectivity) ([`PairTables`]: one slot per connected
-//! (output, input) pair, in fanin order), in the order and `f32` operations of the host
-//! kernels of [`crate::rule::local`]:
+//! Convolution and pooling layers (locally connected, shared weights) as CubeCL kernels on
+//! their geometry ([`Window`]: every index computed from the layer's shape, no tables; one
+//! slot per connected (output, input) pair, in fanin order), in the order and `f32`
+//! operations of the host kernels of [`crate::rule::local`]:
 //!
 //! - Forward: [`window_currents_kernel`] (per sample, step and output neuron, the weights of
 //!   the inputs that spiked, in ascending input order, found from the layer's geometry), then
@@ -21,9 +21,8 @@
 // Kernel bodies are written in the forms the #[cube] expansion was tested with.
 #![allow(clippy::manual_div_ceil, clippy::assign_op_pattern)]
 
-use burn::backend::ops::IntTensorOps;
 use burn::backend::{Cube, TensorMetadata};
-use burn::tensor::{DType, TensorData};
+use burn::tensor::DType;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
@@ -35,10 +34,8 @@ use super::{
     empty_like, forward_by_chunks, largest_allocation, lif_scan, post_terms, spike_times,
 };
 use crate::ops::tape::{Tape, WordsTape};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::rule::local::{ErrorScale, LocalSpec, PairTables, Topology};
+use crate::rule::local::{ErrorScale, LocalSpec, Topology};
 use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
 use crate::rule::{LayerGrads, Needs};
 use crate::spikes::words_per_step;
@@ -62,12 +59,49 @@ pub struct Window {
     /// Window side (at most 32: one spike word) and step between windows.
     pub side: u32,
     pub stride: u32,
+    /// Output maps.
+    pub out_maps: u32,
 }
 
-/// [`Window`] of a layer's topology, as the kernel takes it.
+/// Pairs of each output neuron (`maps_read · side²`), numbered `r = (c · side + p) · side + q`
+/// for input map `c`, window row `p` and column `q`: ascending input order.
+#[cube]
+fn window_pairs(g: &Window) -> usize {
+    (g.maps_read * g.side * g.side) as usize
+}
+
+/// The input neuron of output `i`'s pair `r`.
+#[cube]
+fn window_input(g: &Window, i: usize, r: usize) -> usize {
+    let side = g.side as usize;
+    let (out_h, out_w) = (g.out_h as usize, g.out_w as usize);
+    let x = (i / out_w) % out_h;
+    let y = i % out_w;
+    let mut map = r / (side * side);
+    if g.pooling == 1u32 {
+        map = i / (out_h * out_w);
+    }
+    let p = (r / side) % side;
+    let q = r % side;
+    (map * g.height as usize + x * g.stride as usize + p) * g.width as usize
+        + y * g.stride as usize
+        + q
+}
+
+/// The shared weight of output `i`'s pair `r` (pooling: 0).
+#[cube]
+fn window_weight(g: &Window, i: usize, r: usize) -> usize {
+    let mut k = 0usize;
+    if g.pooling == 0u32 {
+        k = (i / (g.out_h * g.out_w) as usize) * window_pairs(g) + r;
+    }
+    k
+}
+
+/// [`Window`] of a layer's topology, as the kernels take it.
 fn window(topology: Topology) -> WindowLaunch {
     let [_, height, width] = topology.input_shape();
-    let [_, out_h, out_w] = topology.output_shape();
+    let [out_maps, out_h, out_w] = topology.output_shape();
     let (maps_read, pooling, side, stride) = match topology {
         Topology::Conv(c) => (c.in_maps, 0, c.kernel, 1),
         Topology::Pool { size, .. } => (1, 1, size, size),
@@ -82,7 +116,16 @@ fn window(topology: Topology) -> WindowLaunch {
         u(out_w),
         u(side),
         u(stride),
+        u(out_maps),
     )
+}
+
+/// Pairs of each output neuron of `topology` (see [`window_pairs`]).
+fn pairs_per_output(topology: Topology) -> usize {
+    match topology {
+        Topology::Conv(c) => c.in_maps * c.kernel * c.kernel,
+        Topology::Pool { size, .. } => size * size,
+    }
 }
 
 /// Window sides the forward kernel takes (a window row is read from one or two spike words).
@@ -154,34 +197,34 @@ pub fn window_currents_kernel(
     currents[ABSOLUTE_POS] = current;
 }
 
-/// Thread per (sample `b`, slot `s` = pair (`i`, `j`)): `e [B, pairs]`,
-/// `e_{i|j} = Σ_{t ∈ spikes(j)} K_i(t)` in ascending `t` (`times [B·n_in, T]`,
-/// `kernels [B, T, n_out]`) when `i` fired; `silent_spsp` for a silent `i` where `j` fired;
-/// else 0.
+/// Thread per (sample `b`, slot `s` = pair (`i`, `j`), numbered `i · P + r` with `P` pairs
+/// per output, see [`window_pairs`]): `e [B, pairs]`, `e_{i|j} = Σ_{t ∈ spikes(j)} K_i(t)` in
+/// ascending `t` (`times [B·n_in, T]`, `kernels [B, T, n_out]`) when `i` fired; `silent_spsp`
+/// for a silent `i` where `j` fired; else 0.
 #[cube(launch)]
 pub fn local_spsp_kernel(
     times: &Tensor<u32>,
     o_pre: &Tensor<f32>,
     kernels: &Tensor<f32>,
     o_post: &Tensor<f32>,
-    fanin_pre: &Tensor<u32>,
-    fanin_post: &Tensor<u32>,
     e: &mut Tensor<f32>,
     steps: u32,
     n_in: u32,
     n_out: u32,
     silent_spsp: f32,
+    g: Window,
 ) {
     let steps = steps as usize;
     let n_out = n_out as usize;
-    let pairs = fanin_pre.len();
+    let per = window_pairs(&g);
+    let pairs = n_out * per;
     if ABSOLUTE_POS >= e.len() {
         terminate!();
     }
     let b = ABSOLUTE_POS / pairs;
     let s = ABSOLUTE_POS % pairs;
-    let i = fanin_post[s] as usize;
-    let pre = b * n_in as usize + fanin_pre[s] as usize;
+    let i = s / per;
+    let pre = b * n_in as usize + window_input(&g, i, s % per);
     let post_fired = o_post[b * n_out + i] > 0.0;
     e[ABSOLUTE_POS] = spsp_entry(
         times,
@@ -204,8 +247,6 @@ pub fn local_spsp_kernel(
 pub fn local_coef_kernel(
     e: &Tensor<f32>,
     weights: &Tensor<f32>,
-    fanin_start: &Tensor<u32>,
-    fanin_weight: &Tensor<u32>,
     o_post: &Tensor<f32>,
     d_post: &Tensor<f32>,
     delta: &mut Tensor<f32>,
@@ -214,21 +255,23 @@ pub fn local_coef_kernel(
     nu: f32,
     divisor: f32,
     silent_side_ratio: f32,
+    g: Window,
 ) {
     let n_out = n_out as usize;
     if ABSOLUTE_POS >= o_post.len() {
         terminate!();
     }
-    let pairs = fanin_weight.len();
+    let per = window_pairs(&g);
+    let pairs = n_out * per;
     let b = ABSOLUTE_POS / n_out;
     let i = ABSOLUTE_POS % n_out;
     let o = o_post[ABSOLUTE_POS];
     let mut we = 0.0f32;
     let mut w_sum = 0.0f32;
-    for s in fanin_start[i] as usize..fanin_start[i + 1] as usize {
-        let w = weights[fanin_weight[s] as usize];
+    for r in 0..per {
+        let w = weights[window_weight(&g, i, r)];
         if o > 0.0 {
-            we += w * e[b * pairs + s];
+            we += w * e[b * pairs + i * per + r];
         } else {
             w_sum += w;
         }
@@ -242,41 +285,48 @@ pub fn local_coef_kernel(
 /// Units of a [`local_weight_grad_kernel`] cube.
 const GRAD_UNITS: u32 = 64;
 
-/// Cube per (sample `b`, shared weight `k`), unit per every [`GRAD_UNITS`]-th slot of `k`:
-/// `partial [B, n_weights]`, `Σ coef_{b,i(s)} e_{b,s}` over `k`'s slots, each unit's share in
-/// ascending slot order and the shares added in unit order by the first unit (a fixed order,
-/// not the host's: equal to it up to `f32` rounding; conv1's weights have 576 slots each).
+/// Cube per (sample `b`, shared weight `k`), unit per every [`GRAD_UNITS`]-th slot of `k`
+/// (a convolution's kernel entry `r` of map `o` at every position of the map; pooling's one
+/// weight at every pair), ascending: `partial [B, n_weights]`, `Σ coef_{b,i(s)} e_{b,s}` over
+/// `k`'s slots, each unit's share in ascending slot order and the shares added in unit order
+/// by the first unit (a fixed order, not the host's: equal to it up to `f32` rounding;
+/// conv1's weights have 576 slots each).
 #[cube(launch)]
 pub fn local_weight_grad_kernel(
     e: &Tensor<f32>,
     coef: &Tensor<f32>,
-    fanin_post: &Tensor<u32>,
-    weight_start: &Tensor<u32>,
-    weight_slot: &Tensor<u32>,
     partial: &mut Tensor<f32>,
     n_out: u32,
     n_weights: u32,
+    g: Window,
 ) {
-    let n_weights = n_weights as usize;
+    let n_out = n_out as usize;
     let units = GRAD_UNITS as usize;
-    let pairs = fanin_post.len();
+    let per = window_pairs(&g);
+    let pairs = n_out * per;
+    let plane = (g.out_h * g.out_w) as usize;
     let k = CUBE_POS_X as usize;
     let b = CUBE_POS_Y as usize;
-    let at = b * n_weights + k;
     let u = UNIT_POS as usize;
+    let mut slots = pairs;
+    if g.pooling == 0u32 {
+        slots = plane;
+    }
     let mut shares = Shared::<[f32]>::new_slice(GRAD_UNITS as usize);
-    let mut g = 0.0f32;
-    let mut x = weight_start[k] as usize + u;
-    let end = weight_start[k + 1] as usize;
-    while x < end {
-        let s = weight_slot[x] as usize;
-        g += coef[b * n_out as usize + fanin_post[s] as usize] * e[b * pairs + s];
+    let mut acc = 0.0f32;
+    let mut x = u;
+    while x < slots {
+        let mut s = x;
+        if g.pooling == 0u32 {
+            s = ((k / per) * plane + x) * per + k % per;
+        }
+        acc += coef[b * n_out + s / per] * e[b * pairs + s];
         x += units;
     }
-    shares[u] = g;
+    shares[u] = acc;
     sync_cube();
     if u == 0 {
-        partial[at] = sum_slices(&shares, 1, units, 0);
+        partial[b * n_weights as usize + k] = sum_slices(&shares, 1, units, 0);
     }
 }
 
@@ -301,10 +351,11 @@ const PRE_NEURONS: u32 = 8;
 const PRE_SLICES: u32 = 32;
 
 /// Cube per (sample `b`, [`PRE_NEURONS`] input neurons), unit per (neuron `j`, every
-/// [`PRE_SLICES`]-th entry of its fanout): `d_pre [B, n_in]`, `Σ_i δ_i w ρ_ij` over `j`'s fanout
-/// (S10), `ρ_ij = e_{i|j}/o_j` when both neurons fired, else 1 (S8); each slice in ascending
-/// `i`, the slices added in order by the first (a fixed order, not the host's: equal to it up
-/// to `f32` rounding; a conv2 input has up to 1,000 fanout entries).
+/// [`PRE_SLICES`]-th entry of its fanout: the outputs whose window covers `j`, ascending):
+/// `d_pre [B, n_in]`, `Σ_i δ_i w ρ_ij` over `j`'s fanout (S10), `ρ_ij = e_{i|j}/o_j` when both
+/// neurons fired, else 1 (S8); each slice in ascending `i`, the slices added in order by the
+/// first (a fixed order, not the host's: equal to it up to `f32` rounding; a conv2 input has
+/// up to 1,000 fanout entries).
 #[cube(launch)]
 pub fn local_pre_error_kernel(
     e: &Tensor<f32>,
@@ -312,14 +363,10 @@ pub fn local_pre_error_kernel(
     o_post: &Tensor<f32>,
     o_pre: &Tensor<f32>,
     weights: &Tensor<f32>,
-    fanout_start: &Tensor<u32>,
-    fanout_post: &Tensor<u32>,
-    fanout_weight: &Tensor<u32>,
-    fanout_slot: &Tensor<u32>,
     d_pre: &mut Tensor<f32>,
     n_in: u32,
     n_out: u32,
-    pairs: u32,
+    g: Window,
 ) {
     let n_in = n_in as usize;
     let n_out = n_out as usize;
@@ -331,22 +378,43 @@ pub fn local_pre_error_kernel(
     let mut shares = Shared::<[f32]>::new_slice(lanes * slices);
     let mut sum = 0.0f32;
     if j < n_in {
-        let o = o_pre[b * n_in + j];
-        let inv_o = 1.0 / f32::max(o, 1.0);
-        let mut x = fanout_start[j] as usize + slice;
-        let end = fanout_start[j + 1] as usize;
-        while x < end {
-            let i = fanout_post[x] as usize;
+        let per = window_pairs(&g);
+        let pairs = n_out * per;
+        let (side, stride) = (g.side as usize, g.stride as usize);
+        let (width, height) = (g.width as usize, g.height as usize);
+        let (out_h, out_w) = (g.out_h as usize, g.out_w as usize);
+        let c = j / (height * width);
+        let xx = (j / width) % height;
+        let yy = j % width;
+        // The window rows `x` and columns `y` covering (xx, yy), and the maps reading it.
+        let x_lo = first_window(xx, side, stride);
+        let y_lo = first_window(yy, side, stride);
+        let nx = windows_from(x_lo, xx / stride, out_h);
+        let ny = windows_from(y_lo, yy / stride, out_w);
+        let (mut first_map, mut maps, mut in_map) = (0usize, g.out_maps as usize, c);
+        if g.pooling == 1u32 {
+            first_map = c;
+            maps = 1usize;
+            in_map = 0usize;
+        }
+        let o_j = o_pre[b * n_in + j];
+        let inv_o = 1.0 / f32::max(o_j, 1.0);
+        let fanout = maps * nx * ny;
+        let mut f = slice;
+        while f < fanout {
+            let (x, y) = (x_lo + (f / ny) % nx, y_lo + f % ny);
+            let i = ((first_map + f / (nx * ny)) * out_h + x) * out_w + y;
+            let r = (in_map * side + xx - x * stride) * side + yy - y * stride;
             let d = delta[b * n_out + i];
             if d != 0.0 {
-                let dw = d * weights[fanout_weight[x] as usize];
-                if o > 0.0 && o_post[b * n_out + i] > 0.0 {
-                    sum += dw * (e[b * pairs as usize + fanout_slot[x] as usize] * inv_o);
+                let dw = d * weights[window_weight(&g, i, r)];
+                if o_j > 0.0 && o_post[b * n_out + i] > 0.0 {
+                    sum += dw * (e[b * pairs + i * per + r] * inv_o);
                 } else {
                     sum += dw;
                 }
             }
-            x += slices;
+            f += slices;
         }
     }
     shares[slice * lanes + UNIT_POS_X as usize] = sum;
@@ -356,67 +424,36 @@ pub fn local_pre_error_kernel(
     }
 }
 
-/// The tables of a layer's pairs on the device.
-struct DeviceTables {
-    pairs: usize,
-    fanin_start: CubeTensor,
-    fanin_pre: CubeTensor,
-    fanin_post: CubeTensor,
-    fanin_weight: CubeTensor,
-    fanout_start: CubeTensor,
-    fanout_post: CubeTensor,
-    fanout_weight: CubeTensor,
-    fanout_slot: CubeTensor,
-    weight_start: CubeTensor,
-    weight_slot: CubeTensor,
+/// The first window (row or column of outputs) that covers input coordinate `at`:
+/// `⌈(at − side + 1) / stride⌉`, at least 0.
+#[cube]
+fn first_window(at: usize, side: usize, stride: usize) -> usize {
+    let mut first = 0usize;
+    if at + 1 >= side {
+        first = (at + 1 - side + stride - 1) / stride;
+    }
+    first
 }
 
-impl DeviceTables {
-    /// The tables of `topology` on `like`'s device: uploaded on the first step that needs them,
-    /// then kept for the process, as the connectivity they come from is
-    /// ([`Topology::connectivity`]), so that a training step uploads none.
-    fn of(topology: Topology, like: &CubeTensor) -> Arc<Self> {
-        type Cache = Mutex<HashMap<(Topology, cubecl::Device), Arc<DeviceTables>>>;
-        static CACHE: OnceLock<Cache> = OnceLock::new();
-        let mut cache = CACHE
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let key = (topology, like.device.clone());
-        let tables = cache
-            .entry(key)
-            .or_insert_with(|| Arc::new(Self::upload(topology.connectivity().pair_tables(), like)));
-        Arc::clone(tables)
+/// Windows `first..=last` (capped below `outputs`) as a count (0 when none).
+#[cube]
+fn windows_from(first: usize, last: usize, outputs: usize) -> usize {
+    let mut count = 0usize;
+    let mut end = last + 1;
+    if end > outputs {
+        end = outputs;
     }
-
-    /// Uploads `t` to `like`'s device.
-    fn upload(t: &PairTables, like: &CubeTensor) -> Self {
-        let up = |v: &[u32]| upload(v, like);
-        Self {
-            pairs: t.fanin_pre.len(),
-            fanin_start: up(&t.fanin_start),
-            fanin_pre: up(&t.fanin_pre),
-            fanin_post: up(&t.fanin_post),
-            fanin_weight: up(&t.fanin_weight),
-            fanout_start: up(&t.fanout_start),
-            fanout_post: up(&t.fanout_post),
-            fanout_weight: up(&t.fanout_weight),
-            fanout_slot: up(&t.fanout_slot),
-            weight_start: up(&t.weight_start),
-            weight_slot: up(&t.weight_slot),
-        }
+    if end > first {
+        count = end - first;
     }
+    count
 }
 
 /// Bytes per sample of the largest buffer of the layer's kernels at `T = steps` (post kernels
 /// or currents `[T, max(n_in, n_out)]`, S-PSP per pair).
 fn per_sample_bytes(spec: &LocalSpec, steps: usize) -> usize {
-    let conn = spec.topology.connectivity();
-    4 * conn
-        .pair_tables()
-        .fanin_pre
-        .len()
-        .max(steps * conn.n_in.max(conn.n_out))
+    let (n_in, n_out) = (spec.topology.n_in(), spec.topology.n_out());
+    4 * (n_out * pairs_per_output(spec.topology)).max(steps * n_in.max(n_out))
 }
 
 /// Whether one sample of the layer fits the device of `words [B, T, ·]` and its window the
@@ -491,7 +528,6 @@ pub(super) fn backward(
     let per_sample = per_sample_bytes(spec, t);
     let layer = Layer {
         spec,
-        tables: DeviceTables::of(spec.topology, input),
         weight: into_contiguous(tape.weight.clone()),
     };
     let (mut partials, mut d_pre) = (Vec::new(), Vec::new());
@@ -531,10 +567,9 @@ fn batch_sum(partial: CubeTensor, n_weights: usize) -> CubeTensor {
     grad
 }
 
-/// A layer's backward constants on the device: its spec, pair tables and shared weights.
+/// A layer's backward constants on the device: its spec and shared weights.
 struct Layer<'a> {
     spec: &'a LocalSpec,
-    tables: Arc<DeviceTables>,
     weight: CubeTensor,
 }
 
@@ -581,10 +616,10 @@ fn local_spsp(
     layer: &Layer,
     [b, t, n_in, n_out]: [usize; 4],
 ) -> CubeTensor {
-    let tab = &layer.tables;
+    let pairs = n_out * pairs_per_output(layer.spec.topology);
     let client = times.client.clone();
-    let e = empty_like(&times, vec![b, tab.pairs], DType::F32);
-    let (count, dim) = elementwise(&client, b * tab.pairs);
+    let e = empty_like(&times, vec![b, pairs], DType::F32);
+    let (count, dim) = elementwise(&client, b * pairs);
     local_spsp_kernel::launch(
         &client,
         count,
@@ -593,13 +628,12 @@ fn local_spsp(
         o_pre.clone().into_tensor_arg(),
         post.kernels.clone().into_tensor_arg(),
         post.counts.clone().into_tensor_arg(),
-        tab.fanin_pre.clone().into_tensor_arg(),
-        tab.fanin_post.clone().into_tensor_arg(),
         e.clone().into_tensor_arg(),
         t as u32,
         n_in as u32,
         n_out as u32,
         SILENT_POST_SPSP,
+        window(layer.spec.topology),
     );
     e
 }
@@ -614,7 +648,7 @@ fn local_coef(
     layer: &Layer,
 ) -> (CubeTensor, CubeTensor) {
     let [b, n_out] = [o_post.shape()[0], o_post.shape()[1]];
-    let (spec, tab) = (layer.spec, &layer.tables);
+    let spec = layer.spec;
     let divisor = match spec.topology.error_scale() {
         ErrorScale::Threshold => spec.lif.threshold,
         ErrorScale::PoolArea(size) => (size * size) as f32,
@@ -629,8 +663,6 @@ fn local_coef(
         dim,
         e.clone().into_tensor_arg(),
         layer.weight.clone().into_tensor_arg(),
-        tab.fanin_start.clone().into_tensor_arg(),
-        tab.fanin_weight.clone().into_tensor_arg(),
         o_post.clone().into_tensor_arg(),
         d_post.into_tensor_arg(),
         delta.clone().into_tensor_arg(),
@@ -639,6 +671,7 @@ fn local_coef(
         spec.lif.threshold,
         divisor,
         SILENT_POST_SIDE_RATIO,
+        window(spec.topology),
     );
     (delta, coef)
 }
@@ -653,7 +686,6 @@ fn local_weight_grad(
     n_weights: usize,
 ) -> CubeTensor {
     let [b, n_out] = [coef.shape()[0], coef.shape()[1]];
-    let tab = &layer.tables;
     let client = e.client.clone();
     let partial = empty_like(e, vec![b, n_weights], DType::F32);
     local_weight_grad_kernel::launch(
@@ -662,12 +694,10 @@ fn local_weight_grad(
         CubeDim::new_1d(GRAD_UNITS),
         e.clone().into_tensor_arg(),
         coef.into_tensor_arg(),
-        tab.fanin_post.clone().into_tensor_arg(),
-        tab.weight_start.clone().into_tensor_arg(),
-        tab.weight_slot.clone().into_tensor_arg(),
         partial.clone().into_tensor_arg(),
         n_out as u32,
         n_weights as u32,
+        window(layer.spec.topology),
     );
     partial
 }
@@ -676,7 +706,6 @@ fn local_weight_grad(
 #[inline]
 fn local_pre_error(e: CubeTensor, d: PreError, layer: &Layer, n_in: usize) -> CubeTensor {
     let [b, n_out] = [d.delta.shape()[0], d.delta.shape()[1]];
-    let tab = &layer.tables;
     let client = e.client.clone();
     let d_pre = empty_like(&e, vec![b, n_in], DType::F32);
     local_pre_error_kernel::launch(
@@ -688,19 +717,10 @@ fn local_pre_error(e: CubeTensor, d: PreError, layer: &Layer, n_in: usize) -> Cu
         d.o_post.into_tensor_arg(),
         d.o_pre.into_tensor_arg(),
         layer.weight.clone().into_tensor_arg(),
-        tab.fanout_start.clone().into_tensor_arg(),
-        tab.fanout_post.clone().into_tensor_arg(),
-        tab.fanout_weight.clone().into_tensor_arg(),
-        tab.fanout_slot.clone().into_tensor_arg(),
         d_pre.clone().into_tensor_arg(),
         n_in as u32,
         n_out as u32,
-        tab.pairs as u32,
+        window(layer.spec.topology),
     );
     d_pre
-}
-
-/// Uploads index table `v` to `like`'s device.
-fn upload(v: &[u32], like: &CubeTensor) -> CubeTensor {
-    Cube::int_from_data(TensorData::new(v.to_vec(), [v.len()]), &like.device)
 }
