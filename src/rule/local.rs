@@ -32,7 +32,6 @@ pub struct Connectivity {
     fanin: Vec<(u32, u32)>,
 }
 
-
 impl Connectivity {
     /// From `(output, input, weight index)` triples listed by ascending output, and for each
     /// output by ascending input. Counting sort keeps that order within every bucket.
