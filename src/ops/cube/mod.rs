@@ -4,9 +4,9 @@
 //! backward ([`post`]: output spike times, label-spike insertion, post kernels `K`, lateral
 //! factors; [`spsp`]: input spike times, S-PSP entries, side effect, weight gradient,
 //! backpropagated error), and for convolution and pooling layers ([`local`]: the same steps
-//! over the pairs of their connectivity), so that a training step launches the same number of
+//! over the pairs of their geometry), so that a training step launches the same number of
 //! kernels at any `T` and the trains never leave the device (nothing is uploaded but the
-//! batch; a local layer's index tables once per process).
+//! batch, by the batcher).
 //!
 //! [`KernelPath::EventDriven`] (the default) selects these kernels for dense layers;
 //! [`KernelPath::Generic`] the tensor-operation path of [`super::generic`] (`tests/wgpu.rs`
