@@ -188,29 +188,7 @@ fn bench_backend(
         regularizer: WeightRegularizer::CODE_FAITHFUL,
         label_spike_level: 35,
     };
-    let threads = rayon::current_num_threads();
-    println!(
-        "bench: T = {}, backend {backend}, {threads} threads, {} samples per configuration after {} untimed batches",
-        a.steps, a.samples, a.warmup_batches
-    );
-    let mut extra = String::new();
-    if let Some(bin) = &a.baseline {
-        extra += &format!(" {} samples/s | × vs baseline |", bin.display());
-    }
-    if let Some((name, _)) = first {
-        extra += &format!(" × vs {name} |");
-    }
-    if !crate::backend::on_host(device) {
-        extra += " launches/step | upload MB/step | device MB |";
-    }
-    println!(
-        "| model | weights | kernels | batch | encode s | step s | samples/s | s / {}-sample epoch | × vs generic |{extra}",
-        a.epoch_samples
-    );
-    println!(
-        "|---|---|---|---|---|---|---|---|---|{}",
-        "---|".repeat(extra.matches('|').count())
-    );
+    print_table_header(a, device, backend, first);
     let ad = device.clone().autodiff();
     let init = crate::backend::init_device(device).autodiff();
     let mut rates = Rates::new();
@@ -283,6 +261,39 @@ fn bench_backend(
         print_launches_by_kernel(&label, &counts, steps);
     }
     Ok(rates)
+}
+
+/// The run's first line and the table's header: the columns of a baseline, of the ratio to
+/// the run's first backend and of a device's counts where they apply.
+fn print_table_header(
+    a: &BenchArgs,
+    device: &burn::prelude::Device,
+    backend: &str,
+    first: Option<&(String, Rates)>,
+) {
+    let threads = rayon::current_num_threads();
+    println!(
+        "bench: T = {}, backend {backend}, {threads} threads, {} samples per configuration after {} untimed batches",
+        a.steps, a.samples, a.warmup_batches
+    );
+    let mut extra = String::new();
+    if let Some(bin) = &a.baseline {
+        extra += &format!(" {} samples/s | × vs baseline |", bin.display());
+    }
+    if let Some((name, _)) = first {
+        extra += &format!(" × vs {name} |");
+    }
+    if !crate::backend::on_host(device) {
+        extra += " launches/step | upload MB/step | device MB |";
+    }
+    println!(
+        "| model | weights | kernels | batch | encode s | step s | samples/s | s / {}-sample epoch | × vs generic |{extra}",
+        a.epoch_samples
+    );
+    println!(
+        "|---|---|---|---|---|---|---|---|---|{}",
+        "---|".repeat(extra.matches('|').count())
+    );
 }
 
 /// One configuration's launches per step, by kernel, most launched first.
