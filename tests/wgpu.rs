@@ -290,12 +290,47 @@ fn network_matches_at(
     b: usize,
     t: usize,
 ) {
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let def = hm2bp::model::NetworkDef::load(model, &models).unwrap();
+    network_matches(def, regularizer, b, t);
+}
+
+/// Convolution and pooling on another geometry than the MNIST CNN's: pooling windows of 3,
+/// a 3 × 3 convolution over 3 input maps, pooling of 6 × 6 maps (18 neurons: a partial
+/// word); trains, gradients and the next step as [`network_matches_at`].
+#[test]
+fn other_convolution_and_pooling_geometry_matches_the_host() {
+    let json = r#"{
+      "name": "cnn-3c5-p3-2c3-p2-10",
+      "input": [1, 28, 28],
+      "layers": [
+        { "kind": "conv", "maps": 3, "kernel": 5, "threshold": 5.0 },
+        { "kind": "pool", "size": 3, "threshold": 2.0 },
+        { "kind": "conv", "maps": 2, "kernel": 3, "threshold": 3.0 },
+        { "kind": "pool", "size": 2, "threshold": 1.0 },
+        { "kind": "dense", "size": 10, "threshold": 8.0 }
+      ],
+      "init_scale": 1.0,
+      "conv_init_scale": 0.5,
+      "lateral_strength": 1.0
+    }"#;
+    let path = std::path::Path::new("cnn-3c5-p3-2c3-p2-10.json");
+    let def = hm2bp::model::NetworkDef::parse(path, json).unwrap();
+    network_matches(def, hm2bp::rule::regularizer::WeightRegularizer::OFF, 2, 60);
+}
+
+/// [`network_matches_at`] of a parsed definition.
+fn network_matches(
+    def: hm2bp::model::NetworkDef,
+    regularizer: hm2bp::rule::regularizer::WeightRegularizer,
+    b: usize,
+    t: usize,
+) {
     use hm2bp::loss::count_loss;
-    use hm2bp::model::{NetworkDef, RuleOptions, SpikingLayer, SpikingNet};
+    use hm2bp::model::{RuleOptions, SpikingLayer, SpikingNet};
     use hm2bp::rule::output::CountTargets;
 
-    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let def = NetworkDef::load(model, &models).unwrap();
+    let model = def.name.clone();
     let rule = RuleOptions {
         effect_ratio: true,
         regularizer,
