@@ -135,8 +135,12 @@ impl<'a> FiniteVisitor<'a> {
     }
 }
 
+/// Whether every element of `t` is finite: its sum is (one reduction, no mask; a NaN or an
+/// infinity among the elements makes it non-finite), or, where the sum overflowed, the
+/// elements are.
 fn all_finite<const D: usize>(t: &Tensor<D>) -> bool {
-    t.clone().is_finite().all().into_scalar::<bool>()
+    t.clone().sum().into_scalar::<f64>().is_finite()
+        || t.clone().is_finite().all().into_scalar::<bool>()
 }
 
 impl ModuleVisitor for FiniteVisitor<'_> {
@@ -164,5 +168,23 @@ impl ModuleVisitor for FiniteVisitor<'_> {
         {
             self.bad = Some(format!("a non-finite gradient of {}", self.name()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finiteness_is_read_from_the_sum_and_the_elements_where_it_overflows() {
+        let device = Device::flex();
+        let t = |v: [f32; 3]| Tensor::<1>::from_floats(v, &device);
+        assert!(all_finite(&t([1.0, -2.0, 3.5])));
+        // Finite elements whose sum overflows to infinity.
+        assert!(all_finite(&t([f32::MAX, f32::MAX, 1.0])));
+        assert!(!all_finite(&t([1.0, f32::NAN, 3.0])));
+        assert!(!all_finite(&t([1.0, f32::INFINITY, 3.0])));
+        assert!(!all_finite(&t([f32::NEG_INFINITY, f32::INFINITY, 0.0])));
+        assert!(!all_finite(&t([f32::MAX, f32::MAX, f32::NAN])));
     }
 }
