@@ -428,14 +428,7 @@ fn tiny_training_run_on_wgpu() {
         let out_dir = dir.path().join(backend);
         let out = experiment(
             &[
-                &[
-                    "train",
-                    "tiny",
-                    "--plain",
-                    "--no-fetch",
-                    "--backend",
-                    backend,
-                ][..],
+                &tiny_on(backend)[..],
                 &["--allow-software-gpu", "--lr", "1e-2", "--epochs", "3"],
                 &["--regularizer", "off", "--data-dir", &data],
                 &["--out", out_dir.to_str().unwrap()],
@@ -471,6 +464,18 @@ fn tiny_training_run_on_wgpu() {
     }
 }
 
+/// `experiment train tiny --plain --no-fetch --backend BACKEND`'s arguments.
+fn tiny_on(backend: &str) -> [&str; 6] {
+    [
+        "train",
+        "tiny",
+        "--plain",
+        "--no-fetch",
+        "--backend",
+        backend,
+    ]
+}
+
 /// The binary names the adapter it runs on and refuses a software adapter (lavapipe in CI)
 /// unless `--allow-software-gpu` is given; on a GPU it trains without the option.
 #[test]
@@ -481,14 +486,7 @@ fn software_adapter_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let out = experiment(
         &[
-            &[
-                "train",
-                "tiny",
-                "--plain",
-                "--no-fetch",
-                "--backend",
-                "wgpu",
-            ][..],
+            &tiny_on("wgpu")[..],
             &["--epochs", "1", "--data-dir", &data],
             &["--out", dir.path().to_str().unwrap()],
         ]
