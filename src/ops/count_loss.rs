@@ -41,6 +41,14 @@ impl LossReduce {
             LossReduce::Mean => B::float_mean(per_sample),
         }
     }
+
+    /// `per_sample [B]` reduced, as a tensor (losses computed without the op).
+    pub fn of(self, per_sample: burn::tensor::Tensor<1>) -> burn::tensor::Tensor<1> {
+        match self {
+            LossReduce::PerSample => per_sample,
+            LossReduce::Mean => per_sample.mean(),
+        }
+    }
 }
 
 /// `(E_b [B], ∂E_b/∂o [B, C])` of `counts [B, C]`, `labels [B]` and `weight [B]`, on the host.

@@ -194,9 +194,8 @@ impl SpikingClassifier {
             (CountLoss::Mse(targets), LossReduce::PerSample) => {
                 count_loss_per_sample(counts.clone(), labels, weight, &targets)
             }
-            (CountLoss::CrossEntropy { logit_scale }, _) => reduce_loss(
+            (CountLoss::CrossEntropy { logit_scale }, _) => reduce.of(
                 count_cross_entropy_per_sample(counts.clone(), labels, weight, logit_scale),
-                reduce,
             ),
         };
         Forward {
@@ -262,14 +261,6 @@ pub struct Forward {
     pub loss: Tensor<1>,
     /// Every layer's spike counts `[B, N]`, detached, bottom-up.
     pub layers: Vec<Tensor<2>>,
-}
-
-/// The per-sample losses `[B]`, or (`reduce`) their mean `[1]`.
-fn reduce_loss(per_sample: Tensor<1>, reduce: LossReduce) -> Tensor<1> {
-    match reduce {
-        LossReduce::PerSample => per_sample,
-        LossReduce::Mean => per_sample.mean(),
-    }
 }
 
 /// Builds the classifier of an experiment on `device`.
