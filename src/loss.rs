@@ -139,8 +139,9 @@ mod tests {
     use super::*;
 
     /// Losses and count gradients on a CPU autodiff device, of the op (`op`) or the tensor
-    /// formula, per sample (upstream weights 1, 2, 3) or as the mean (`mean`; upstream 0.7).
-    fn loss_and_gradients(op: bool, mean: bool) -> (Vec<f32>, Vec<f32>) {
+    /// formula, per sample (upstream weights 1, 2, 3) or as the mean (`mean`; upstream
+    /// `scale`).
+    fn loss_and_gradients(op: bool, mean: bool, scale: f32) -> (Vec<f32>, Vec<f32>) {
         let device = Device::flex().autodiff();
         let t = CountTargets::default();
         let counts = [[12.0f32, 0.0, 33.0], [20.0, 8.0, 41.0], [0.0, 36.0, 2.0]];
@@ -158,7 +159,7 @@ mod tests {
             (false, true) => count_loss_per_sample(c.clone(), l, w, &t).mean(),
         };
         let upstream = match mean {
-            true => loss.clone() * 0.7,
+            true => loss.clone() * scale,
             false => (loss.clone() * Tensor::from_floats([1.0, 2.0, 3.0], &device)).sum(),
         };
         let g = c.grad(&upstream.backward());
@@ -171,19 +172,29 @@ mod tests {
     #[test]
     fn the_count_loss_op_is_the_tensor_formula() {
         assert_eq!(
-            loss_and_gradients(true, false),
-            loss_and_gradients(false, false)
+            loss_and_gradients(true, false, 1.0),
+            loss_and_gradients(false, false, 1.0)
         );
     }
 
     /// The op's mean (what a device's training step takes) gives the loss and count gradients
-    /// of the per-sample formula's mean, bit for bit (batch of 3: `1/3` is inexact).
+    /// of the per-sample formula's mean: bit for bit for the upstream gradient 1 of a training
+    /// step (batch of 3: `1/3` is inexact); for another upstream gradient (0.7) the op's `1/B`,
+    /// already in its gradient, makes the products differ by at most one `f32` rounding.
     #[test]
     fn the_count_loss_ops_mean_is_the_formulas_mean() {
         assert_eq!(
-            loss_and_gradients(true, true),
-            loss_and_gradients(false, true)
+            loss_and_gradients(true, true, 1.0),
+            loss_and_gradients(false, true, 1.0)
         );
+        let (op, formula) = (
+            loss_and_gradients(true, true, 0.7),
+            loss_and_gradients(false, true, 0.7),
+        );
+        assert_eq!(op.0, formula.0);
+        for (a, b) in op.1.iter().zip(&formula.1) {
+            assert!((a - b).abs() <= f32::EPSILON * b.abs(), "{a} vs {b}");
+        }
     }
 
     #[test]

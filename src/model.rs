@@ -234,7 +234,7 @@ impl NetworkDef {
             }
             LayerDef::Pool { size, threshold } => {
                 let config = SpikingPool2dConfig::new(input, size, neuron.lif(threshold));
-                SpikingLayer::Pool(config.try_init()?)
+                SpikingLayer::Pool(config.try_init(device)?)
             }
         })
     }
@@ -299,12 +299,12 @@ impl SpikingLayer {
         }
     }
 
-    /// The layer's weight-regulariser penalty, if it has weights.
-    pub fn regularizer_penalty(&self) -> Option<Tensor<1>> {
+    /// `total [1]` plus the layer's weight-regulariser penalty, if it has weights.
+    pub fn add_regularizer_penalty(&self, total: Tensor<1>) -> Tensor<1> {
         match self {
-            SpikingLayer::Dense(l) => Some(l.regularizer_penalty()),
-            SpikingLayer::Conv(l) => Some(l.regularizer_penalty()),
-            SpikingLayer::Pool(_) => None,
+            SpikingLayer::Dense(l) => l.add_regularizer_penalty(total),
+            SpikingLayer::Conv(l) => l.add_regularizer_penalty(total),
+            SpikingLayer::Pool(_) => total,
         }
     }
 }
@@ -373,11 +373,17 @@ impl SpikingNet {
 
     /// Sum of the layers' weight-regulariser penalties, `[1]`.
     pub fn regularizer_penalty(&self) -> Tensor<1> {
+        let device = self.devices().into_iter().next();
+        let device = device.expect("the output layer is a dense layer, with weights");
+        self.add_regularizer_penalty(Tensor::zeros([1], &device))
+    }
+
+    /// `total [1]` plus the layers' weight-regulariser penalties, bottom-up, each layer's op
+    /// adding its own (no separate additions: on a device, no launch of their own).
+    pub fn add_regularizer_penalty(&self, total: Tensor<1>) -> Tensor<1> {
         self.layers
             .iter()
-            .filter_map(SpikingLayer::regularizer_penalty)
-            .reduce(|a, b| a + b)
-            .expect("the output layer is a dense layer")
+            .fold(total, |total, layer| layer.add_regularizer_penalty(total))
     }
 }
 

@@ -14,7 +14,7 @@
 //!
 //! The layers' functions on trains live here too: [`spiking_dense`] and [`spiking_local`]
 //! run the spiking layer's op ([`crate::ops::Hm2bpBackend::spiking_layer`]) and
-//! [`weight_penalty`] the regulariser's, through Burn's `Dispatch`.
+//! [`add_weight_penalty`] the regulariser's, through Burn's `Dispatch`.
 
 use burn::backend::Dispatch;
 use burn::prelude::*;
@@ -181,10 +181,21 @@ pub fn spiking_local(input: SpikeTrains, weight: Tensor<1>, spec: LocalSpec) -> 
 /// The weight regulariser's penalty of `weight [rows, row_len]` (rows: post neurons or output
 /// maps), `[1]`, differentiable on autodiff devices (gradient `R`, spec S12).
 pub fn weight_penalty(weight: Tensor<2>, regularizer: &WeightRegularizer) -> Tensor<1> {
+    add_weight_penalty(Tensor::zeros([1], &weight.device()), weight, regularizer)
+}
+
+/// `total [1]` plus [`weight_penalty`] in one op (a loss collecting its layers' penalties
+/// needs no additions); the gradient reaches `total` unchanged. `total` itself when λ = 0.
+pub fn add_weight_penalty(
+    total: Tensor<1>,
+    weight: Tensor<2>,
+    regularizer: &WeightRegularizer,
+) -> Tensor<1> {
     if regularizer.lambda == 0.0 {
-        return Tensor::zeros([1], &weight.device());
+        return total;
     }
-    Tensor::from_dispatch(Dispatch::weight_penalty(
+    Tensor::from_dispatch(Dispatch::add_weight_penalty(
+        total.into_dispatch(),
         weight.into_dispatch(),
         *regularizer,
     ))

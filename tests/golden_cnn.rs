@@ -348,10 +348,12 @@ fn whole_cnn_through_burn_modules() {
         layers: vec![
             SpikingLayer::Conv(conv([1, 28, 28], 5, &w0.conv1)),
             SpikingLayer::Pool(
-                SpikingPool2dConfig::new([5, 24, 24], 2, LifSpec::paper(2.0)).init(),
+                SpikingPool2dConfig::new([5, 24, 24], 2, LifSpec::paper(2.0)).init(&dev),
             ),
             SpikingLayer::Conv(conv([5, 12, 12], 3, &w0.conv2)),
-            SpikingLayer::Pool(SpikingPool2dConfig::new([3, 8, 8], 2, LifSpec::paper(2.0)).init()),
+            SpikingLayer::Pool(
+                SpikingPool2dConfig::new([3, 8, 8], 2, LifSpec::paper(2.0)).init(&dev),
+            ),
             SpikingLayer::Dense(dense(48, 100, 10.0, &w0.hidden, false)),
             SpikingLayer::Dense(dense(100, 10, 5.0, &w0.output, true)),
         ],

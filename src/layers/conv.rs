@@ -144,11 +144,13 @@ impl SpikingConv2d {
         self.spec.topology.output_shape()
     }
 
-    /// The per-map exponential weight penalty (S12 with `S` the mean over one map's kernel).
-    pub fn regularizer_penalty(&self) -> Tensor<1> {
+    /// `total [1]` plus the per-map exponential weight penalty (S12 with `S` the mean over one
+    /// map's kernel).
+    pub fn add_regularizer_penalty(&self, total: Tensor<1>) -> Tensor<1> {
         let w = self.weight.val();
         let [maps, c, k, _] = w.dims();
-        crate::spike_trains::weight_penalty(w.reshape([maps, c * k * k]), &self.regularizer)
+        let rows = w.reshape([maps, c * k * k]);
+        crate::spike_trains::add_weight_penalty(total, rows, &self.regularizer)
     }
 }
 

@@ -149,10 +149,10 @@ impl SpikingDense {
         spiking_dense(input, self.weight.val(), labels, self.spec, self.kernels)
     }
 
-    /// The exponential weight-norm penalty `Σ_i λ (N_in L/2) exp(β (S_i − 1))` (S12), whose
-    /// gradient is the regulariser `R`; a scalar `[1]` (0 when λ = 0).
-    pub fn regularizer_penalty(&self) -> Tensor<1> {
-        crate::spike_trains::weight_penalty(self.weight.val(), &self.regularizer)
+    /// `total [1]` plus the exponential weight-norm penalty `Σ_i λ (N_in L/2) exp(β (S_i − 1))`
+    /// (S12), whose gradient is the regulariser `R` (`total` itself when λ = 0).
+    pub fn add_regularizer_penalty(&self, total: Tensor<1>) -> Tensor<1> {
+        crate::spike_trains::add_weight_penalty(total, self.weight.val(), &self.regularizer)
     }
 }
 

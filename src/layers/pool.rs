@@ -39,19 +39,21 @@ impl SpikingPool2dConfig {
         c.lif(&self.lif)
     }
 
-    /// Creates the layer.
+    /// Creates the layer on `device`.
     ///
     /// # Panics
     /// If the configuration is invalid (see [`Self::validate`]).
-    pub fn init(&self) -> SpikingPool2d {
-        or_panic(self.try_init())
+    pub fn init(&self, device: &Device) -> SpikingPool2d {
+        or_panic(self.try_init(device))
     }
 
-    /// Creates the layer (it has no parameters), or refuses an invalid configuration.
-    pub fn try_init(&self) -> Result<SpikingPool2d, LayerConfigError> {
+    /// Creates the layer on `device` (it has no parameters), or refuses an invalid
+    /// configuration.
+    pub fn try_init(&self, device: &Device) -> Result<SpikingPool2d, LayerConfigError> {
         self.validate()?;
         let [maps, height, width] = self.input;
         Ok(SpikingPool2d {
+            unit: Tensor::ones([1], device),
             spec: LocalSpec {
                 topology: Topology::Pool {
                     maps,
@@ -70,6 +72,9 @@ impl SpikingPool2dConfig {
 pub struct SpikingPool2d {
     #[module(skip)]
     spec: LocalSpec,
+    /// The unit weight `[1]`, made once (not a parameter, not recorded; it moves with the
+    /// module), so that a step creates no tensor for it.
+    unit: Tensor<1>,
 }
 
 impl SpikingPool2d {
@@ -79,8 +84,7 @@ impl SpikingPool2d {
     /// If `input` does not have `maps·h·w` neurons.
     pub fn forward(&self, input: SpikeTrains) -> SpikeTrains {
         super::check_input("SpikingPool2d", &self.spec, &input);
-        let unit = Tensor::ones([1], &input.device());
-        spiking_local(input, unit, self.spec)
+        spiking_local(input, self.unit.clone(), self.spec)
     }
 
     /// Geometry and neuron parameters of this layer.
@@ -99,7 +103,7 @@ mod tests {
     use super::*;
 
     fn refused(config: SpikingPool2dConfig) -> String {
-        config.try_init().unwrap_err().to_string()
+        config.try_init(&Device::flex()).unwrap_err().to_string()
     }
 
     fn pool(input: [usize; 3], size: usize, threshold: f32) -> SpikingPool2dConfig {
@@ -108,7 +112,7 @@ mod tests {
 
     #[test]
     fn refuses_bad_values_naming_the_field() {
-        assert!(pool([2, 8, 8], 2, 1.0).try_init().is_ok());
+        assert!(pool([2, 8, 8], 2, 1.0).try_init(&Device::flex()).is_ok());
         let err = refused(pool([2, 8, 9], 2, 1.0));
         assert_eq!(err, "SpikingPool2d: size 2 does not tile the 8×9 input");
         assert!(refused(pool([2, 8, 8], 0, 1.0)).contains("size"));

@@ -73,11 +73,12 @@ impl<B: SpikingOps, C: CheckpointStrategy> Hm2bpBackend for Autodiff<B, C> {
         }
     }
 
-    fn weight_penalty(
+    fn add_weight_penalty(
+        total: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         regularizer: WeightRegularizer,
     ) -> FloatTensor<Self> {
-        super::penalty::autodiff_penalty::<B, C>(weight, regularizer)
+        super::penalty::autodiff_penalty::<B, C>(total, weight, regularizer)
     }
 
     fn count_loss(

@@ -22,9 +22,10 @@ use super::SpikingOps;
 use super::host::{f32s, host_f32, read};
 use crate::rule::output::CountTargets;
 
-/// What the count-loss op returns: every sample's loss `[B]`, or their mean `[1]` (whose
-/// backward is then one scale and one multiply instead of the four launches of a separate
-/// mean and its derivative; the same gradients bit for bit).
+/// What the count-loss op returns: every sample's loss `[B]`, or their mean `[1]` (on a device
+/// taken in the loss kernel, its `1/B` already in the kept gradient, so that the backward is
+/// one multiply instead of the launches of a separate mean and its derivative; the same
+/// gradients bit for bit in a training step).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LossReduce {
     /// `[B]`.
@@ -39,6 +40,32 @@ impl LossReduce {
         match self {
             LossReduce::PerSample => per_sample,
             LossReduce::Mean => B::float_mean(per_sample),
+        }
+    }
+
+    /// The factor of every sample's gradient in the reduced loss's: 1, or `1/B` for the mean
+    /// (an `f32`, as Burn turns the scalar of its mean's derivative into one).
+    pub(super) fn grad_scale(self, batch: usize) -> f32 {
+        match self {
+            LossReduce::PerSample => 1.0,
+            LossReduce::Mean => (1.0 / batch.max(1) as f64) as f32,
+        }
+    }
+
+    /// The reduced loss and its gradient with respect to the counts (for an upstream
+    /// gradient of 1) from `per_sample [B]` losses and their gradients `grad [B, C]`.
+    pub(super) fn finish<B: Backend>(
+        self,
+        per_sample: FloatTensor<B>,
+        grad: FloatTensor<B>,
+    ) -> (FloatTensor<B>, FloatTensor<B>) {
+        match self {
+            LossReduce::PerSample => (per_sample, grad),
+            LossReduce::Mean => {
+                let scale = self.grad_scale(per_sample.shape()[0]);
+                let grad = B::float_mul_scalar(grad, f64::from(scale).into());
+                (self.apply::<B>(per_sample), grad)
+            }
         }
     }
 
@@ -92,8 +119,9 @@ pub fn host_count_loss<B: Backend>(
 struct CountLossBackward;
 
 impl<B: Backend> Backward<B, 1> for CountLossBackward {
-    /// `∂E_b/∂o [B, C]`, and the batch size when the op returned the mean.
-    type State = (FloatTensor<B>, Option<usize>);
+    /// The reduced loss's gradient with respect to the counts `[B, C]` (the forward's, for an
+    /// upstream gradient of 1), and how the loss was reduced.
+    type State = (FloatTensor<B>, LossReduce);
 
     fn backward(
         self,
@@ -103,21 +131,18 @@ impl<B: Backend> Backward<B, 1> for CountLossBackward {
     ) {
         let upstream = grads.consume::<B>(&ops.node);
         let [parent] = ops.parents;
-        let (grad, mean_of) = ops.state;
+        let (grad, reduce) = ops.state;
         if let Some(node) = parent {
-            // Per sample: `∂E/∂E_b`; for the mean `(1/B) · ∂E/∂mean`, as Burn's mean derives it
-            // (`1/B` as a scalar times the upstream), so the product is the same bits.
-            let scale = match mean_of {
-                Some(b) => {
-                    let scaled = B::float_mul_scalar(upstream, (1.0 / b as f64).into());
-                    B::float_reshape(scaled, Shape::new([1, 1]))
-                }
-                None => {
-                    let b = upstream.shape()[0];
-                    B::float_reshape(upstream, Shape::new([b, 1]))
-                }
+            // The upstream gradient of the mean `[1]` or of each sample's loss `[B]`, broadcast
+            // over the classes. The mean's `1/B` is already in `grad`: with the upstream 1 of a
+            // training step the product has the bits of Burn's `(1/B · upstream) · grad`
+            // (otherwise it agrees to one `f32` rounding).
+            let rows = match reduce {
+                LossReduce::Mean => 1,
+                LossReduce::PerSample => upstream.shape()[0],
             };
-            grads.register::<B>(node.id, B::float_mul(grad, scale));
+            let upstream = B::float_reshape(upstream, Shape::new([rows, 1]));
+            grads.register::<B>(node.id, B::float_mul(grad, upstream));
         }
     }
 }
@@ -136,11 +161,9 @@ pub(super) fn autodiff_count_loss<B: SpikingOps, C: CheckpointStrategy>(
         .compute_bound()
         .stateful();
     let inputs = [counts.into_primitive(), weight.into_primitive()];
-    let (loss, grad) = B::count_loss_forward(inputs, labels, targets);
-    let mean_of = (reduce == LossReduce::Mean).then(|| loss.shape()[0]);
-    let loss = reduce.apply::<B>(loss);
+    let (loss, grad) = B::count_loss_forward(inputs, labels, targets, reduce);
     match prepared {
-        OpsKind::Tracked(prep) => prep.finish((grad, mean_of), loss),
+        OpsKind::Tracked(prep) => prep.finish((grad, reduce), loss),
         OpsKind::UnTracked(prep) => prep.finish(loss),
     }
 }

@@ -122,14 +122,17 @@ pub trait Hm2bpBackend: Backend {
         kernels: KernelPath,
     ) -> (FloatTensor<Self>, IntTensor<Self>);
 
-    /// The weight regulariser's penalty `[1]` (spec S12) of `weight [rows, row_len]` (one row
-    /// per post neuron or output map). On autodiff backends its gradient is `R`
-    /// ([`WeightRegularizer::gradient`]). Computed on the host (CPU backends) or on the device.
-    fn weight_penalty(
+    /// `total [1]` plus the weight regulariser's penalty (spec S12) of `weight [rows, row_len]`
+    /// (one row per post neuron or output map), so that a loss collects its layers' penalties
+    /// without an addition of its own per layer. On autodiff backends the gradient flows on to
+    /// `total` unchanged and reaches the weight as `R` ([`WeightRegularizer::gradient`]).
+    /// Computed on the host (CPU backends) or on the device.
+    fn add_weight_penalty(
+        total: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         regularizer: WeightRegularizer,
     ) -> FloatTensor<Self> {
-        penalty::host_penalty::<Self>(weight, regularizer).0
+        Self::float_add(total, penalty::host_penalty::<Self>(weight, regularizer).0)
     }
 
     /// One Adam update of a parameter: new `(weight, m, v)` from `weight`, its `grad` and
@@ -199,23 +202,28 @@ pub trait SpikingOps: Hm2bpBackend {
         }
     }
 
-    /// The weight regulariser's penalty `[1]` of `weight [rows, row_len]` and what its
-    /// backward needs (see [`Hm2bpBackend::weight_penalty`]). By default on the host.
+    /// `total [1]` plus the weight regulariser's penalty of `weight [rows, row_len]`, and what
+    /// its backward needs (see [`Hm2bpBackend::add_weight_penalty`]). By default on the host.
     fn penalty_forward(
+        total: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         regularizer: WeightRegularizer,
     ) -> (FloatTensor<Self>, PenaltyState<Self>) {
-        penalty::host_penalty::<Self>(weight, regularizer)
+        let (value, state) = penalty::host_penalty::<Self>(weight, regularizer);
+        (Self::float_add(total, value), state)
     }
 
-    /// The count loss of every sample `[B]` and its gradient with respect to the counts
-    /// `[B, C]` (see [`count_loss`]). By default on the host.
+    /// The count loss reduced as `reduce` asks (every sample's `[B]` or their mean `[1]`) and
+    /// its gradient with respect to the counts `[B, C]` for an upstream gradient of 1 (see
+    /// [`count_loss`]). By default on the host.
     fn count_loss_forward(
         [counts, weight]: [FloatTensor<Self>; 2],
         labels: IntTensor<Self>,
         targets: CountTargets,
+        reduce: LossReduce,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        count_loss::host_count_loss::<Self>([counts, weight], labels, targets)
+        let (loss, grad) = count_loss::host_count_loss::<Self>([counts, weight], labels, targets);
+        reduce.finish::<Self>(loss, grad)
     }
 
     /// The weight's gradient `g · R` from the penalty's `state` and gradient `g [1]`.

@@ -126,41 +126,45 @@ impl<B: Backend> PenaltyState<B> {
 #[derive(Debug)]
 struct PenaltyBackward;
 
-impl<B: SpikingOps> Backward<B, 1> for PenaltyBackward {
+impl<B: SpikingOps> Backward<B, 2> for PenaltyBackward {
     type State = PenaltyState<B>;
 
+    /// The gradient `g` flows on to the total unchanged, and to the weight as `g · R`.
     fn backward(
         self,
-        ops: Ops<Self::State, 1>,
+        ops: Ops<Self::State, 2>,
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
         let g = grads.consume::<B>(&ops.node);
-        let [parent] = ops.parents;
-        if let Some(node) = parent {
-            grads.register::<B>(node.id, B::penalty_gradient(ops.state, g));
+        let [total, weight] = ops.parents;
+        if let Some(node) = weight {
+            grads.register::<B>(node.id, B::penalty_gradient(ops.state, g.clone()));
+        }
+        if let Some(node) = total {
+            grads.register::<B>(node.id, g);
         }
     }
 }
 
-/// [`Hm2bpBackend::weight_penalty`](super::Hm2bpBackend::weight_penalty) on an autodiff
-/// backend: the inner backend's [`SpikingOps::penalty_forward`].
+/// [`Hm2bpBackend::add_weight_penalty`](super::Hm2bpBackend::add_weight_penalty) on an
+/// autodiff backend: the inner backend's [`SpikingOps::penalty_forward`].
 pub(super) fn autodiff_penalty<B: SpikingOps, C: CheckpointStrategy>(
+    total: FloatTensor<Autodiff<B, C>>,
     weight: FloatTensor<Autodiff<B, C>>,
     regularizer: WeightRegularizer,
 ) -> FloatTensor<Autodiff<B, C>> {
-    match PenaltyBackward
-        .prepare::<C>([weight.node()])
+    let prepared = PenaltyBackward
+        .prepare::<C>([total.node(), weight.node()])
         .compute_bound()
-        .stateful()
-    {
+        .stateful();
+    let (total, weight) = (total.into_primitive(), weight.into_primitive());
+    match prepared {
         OpsKind::Tracked(prep) => {
-            let (value, state) = B::penalty_forward(weight.into_primitive(), regularizer);
+            let (value, state) = B::penalty_forward(total, weight, regularizer);
             prep.finish(state, value)
         }
-        OpsKind::UnTracked(prep) => {
-            prep.finish(B::weight_penalty(weight.into_primitive(), regularizer))
-        }
+        OpsKind::UnTracked(prep) => prep.finish(B::add_weight_penalty(total, weight, regularizer)),
     }
 }
 

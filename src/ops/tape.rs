@@ -75,7 +75,7 @@ pub(crate) struct WordsTape<B: Backend> {
 pub(crate) type DeviceForward<B> = (FloatTensor<B>, IntTensor<B>, Kept<B>);
 
 /// What a forward pass's kernels made besides its outputs that its backward reads too (the
-/// CubeCL dense layers'; nothing elsewhere).
+/// CubeCL layers'; nothing elsewhere).
 #[derive(Clone, Debug)]
 #[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
 pub(crate) struct Kept<B: Backend> {

@@ -99,6 +99,15 @@ impl Network {
             Network::Bptt(_) => None,
         }
     }
+
+    /// `loss [1]` plus the weight-regulariser penalty (HM2-BP networks), each layer's op
+    /// adding its own.
+    fn add_penalty(&self, loss: Tensor<1>) -> Tensor<1> {
+        match self {
+            Network::Hm2bp(net) => net.add_regularizer_penalty(loss),
+            Network::Bptt(_) => loss,
+        }
+    }
 }
 
 /// The loss on output spike counts.
@@ -229,10 +238,7 @@ impl SpikingClassifier {
             LossReduce::PerSample => forward.loss.mean(),
             LossReduce::Mean => forward.loss,
         };
-        let total = match self.penalty() {
-            Some(penalty) => loss.clone() + penalty,
-            None => loss.clone(),
-        };
+        let total = self.net.add_penalty(loss.clone());
         let classification = ClassificationOutput::new(loss, forward.counts.detach(), batch.labels);
         (
             StepOutput {

@@ -30,10 +30,11 @@ use cubecl::prelude::*;
 use super::reduce::sum_slices;
 use super::spsp::{side_effect, spsp_entry};
 use super::{
-    Chunk, PostTerms, PreError, batch_cat, batch_chunks, batch_slice, dims3, elementwise,
-    empty_like, forward_by_chunks, largest_allocation, lif_scan, post_terms, spike_times,
+    Chunk, ChunkForward, PostTerms, PreError, batch_cat, batch_chunks, batch_slice, dims3,
+    elementwise, empty_like, forward_by_chunks, known_times, largest_allocation, lif_scan,
+    post_terms, spike_times,
 };
-use crate::ops::tape::{Tape, WordsTape};
+use crate::ops::tape::{DeviceForward, Kept, Tape, WordsTape};
 
 use crate::rule::local::{ErrorScale, LocalSpec, Topology};
 use crate::rule::terms::{SILENT_POST_SIDE_RATIO, SILENT_POST_SPSP};
@@ -467,24 +468,33 @@ pub(super) fn fits(words: &CubeTensor, spec: &LocalSpec) -> bool {
 }
 
 /// The layer's forward pass on the device: input `words [B, T, ⌈n_in/32⌉]`, shared
-/// `weight [n_weights]` → (counts `[B, n_out]`, words `[B, T, ⌈n_out/32⌉]`).
+/// `weight [n_weights]` → (counts `[B, n_out]`, words `[B, T, ⌈n_out/32⌉]`, and for a batch
+/// in one piece the output spike times, which the backward reads instead of finding them in
+/// the words again).
 pub(super) fn forward(
     words: CubeTensor,
     weight: CubeTensor,
     spec: &LocalSpec,
-) -> (CubeTensor, CubeTensor) {
+) -> DeviceForward<Cube> {
     let per_sample = per_sample_bytes(spec, dims3(&words)[1]);
-    forward_by_chunks(words, per_sample, |w| {
-        forward_chunk(w, weight.clone(), spec)
-    })
+    let (counts, trains, output_times) = forward_by_chunks(words, per_sample, |w, keep| {
+        forward_chunk(w, weight.clone(), spec, keep)
+    });
+    let kept = Kept {
+        weight_t: None,
+        output_times,
+    };
+    (counts, trains, kept)
 }
 
-/// [`forward`] of a batch whose buffers fit the device.
+/// [`forward`] of a batch whose buffers fit the device (the output spike times too when
+/// `keep_times`).
 fn forward_chunk(
     words: CubeTensor,
     weight: CubeTensor,
     spec: &LocalSpec,
-) -> (CubeTensor, CubeTensor) {
+    keep_times: bool,
+) -> ChunkForward {
     let [b, t, w_in] = dims3(&words);
     let conn = spec.topology.connectivity();
     let (n_in, n_out) = (conn.n_in, conn.n_out);
@@ -508,8 +518,8 @@ fn forward_chunk(
         n_out as u32,
         window(spec.topology),
     );
-    let (counts, trains, _) = lif_scan(currents, &words, [b, t, n_out], (&spec.lif, None), false);
-    (counts, trains)
+    let lif = (&spec.lif, None);
+    lif_scan(currents, &words, [b, t, n_out], lif, keep_times)
 }
 
 /// The layer's HM2-BP backward on the device from the forward's tape (input and output
@@ -531,13 +541,15 @@ pub(super) fn backward(
         weight: into_contiguous(tape.weight.clone()),
     };
     let (mut partials, mut d_pre) = (Vec::new(), Vec::new());
-    for r in batch_chunks(input, b, per_sample) {
+    let chunks = batch_chunks(input, b, per_sample);
+    let known_times = known_times(words, &chunks);
+    for r in chunks {
         let chunk = Chunk {
             input: batch_slice(input, &r),
             output: batch_slice(&words.output, &r),
             d_post: batch_slice(&d_post, &r),
             labels: None,
-            output_times: None,
+            output_times: known_times.clone(),
         };
         let g = backward_chunk(chunk, &layer, needs);
         partials.extend(g.weight);
@@ -587,7 +599,7 @@ fn backward_chunk(chunk: Chunk, layer: &Layer, needs: Needs) -> LayerGrads<CubeT
         n_out,
         None,
         &layer.spec.lif,
-        None,
+        chunk.output_times,
     );
     let (times, o_pre) = spike_times(words, n_in);
     let e = local_spsp(times, &o_pre, &post, layer, [b, t, n_in, n_out]);

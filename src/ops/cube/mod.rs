@@ -61,11 +61,12 @@ impl Hm2bpBackend for Cube {
         forward_untaped::<Self>(counts, words, weight, labels, spec, kernels)
     }
 
-    fn weight_penalty(
+    fn add_weight_penalty(
+        total: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         regularizer: WeightRegularizer,
     ) -> FloatTensor<Self> {
-        Self::penalty_forward(weight, regularizer).0
+        Self::penalty_forward(total, weight, regularizer).0
     }
 
     fn count_loss(
@@ -75,7 +76,7 @@ impl Hm2bpBackend for Cube {
         targets: CountTargets,
         reduce: LossReduce,
     ) -> FloatTensor<Self> {
-        reduce.apply::<Self>(Self::count_loss_forward([counts, weight], labels, targets).0)
+        Self::count_loss_forward([counts, weight], labels, targets, reduce).0
     }
 
     fn layer_activity(counts: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -104,16 +105,18 @@ impl Hm2bpBackend for Cube {
 }
 
 impl SpikingOps for Cube {
-    /// On the device (no weight read back): the penalty kernels, or tensor operations for
-    /// weights they do not take.
+    /// On the device (no weight read back): the penalty kernels, the total added by the
+    /// last, or tensor operations for weights they do not take.
     fn penalty_forward(
+        total: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         regularizer: WeightRegularizer,
     ) -> (FloatTensor<Self>, PenaltyState<Self>) {
-        if !penalty::fits(&weight) {
-            return super::penalty::device_penalty::<Self>(weight, regularizer);
+        if !penalty::fits(&weight, &total) {
+            let (value, state) = super::penalty::device_penalty::<Self>(weight, regularizer);
+            return (Self::float_add(total, value), state);
         }
-        let (value, barriers) = penalty::forward(weight.clone(), &regularizer);
+        let (value, barriers) = penalty::forward(total, weight.clone(), &regularizer);
         let state = PenaltyState::Device {
             weight,
             barriers,
@@ -122,16 +125,20 @@ impl SpikingOps for Cube {
         (value, state)
     }
 
-    /// One kernel (the host form for counts or weights of another dtype).
+    /// One kernel, the reduction and the gradient's scale included (the host form for counts
+    /// or weights of another dtype).
     fn count_loss_forward(
         [counts, weight]: [FloatTensor<Self>; 2],
         labels: IntTensor<Self>,
         targets: CountTargets,
+        reduce: LossReduce,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         if count_loss::fits(&counts, &weight) {
-            count_loss::forward([counts, weight], labels, targets)
+            count_loss::forward([counts, weight], labels, targets, reduce)
         } else {
-            super::count_loss::host_count_loss::<Self>([counts, weight], labels, targets)
+            let inputs = [counts, weight];
+            let (loss, grad) = super::count_loss::host_count_loss::<Self>(inputs, labels, targets);
+            reduce.finish::<Self>(loss, grad)
         }
     }
 
@@ -141,9 +148,7 @@ impl SpikingOps for Cube {
                 weight,
                 barriers,
                 regularizer,
-            } if penalty::fits(&weight) && g.dtype == DType::F32 => {
-                penalty::gradient(weight, barriers, g, &regularizer)
-            }
+            } if penalty::fits(&weight, &g) => penalty::gradient(weight, barriers, g, &regularizer),
             state => state.gradient(g),
         }
     }
@@ -172,8 +177,7 @@ impl SpikingOps for Cube {
             }
             LayerSpec::Local(l) if fit && local::fits(&input.words, &l) => {
                 Tape::run_on_device(input, true, |i| {
-                    let (counts, words) = local::forward(i.words.clone(), i.weight.clone(), &l);
-                    (counts, words, Kept::none())
+                    local::forward(i.words.clone(), i.weight.clone(), &l)
                 })
             }
             LayerSpec::Local(_) => host::forward::<Self>(input),
@@ -223,24 +227,17 @@ fn dense_forward(
     n_in: usize,
     spec: &DenseSpec,
 ) -> DeviceForward<Cube> {
-    let [b, t, _] = dims3(&words);
+    let t = dims3(&words)[1];
     let n_out = weight.shape()[0];
     let per_sample = 4 * t * n_in.max(n_out);
     let weight_t = into_contiguous(Cube::float_transpose(weight));
-    let mut kept = Kept {
-        weight_t: Some(weight_t.clone()),
-        output_times: None,
-    };
-    // In one piece the scan keeps the output spike times for the backward.
-    if batch_chunks(&words, b, per_sample).len() == 1 {
-        let (counts, trains, times) = dense_forward_chunk(words, weight_t, n_in, spec, true);
-        kept.output_times = times.map(|times| (times, counts.clone()));
-        return (counts, trains, kept);
-    }
-    let (counts, trains) = forward_by_chunks(words, per_sample, |w| {
-        let (counts, trains, _) = dense_forward_chunk(w, weight_t.clone(), n_in, spec, false);
-        (counts, trains)
+    let (counts, trains, output_times) = forward_by_chunks(words, per_sample, |w, keep| {
+        dense_forward_chunk(w, weight_t.clone(), n_in, spec, keep)
     });
+    let kept = Kept {
+        weight_t: Some(weight_t),
+        output_times,
+    };
     (counts, trains, kept)
 }
 
@@ -252,7 +249,7 @@ fn dense_forward_chunk(
     n_in: usize,
     spec: &DenseSpec,
     keep_times: bool,
-) -> (CubeTensor, CubeTensor, Option<CubeTensor>) {
+) -> ChunkForward {
     let n_out = weight_t.shape()[1];
     let [b, t, w_in] = dims3(&words);
     assert_eq!(
@@ -314,7 +311,7 @@ fn lif_scan(
     [b, t, n_out]: [usize; 3],
     (lif, lateral): (&LifSpec, Option<f32>),
     keep_times: bool,
-) -> (CubeTensor, CubeTensor, Option<CubeTensor>) {
+) -> ChunkForward {
     let client = like.client.clone();
     let w_out = words_per_step(n_out);
     let words = empty_like(like, vec![b, t, w_out], like.dtype);
@@ -392,12 +389,7 @@ fn dense_backward(
     let mut grad: Option<CubeTensor> = None;
     let mut d_pre = Vec::new();
     let chunks = batch_chunks(&words.input, b, per_sample);
-    // The forward's output spike times serve a backward in one piece.
-    let known_times = words
-        .kept
-        .output_times
-        .clone()
-        .filter(|_| chunks.len() == 1);
+    let known_times = known_times(words, &chunks);
     for r in chunks {
         let chunk = Chunk {
             input: batch_slice(&words.input, &r),
@@ -417,6 +409,19 @@ fn dense_backward(
         weight: grad,
         input: (!d_pre.is_empty()).then(|| batch_cat(d_pre)),
     }
+}
+
+/// The output spike times and counts the forward kept, which serve a backward in one piece
+/// (`chunks`: its sample ranges).
+fn known_times(
+    words: &WordsTape<Cube>,
+    chunks: &[Range<usize>],
+) -> Option<(CubeTensor, CubeTensor)> {
+    words
+        .kept
+        .output_times
+        .clone()
+        .filter(|_| chunks.len() == 1)
 }
 
 /// Samples of a batch whose backward buffers fit the device: their input and output words,
@@ -786,19 +791,32 @@ fn batch_cat(mut parts: Vec<CubeTensor>) -> CubeTensor {
 }
 
 /// A forward pass `f` over input words `[B, T, ·]` run chunk by chunk (see [`batch_chunks`]),
-/// its (counts, words) concatenated.
+/// its (counts, words) concatenated. In one piece `f` is asked to keep the output spike times
+/// (its second argument), which come back with the counts for the backward.
 fn forward_by_chunks(
     words: CubeTensor,
     per_sample: usize,
-    f: impl Fn(CubeTensor) -> (CubeTensor, CubeTensor),
-) -> (CubeTensor, CubeTensor) {
+    f: impl Fn(CubeTensor, bool) -> ChunkForward,
+) -> (CubeTensor, CubeTensor, Option<(CubeTensor, CubeTensor)>) {
     let b = words.shape()[0];
-    let (counts, trains): (Vec<_>, Vec<_>) = batch_chunks(&words, b, per_sample)
+    let chunks = batch_chunks(&words, b, per_sample);
+    if chunks.len() == 1 {
+        let (counts, trains, times) = f(words, true);
+        let kept = times.map(|times| (times, counts.clone()));
+        return (counts, trains, kept);
+    }
+    let (counts, trains): (Vec<_>, Vec<_>) = chunks
         .iter()
-        .map(|r| f(batch_slice(&words, r)))
+        .map(|r| {
+            let (counts, trains, _) = f(batch_slice(&words, r), false);
+            (counts, trains)
+        })
         .unzip();
-    (batch_cat(counts), batch_cat(trains))
+    (batch_cat(counts), batch_cat(trains), None)
 }
+
+/// A chunk's forward pass: counts, words and, when asked to keep them, the output spike times.
+type ChunkForward = (CubeTensor, CubeTensor, Option<CubeTensor>);
 
 /// Classes `[B]` as the kernels read them, `u32`: 32-bit labels as they are (an `i32`'s bits:
 /// `NO_LABEL` reads as `u32::MAX`, no class; no cast launch), wider ones cast.

@@ -14,10 +14,23 @@ const LEVELS: u32 = 8;
 /// own slot and a `sync_cube`).
 #[cube]
 pub fn tree_sum(shared: &mut Shared<[f32]>) {
+    tree_sum_groups(shared, UNITS, LEVELS);
+}
+
+/// Sums each group of `width = 2^levels` consecutive slots of `shared[0..UNITS]` into the
+/// group's first slot, over a tree (every unit of the cube calls it, after writing its own slot
+/// and a `sync_cube`).
+#[cube]
+pub fn tree_sum_groups(
+    shared: &mut Shared<[f32]>,
+    #[comptime] width: u32,
+    #[comptime] levels: u32,
+) {
     let i = UNIT_POS as usize;
-    for level in 0..LEVELS {
-        let stride = (UNITS >> (level + 1u32)) as usize;
-        if i < stride {
+    let lane = i % width as usize;
+    for level in 0..levels {
+        let stride = (width >> (level + 1u32)) as usize;
+        if lane < stride {
             let other = shared[i + stride];
             shared[i] += other;
         }
