@@ -858,10 +858,11 @@ fn killed_mid_epoch_resumes_as_if_uninterrupted() {
     }
 }
 
-/// `--read-every N` (a device's default, here on the CPU: the fault watch and boosting's
-/// verdicts read back every N steps and at every epoch's end, mid-epoch checkpoints only after
-/// such a step) trains as reading every step: the same weights, boosting weights and test
-/// metrics; a fault is still caught, the message saying how often it is looked for.
+/// `--read-every N` (a device's default, here on the CPU: the fault watch, boosting's
+/// verdicts and the metrics read back every N steps and at every epoch's end, mid-epoch
+/// checkpoints only after such a step) trains as reading every step: the same weights,
+/// boosting weights, training and test metrics; a fault is still caught, the message saying
+/// how often it is looked for.
 #[test]
 fn reading_back_every_few_steps_trains_the_same() {
     let data = common::mnist_root();
@@ -889,12 +890,21 @@ fn reading_back_every_few_steps_trains_the_same() {
         read(&each, "boosting.json"),
         read(&every_4, "boosting.json")
     );
-    let tested = |run: &Path| -> Vec<(serde_json::Value, serde_json::Value)> {
+    let tested = |run: &Path| -> Vec<Vec<serde_json::Value>> {
         let s: serde_json::Value = serde_json::from_slice(&read(run, "summary.json")).unwrap();
         let epochs = s["epochs"].as_array().unwrap().clone();
+        let fields = [
+            "test_accuracy",
+            "test_loss",
+            "train_accuracy",
+            "loss",
+            "authors_cost",
+            "dead_neurons",
+            "spikes_per_sample",
+        ];
         epochs
             .iter()
-            .map(|e| (e["test_accuracy"].clone(), e["test_loss"].clone()))
+            .map(|e| fields.iter().map(|f| e[f].clone()).collect())
             .collect()
     };
     assert_eq!(tested(&each), tested(&every_4));

@@ -264,9 +264,9 @@ struct TrainArgs {
     /// ranks of `mpirun` do (the same weights); 1: the single-process step.
     #[arg(long, default_value_t = 1)]
     virtual_workers: usize,
-    /// Read the numerical-fault checks and boosting's verdicts back from the device every N
-    /// steps (and at every epoch's last step) instead of every step (default: 1 on the CPU
-    /// backends, 25 on wgpu).
+    /// Read the numerical-fault checks, boosting's verdicts and the dashboard's metrics back
+    /// from the device every N steps (and at every epoch's last step) instead of every step
+    /// (default: 1 on the CPU backends, 25 on wgpu).
     #[arg(long)]
     read_every: Option<usize>,
 }

@@ -6,12 +6,12 @@ use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::ExecutionError;
-use burn::train::metric::{AccuracyInput, Adaptor, LossInput};
+use burn::train::metric::Adaptor;
 use burn::train::{ClassificationOutput, InferenceStep, ItemLazy, TrainOutput, TrainStep};
 
 use super::data::{InputSpikes, SpikeBatch};
 use super::hooks::StepHooks;
-use super::metrics::{ActivityInput, CountsInput, LayerActivity};
+use super::metrics::{ActivityInput, CountsInput, LayerActivity, StepLoss};
 use super::sharded::Workers;
 use std::path::Path;
 
@@ -326,15 +326,9 @@ impl ItemLazy for StepOutput {
     }
 }
 
-impl Adaptor<AccuracyInput> for StepOutput {
-    fn adapt(&self) -> AccuracyInput {
-        self.classification.adapt()
-    }
-}
-
-impl Adaptor<LossInput> for StepOutput {
-    fn adapt(&self) -> LossInput {
-        self.classification.adapt()
+impl Adaptor<StepLoss> for StepOutput {
+    fn adapt(&self) -> StepLoss {
+        StepLoss(self.classification.loss.clone())
     }
 }
 

@@ -12,7 +12,7 @@
 //! | [`fault`], [`boosting`], [`midepoch`] | the services: numerical faults, boosting weights, mid-epoch records |
 //! | [`schedule`], [`adam`] | the learning-rate schedule (on the clock) and the fused Adam optimizer |
 //! | [`checkpoint`], [`resume`], [`started_with`] | the output folder's files (written atomically), where `--resume` continues, the settings a run started with |
-//! | [`metrics`], [`summary`], [`renderer`] | step metrics, `summary.json`, plain progress lines |
+//! | [`metrics`], [`pending`], [`summary`], [`renderer`] | step metrics (read back every few steps on a device), `summary.json`, plain progress lines |
 //! | [`eval`], [`average`] | trained models on the test split, checkpoint averaging |
 //! | [`shards`], [`sharded`], [`wire`], [`collective`], `mpi`, [`launcher`], [`ranks`] | data-parallel training: the split of a global batch, the sharded step and its ordered gradient sum, what shards exchange, the ranks of an MPI job (feature `mpi`), joining it, rank agreement |
 
@@ -33,6 +33,7 @@ pub mod midepoch;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod ordered;
+pub mod pending;
 pub mod position;
 pub mod ranks;
 pub mod renderer;
@@ -83,8 +84,8 @@ pub struct RunOptions {
     pub checkpoint_every_batches: Option<usize>,
     /// Who trains: the ranks of an `mpirun` job, virtual workers (one process by default).
     pub workers: sharded::Workers,
-    /// Steps between reads of the fault watch and boosting's verdicts (`None`: every step on
-    /// the CPU backends, every [`DEVICE_READ_EVERY`] on devices).
+    /// Steps between reads of the fault watch, boosting's verdicts and the metrics (`None`:
+    /// every step on the CPU backends, every [`DEVICE_READ_EVERY`] on devices).
     pub read_every: Option<usize>,
 }
 

@@ -22,7 +22,6 @@ use burn::train::checkpoint::{
 };
 use burn::train::logger::FileMetricLogger;
 use burn::train::metric::store::{Aggregate, Direction, Split as MetricSplit};
-use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
 
 use super::RunOptions;
@@ -34,7 +33,9 @@ use super::classifier::{SpikingClassifier, build_classifier};
 use super::fault::FaultWatch;
 use super::hooks::StepHooks;
 use super::loading::{SplitLoading, load_split, split_loader};
-use super::metrics::{Activity, ActivityFigure, AuthorsCost, DeadNeuronMetric};
+use super::metrics::{
+    AccuracyFigure, Activity, ActivityFigure, AuthorsCost, DeadNeuronMetric, LossFigure,
+};
 use super::midepoch::{self, Every, MidEpochWriter};
 use super::position::{Position, StepClock};
 use super::ranks;
@@ -242,8 +243,18 @@ impl<'a> Plan<'a> {
             &self.writes,
             start.resume.as_ref().and_then(|r| r.mid_epoch.clone()),
         );
+        let read_every = opts
+            .read_every
+            .unwrap_or(if crate::backend::on_host(&opts.device) {
+                1
+            } else {
+                super::DEVICE_READ_EVERY
+            });
         let mut training = SupervisedTraining::new(&self.writes.out, train_loader, test_loader)
-            .metrics((AccuracyMetric::new(), LossMetric::new()))
+            .metrics((
+                AccuracyFigure::metric(read_every),
+                LossFigure::metric(read_every),
+            ))
             // The file logger first: burn-train reads epoch values back from the first logger
             // that has them (checkpoint selection); the summary logger only writes.
             .with_metric_logger(FileMetricLogger::new(&self.writes.out))
@@ -253,7 +264,7 @@ impl<'a> Plan<'a> {
             .with_checkpointing_strategy(checkpoints_kept(exp.average_last))
             .num_epochs(exp.epochs)
             .summary();
-        training = with_step_metrics(training, exp, self.model.net.layer_count());
+        training = with_step_metrics(training, exp, self.model.net.layer_count(), read_every);
         if !workers.is_writer() {
             training = training.renderer(Box::new(PlainRenderer::quiet()));
         } else if plain {
@@ -268,13 +279,6 @@ impl<'a> Plan<'a> {
             // record's through `RunCheckpointer`) and goes on with the next epoch.
             training = training.checkpoint(start.position.epoch);
         }
-        let read_every = opts
-            .read_every
-            .unwrap_or(if crate::backend::on_host(&opts.device) {
-                1
-            } else {
-                super::DEVICE_READ_EVERY
-            });
         let faults =
             FaultWatch::new(training.interrupter(), clock.clone()).checked_every(read_every);
         let mut hooks = StepHooks::new(clock.clone(), faults.clone())
@@ -354,22 +358,24 @@ impl<'a> Plan<'a> {
 }
 
 /// The metrics of every step beside accuracy and loss: the authors' cost, and per layer the
-/// activity (spikes per neuron, silent neurons) and the dead neurons.
+/// activity (spikes per neuron, silent neurons) and the dead neurons; all read back every
+/// `read_every` steps.
 fn with_step_metrics(
     mut training: SupervisedTraining<SpikingClassifier>,
     exp: &ExperimentDef,
     layers: usize,
+    read_every: usize,
 ) -> SupervisedTraining<SpikingClassifier> {
-    let label_level = exp.targets.desired as u32;
-    training =
-        training.metric_train_numeric(AuthorsCost::metric(exp.targets, exp.steps, label_level));
+    let label_spikes = (exp.steps, exp.targets.desired as u32);
+    let cost = AuthorsCost::metric(exp.targets, label_spikes, read_every);
+    training = training.metric_train_numeric(cost);
     for (k, label) in layer_labels(layers).iter().enumerate() {
         for kind in [Activity::SpikesPerNeuron, Activity::SilentPercent] {
             training = training
-                .metric_train_numeric(ActivityFigure::metric(k, label, kind))
-                .metric_valid_numeric(ActivityFigure::metric(k, label, kind));
+                .metric_train_numeric(ActivityFigure::metric(k, label, kind, read_every))
+                .metric_valid_numeric(ActivityFigure::metric(k, label, kind, read_every));
         }
-        training = training.metric_train_numeric(DeadNeuronMetric::new(k, label));
+        training = training.metric_train_numeric(DeadNeuronMetric::new(k, label, read_every));
     }
     training
 }
@@ -380,7 +386,7 @@ fn checkpoints_kept(average_last: usize) -> ComposedCheckpointingStrategy {
     ComposedCheckpointingStrategy::builder()
         .add(KeepLastNCheckpoints::new(average_last.max(2)))
         .add(MetricCheckpointingStrategy::new(
-            &LossMetric::new(),
+            &LossFigure::metric(1),
             Aggregate::Mean,
             Direction::Lowest,
             MetricSplit::Valid,
