@@ -271,6 +271,10 @@ pub struct RuleOptions {
 
 /// One layer of a [`SpikingNet`].
 #[derive(Module, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a network holds a few layers; Burn's Module derive takes no boxed variant"
+)]
 pub enum SpikingLayer {
     /// Fully connected.
     Dense(SpikingDense),
