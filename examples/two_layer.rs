@@ -6,6 +6,10 @@
 //! ```
 //!
 //! DATA_DIR holds `mnist/` (default `data`, filled by `experiment fetch-data`).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a user's program reads tensors with Burn's API"
+)]
 
 use std::path::PathBuf;
 

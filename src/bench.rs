@@ -235,8 +235,9 @@ fn bench_backend(
                 }
                 if let Some(n) = &timing.launches {
                     extra += &format!(
-                        " {:.0} | {:.2} | {} |",
+                        " {:.0} | {} | {:.2} | {} |",
                         n.total() as f64 / batches.timed as f64,
+                        timing.reads as f64 / batches.timed as f64,
                         timing.upload_bytes as f64 / 1e6,
                         device_mib()
                     );
@@ -284,7 +285,7 @@ fn print_table_header(
         extra += &format!(" × vs {name} |");
     }
     if !crate::backend::on_host(device) {
-        extra += " launches/step | upload MB/step | device MB |";
+        extra += " launches/step | reads/step | upload MB/step | device MB |";
     }
     println!(
         "| model | weights | kernels | batch | encode s | step s | samples/s | s / {}-sample epoch | × vs generic |{extra}",
@@ -376,6 +377,8 @@ struct Timing {
     step: f64,
     /// Kernels launched by the timed steps (CubeCL devices).
     launches: Option<LaunchCounts>,
+    /// Blocking device→host reads the timed steps made ([`crate::device_reads`]).
+    reads: u64,
     /// Bytes a step's batch uploads to a device (trains, labels, sample weights).
     upload_bytes: usize,
 }
@@ -401,6 +404,7 @@ fn time_steps(
         encode: 0.0,
         step: 0.0,
         launches: None,
+        reads: 0,
         upload_bytes: 0,
     };
     let mut index = 0usize;
@@ -412,9 +416,11 @@ fn time_steps(
         timing.upload_bytes = upload_bytes(&batch, device);
         let current = model;
         let step = || train_step(current, &mut optim, batch);
+        let reads = crate::device_reads::reads_so_far();
         let ((next, loss), launches) = count_step_launches(device, step);
         model = next;
         if k >= batches.warmup {
+            timing.reads += crate::device_reads::reads_so_far() - reads;
             timing.encode += (t1 - t0).as_secs_f64();
             timing.step += t1.elapsed().as_secs_f64();
             if let Some(n) = launches {
@@ -426,7 +432,7 @@ fn time_steps(
     // A device queues the steps: wait for the last one (one read per timed run).
     let t = Instant::now();
     if let Some(loss) = last_loss {
-        loss.into_scalar::<f32>();
+        crate::device_reads::scalar::<f32, 1, _>(loss, "the loss");
     }
     timing.step += t.elapsed().as_secs_f64();
     Ok(timing)

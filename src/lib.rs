@@ -50,6 +50,7 @@ pub mod compare;
 pub mod datasets;
 pub mod definition;
 pub mod device_counts;
+pub mod device_reads;
 #[cfg(feature = "cli")]
 pub mod experiment;
 pub mod layers;

@@ -135,6 +135,7 @@ pub fn logged_cost(
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests read tensors directly")]
 mod tests {
     use super::*;
 

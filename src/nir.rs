@@ -94,8 +94,8 @@ fn pair(value: usize) -> Result<NirTensor, NirError> {
 fn weights<const D: usize>(w: &Param<Tensor<D>>) -> Result<(Vec<usize>, Vec<f32>), NirError> {
     let w = w.val();
     let shape = w.dims().to_vec();
-    let data = w
-        .into_data()
+    let data = crate::device_reads::try_data(w)
+        .map_err(|e| unsupported(format!("reading weights: {e:?}")))?
         .try_into_vec::<f32>()
         .map_err(|e| unsupported(format!("reading weights: {e:?}")))?;
     Ok((shape, data))

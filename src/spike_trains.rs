@@ -19,7 +19,8 @@
 use burn::backend::Dispatch;
 use burn::prelude::*;
 
-use crate::ops::host::{NO_LABEL, read, words_of};
+use crate::device_reads;
+use crate::ops::host::{NO_LABEL, words_of};
 use crate::ops::{Hm2bpBackend, KernelPath};
 use crate::rule::local::LocalSpec;
 use crate::rule::regularizer::WeightRegularizer;
@@ -92,7 +93,7 @@ impl SpikeTrains {
     /// When the device fails to hand the trains back.
     pub fn to_rasters(&self) -> Vec<SpikeRaster> {
         let [b, t, n] = self.dims();
-        let data = read("spike trains", self.words.clone().into_data_async());
+        let data = device_reads::data(self.words.clone(), "spike trains");
         let shape = BatchShape {
             batch: b,
             steps: t,

@@ -1,6 +1,10 @@
 //! The generic (tensor-op) path of the spiking dense layer computes what the event-driven host
 //! kernels compute: the same spike trains (bit for bit, with weights whose sums are exact in
 //! `f32`) and the same HM2-BP gradients (up to summation order).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests read tensors directly; only the library's reads are counted"
+)]
 
 use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};

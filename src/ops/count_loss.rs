@@ -19,7 +19,8 @@ use burn::backend::{Autodiff, Backend, TensorMetadata};
 use burn::tensor::{Shape, TensorData};
 
 use super::SpikingOps;
-use super::host::{f32s, host_f32, read};
+use super::host::{f32s, host_f32};
+use crate::device_reads;
 use crate::rule::output::CountTargets;
 
 /// What the count-loss op returns: every sample's loss `[B]`, or their mean `[1]` (on a device
@@ -88,7 +89,7 @@ pub fn host_count_loss<B: Backend>(
     let [b, c] = [counts.shape()[0], counts.shape()[1]];
     let counts = host_f32::<B>("counts", counts);
     let weight = host_f32::<B>("sample weights", weight);
-    let labels: Vec<i64> = read("labels", B::int_into_data(labels))
+    let labels: Vec<i64> = device_reads::primitive("labels", B::int_into_data(labels))
         .iter::<i64>()
         .collect();
     let (mut loss, mut grad) = (vec![0.0f32; b], vec![0.0f32; b * c]);

@@ -4,7 +4,7 @@
 //! the results.
 //!
 //! **One error rule.** A spiking layer's op has no error channel (Burn's backend ops return
-//! tensors), so every read from a device goes through [`read`], which stops the step with a
+//! tensors), so every read from a device goes through [`crate::device_reads::primitive`], which stops the step with a
 //! message naming what was being read and why it failed — at the point of failure, never as
 //! an empty vector that fails later elsewhere. Values that are not what the op needs
 //! (a missing or out-of-range label, words that do not hold the layer's neurons) stop it
@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, TensorMetadata};
-use burn::tensor::{DType, ExecutionError, TensorData, read_sync};
+use burn::tensor::{DType, TensorData};
 
 use super::tape::{LayerInput, Saved, Tape, WordsTape};
+use crate::device_reads;
 use crate::rule::{LayerGrads, Needs, RasterTape};
 use crate::spikes::words_per_step;
 use crate::spikes::{
@@ -27,22 +28,10 @@ use crate::spikes::{
 /// backward, which refuses it).
 pub(crate) const NO_LABEL: i64 = -1;
 
-/// The data of a tensor read from its device (`what`: what the tensor holds, for the message).
-///
-/// # Panics
-/// When the device fails to hand the data back: a training step cannot go on without it.
-pub(crate) fn read(
-    what: &str,
-    data: impl Future<Output = Result<TensorData, ExecutionError>>,
-) -> TensorData {
-    read_sync(data)
-        .unwrap_or_else(|e| panic!("hm2bp: reading {what} from its device failed: {e:?}"))
-}
-
 /// A float tensor's data on the host as `f32` (converted if the tensor has another float
 /// dtype), without further copies; [`f32s`] gives its values.
 pub(crate) fn host_f32<B: Backend>(what: &str, tensor: FloatTensor<B>) -> TensorData {
-    let data = read(what, B::float_into_data(tensor));
+    let data = device_reads::primitive(what, B::float_into_data(tensor));
     if data.dtype() == DType::F32 {
         data
     } else {
@@ -77,7 +66,7 @@ pub(crate) fn host_rasters<B: Backend>(words: IntTensor<B>, neurons: usize) -> V
         words_per_step(neurons),
         "hm2bp: spike words [{b}, {t}, {w}] do not hold {neurons} neurons"
     );
-    let data = read("spike trains", B::int_into_data(words));
+    let data = device_reads::primitive("spike trains", B::int_into_data(words));
     let shape = BatchShape {
         batch: b,
         steps: t,
@@ -92,7 +81,7 @@ pub(crate) fn host_rasters<B: Backend>(words: IntTensor<B>, neurons: usize) -> V
 /// When the forward pass had no labels ([`NO_LABEL`]) or a label is not below `classes`: the
 /// output layer's rule needs every sample's class, and guessing one would train silently wrong.
 pub(crate) fn host_labels<B: Backend>(labels: IntTensor<B>, classes: usize) -> Vec<usize> {
-    read("labels", B::int_into_data(labels))
+    device_reads::primitive("labels", B::int_into_data(labels))
         .iter::<i64>()
         .map(|v| {
             assert!(

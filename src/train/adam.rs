@@ -125,7 +125,7 @@ fn adam_chunk(settings: [f32; 6], w: &mut [f32], g: &[f32], m: &mut [f32], v: &m
 
 /// A tensor's values on the host as `f32`.
 fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
+    crate::device_reads::data(t, "a parameter or its gradient")
         .convert::<f32>()
         .try_into_vec::<f32>()
         .expect("converted to f32")

@@ -31,7 +31,7 @@ struct Collect(Vec<Vec<f32>>);
 
 impl ModuleVisitor for Collect {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let values = param.val().into_data().convert::<f32>();
+        let values = crate::device_reads::data(param.val(), "a parameter").convert::<f32>();
         self.0
             .push(values.try_into_vec::<f32>().unwrap_or_default());
     }

@@ -260,6 +260,7 @@ impl Batcher<SampleItem, SpikeBatch> for SpikeBatcher {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests read tensors directly")]
 mod tests {
     use super::*;
     use crate::datasets::FieldMode;

@@ -54,7 +54,7 @@ pub fn accuracy(
         let labels = batch.labels.clone();
         let out = model.run(batch).0.classification.output;
         let pred = out.argmax(1).reshape([labels.dims()[0]]);
-        let hits = pred.equal(labels).int().sum().into_scalar::<i64>();
+        let hits: i64 = crate::device_reads::scalar(pred.equal(labels).int().sum(), "hits");
         correct += hits as usize;
     }
     Ok(correct as f64 / n as f64)

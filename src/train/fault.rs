@@ -10,6 +10,7 @@ use burn::prelude::*;
 use burn::train::Interrupter;
 
 use super::position::StepClock;
+use crate::device_reads;
 
 /// Watches the training steps of one run and stops it on the first non-finite value.
 #[derive(Clone)]
@@ -79,7 +80,7 @@ impl FaultWatch {
     /// Checks a step's loss; returns whether it is finite. A non-finite loss of a `module`
     /// whose weights are not all finite (a damaged checkpoint) is reported as those weights.
     pub fn check_loss<M: Module>(&self, loss: &Tensor<1>, module: &M) -> bool {
-        let value = loss.clone().into_scalar::<f64>();
+        let value: f64 = device_reads::scalar(loss.clone(), "the loss");
         let ok = value.is_finite();
         if !ok {
             let weights = FiniteVisitor::first_fault(module, None);
@@ -139,8 +140,8 @@ impl<'a> FiniteVisitor<'a> {
 /// infinity among the elements makes it non-finite), or, where the sum overflowed, the
 /// elements are.
 fn all_finite<const D: usize>(t: &Tensor<D>) -> bool {
-    t.clone().sum().into_scalar::<f64>().is_finite()
-        || t.clone().is_finite().all().into_scalar::<bool>()
+    device_reads::scalar::<f64, 1, _>(t.clone().sum(), "a sum").is_finite()
+        || device_reads::scalar::<bool, 1, _>(t.clone().is_finite().all(), "finiteness")
 }
 
 impl ModuleVisitor for FiniteVisitor<'_> {

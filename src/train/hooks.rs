@@ -46,7 +46,7 @@ impl BoostingHook {
             return;
         }
         let (indices, verdicts): (Vec<Vec<u64>>, Vec<Tensor<1, Int>>) = pending.into_iter().unzip();
-        let all = Tensor::cat(verdicts, 0).into_data();
+        let all = crate::device_reads::data(Tensor::cat(verdicts, 0), "boosting's verdicts");
         let mut wrong = all.iter::<i64>().map(|w| w != 0);
         for indices in indices {
             let step: Vec<bool> = wrong.by_ref().take(indices.len()).collect();

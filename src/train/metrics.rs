@@ -89,10 +89,7 @@ impl LayerActivity {
 
     /// The figures, read back.
     pub fn read(&self) -> Result<ActivityFigures, TensorReadError> {
-        let values: Vec<f64> = self
-            .figures
-            .clone()
-            .try_into_data_as::<f32>()?
+        let values: Vec<f64> = crate::device_reads::try_data_as::<f32, 1, _>(self.figures.clone())?
             .iter::<f64>()
             .collect();
         Ok(ActivityFigures::of_values(&values))
@@ -534,6 +531,7 @@ impl StepFigure for AuthorsCost {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests read tensors directly")]
 mod tests {
     use super::*;
     use burn::data::dataloader::Progress;

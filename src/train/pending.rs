@@ -51,7 +51,9 @@ impl<W> PendingReads<W> {
             1 => tensors.into_iter().next().expect("one step"),
             _ => Tensor::cat(tensors, 0),
         };
-        let values: Vec<f64> = all.try_into_data_as::<f32>()?.iter::<f64>().collect();
+        let values: Vec<f64> = crate::device_reads::try_data_as::<f32, 1, _>(all)?
+            .iter::<f64>()
+            .collect();
         let mut rest = values.as_slice();
         Ok(lens
             .into_iter()

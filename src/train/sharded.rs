@@ -133,7 +133,7 @@ pub fn train_step(
     workers.collective().ordered_sum(&mut flat.values);
     let mut penalty_value = 0.0;
     if let Some(penalty) = model.penalty() {
-        penalty_value = penalty.clone().into_scalar::<f32>();
+        penalty_value = crate::device_reads::scalar(penalty.clone(), "the penalty");
         // λ = 0 makes the penalty a constant, with no graph to differentiate.
         if penalty.is_tracked() {
             flat.add(
@@ -296,7 +296,7 @@ impl ModuleVisitor for Flatten<'_> {
         match self.grads.remove::<D>(param.id) {
             Some(g) => {
                 self.devices.push(Some(g.device()));
-                let data = g.into_data().convert::<f32>();
+                let data = crate::device_reads::data(g, "a gradient").convert::<f32>();
                 let values = data
                     .as_slice::<f32>()
                     .unwrap_or_else(|e| panic!("hm2bp: reading a gradient: {e:?}"));

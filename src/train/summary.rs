@@ -39,6 +39,12 @@ pub struct EpochRecord {
     /// Per layer, bottom-up: neurons that fired on no training sample of the epoch.
     #[serde(default)]
     pub dead_neurons: Vec<usize>,
+    /// Tensor reads hm2bp made during the epoch's training, on every thread
+    /// ([`crate::device_reads`]): on a device, blocking device→host reads (the fault watch's,
+    /// boosting's and the metrics', every `--read-every` steps); on a CPU backend also the host
+    /// kernels' copies of their inputs.
+    #[serde(default)]
+    pub reads: u64,
 }
 
 /// The whole summary file.
@@ -134,6 +140,9 @@ pub struct SummaryLogger {
     lr_of_epoch: Box<dyn Fn(usize) -> f64 + Send>,
     epoch_start: Instant,
     train_seconds: HashMap<usize, f64>,
+    /// Reads counted when the epoch began, and the epochs' training reads.
+    reads_at_start: u64,
+    train_reads: HashMap<usize, u64>,
     echo: bool,
     layers: Vec<(String, usize)>,
     /// The 1-based epoch a mid-epoch resume continued and the samples of it trained before.
@@ -158,6 +167,8 @@ impl SummaryLogger {
             lr_of_epoch,
             epoch_start: Instant::now(),
             train_seconds: HashMap::new(),
+            reads_at_start: crate::device_reads::reads_so_far(),
+            train_reads: HashMap::new(),
             echo,
             layers: Vec::new(),
             resumed: None,
@@ -222,6 +233,7 @@ impl SummaryLogger {
                     if dead.is_finite() { dead as usize } else { 0 }
                 })
                 .collect(),
+            reads: self.train_reads.get(&epoch).copied().unwrap_or_default(),
         };
         if self.echo {
             println!(
@@ -290,10 +302,13 @@ impl MetricLogger for SummaryLogger {
                     summary.epoch_number,
                     self.epoch_start.elapsed().as_secs_f64(),
                 );
+                let reads = crate::device_reads::reads_so_far() - self.reads_at_start;
+                self.train_reads.insert(summary.epoch_number, reads);
             }
             Split::Valid => {
                 self.finish_epoch(summary.epoch_number);
                 self.epoch_start = Instant::now();
+                self.reads_at_start = crate::device_reads::reads_so_far();
             }
             Split::Test(_) => {}
         }

@@ -25,7 +25,7 @@ pub struct ShardRecord {
 
 /// Reads a tensor's values as `f32`.
 fn host<const D: usize>(t: Tensor<D>, what: &str) -> Vec<f32> {
-    t.into_data()
+    crate::device_reads::data(t, what)
         .convert::<f32>()
         .try_to_vec::<f32>()
         .unwrap_or_else(|e| panic!("hm2bp: reading {what}: {e:?}"))
@@ -51,10 +51,7 @@ impl ShardRecord {
                 sums
             })
             .collect();
-        let labels = shard
-            .labels
-            .clone()
-            .into_data()
+        let labels = crate::device_reads::data(shard.labels.clone(), "labels")
             .convert::<i64>()
             .try_to_vec::<i64>()
             .unwrap_or_else(|e| panic!("hm2bp: reading labels: {e:?}"));
