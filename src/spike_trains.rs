@@ -29,11 +29,15 @@ use crate::spikes::{
     BatchShape, SpikeRaster, rasters_counts, rasters_from_words, rasters_to_words, words_per_step,
 };
 
-/// A batch of spike trains: differentiable counts and bit-packed trains.
+/// A batch of spike trains: differentiable counts and bit-packed trains, and where a spiking
+/// layer's device kernels made them, every neuron's spike steps (which the next layer's
+/// backward reads instead of scanning the words again).
 #[derive(Clone, Debug)]
 pub struct SpikeTrains {
     counts: Tensor<2>,
     words: Tensor<3, Int>,
+    /// Spike steps `[B·N, T]` (neuron `b·N + i`'s first `count` entries, ascending), if known.
+    times: Option<Tensor<2, Int>>,
 }
 
 impl SpikeTrains {
@@ -50,7 +54,11 @@ impl SpikeTrains {
             words_per_step(n),
             words.dims()
         );
-        Self { counts, words }
+        Self {
+            counts,
+            words,
+            times: None,
+        }
     }
 
     /// Dense 0/1 trains `[B, T, N]` (any value `> 0.5` is a spike). The counts are
@@ -60,7 +68,7 @@ impl SpikeTrains {
         let counts = spikes.clone().sum_dim(1).reshape([b, n]);
         let fired = spikes.detach().greater_elem(0.5).float();
         let words = Tensor::from_dispatch(Dispatch::pack_spikes(fired.into_dispatch()));
-        Self { counts, words }
+        Self::new(counts, words)
     }
 
     /// Per-sample rasters (all of the same steps and neurons) on `device`.
@@ -69,13 +77,13 @@ impl SpikeTrains {
         let b = rasters.len();
         let counts = rasters_counts(rasters);
         let words = rasters_to_words(rasters);
-        Self {
-            counts: Tensor::from_data(TensorData::new(counts, [b, neurons]), device),
-            words: Tensor::from_data(
+        Self::new(
+            Tensor::from_data(TensorData::new(counts, [b, neurons]), device),
+            Tensor::from_data(
                 TensorData::new(words, [b, steps, words_per_step(neurons)]),
                 device,
             ),
-        }
+        )
     }
 
     /// The dense 0/1 trains `[B, T, N]` (not differentiable).
@@ -149,8 +157,8 @@ impl SpikeTrains {
         }
     }
 
-    fn into_parts(self) -> (Tensor<2>, Tensor<3, Int>) {
-        (self.counts, self.words)
+    fn into_parts(self) -> (Tensor<2>, Tensor<3, Int>, Option<Tensor<2, Int>>) {
+        (self.counts, self.words, self.times)
     }
 }
 
@@ -218,14 +226,20 @@ fn spiking_layer<const D: usize>(
         true => Tensor::full([input.dims()[0]], NO_LABEL, &device),
         false => Tensor::empty([0], &device),
     });
-    let (counts, words) = input.into_parts();
-    let (counts, words) = Dispatch::spiking_layer(
+    let (counts, words, times) = input.into_parts();
+    let times = times.unwrap_or_else(|| Tensor::empty([0, 0], &device));
+    let (counts, words, times) = Dispatch::spiking_layer(
         counts.into_dispatch(),
         words.into_dispatch(),
+        times.into_dispatch(),
         weight.into_dispatch(),
         labels.into_dispatch(),
         spec,
         kernels,
     );
-    SpikeTrains::new(Tensor::from_dispatch(counts), Tensor::from_dispatch(words))
+    let times: Tensor<2, Int> = Tensor::from_dispatch(times);
+    SpikeTrains {
+        times: (times.dims()[0] > 0).then_some(times),
+        ..SpikeTrains::new(Tensor::from_dispatch(counts), Tensor::from_dispatch(words))
+    }
 }

@@ -11,7 +11,9 @@ use burn::backend::autodiff::{
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, TensorMetadata};
 
-use super::{Hm2bpBackend, KernelPath, LayerInput, LossReduce, SpikingOps, Tape};
+use super::{
+    Hm2bpBackend, KernelPath, LayerInput, LossReduce, SpikingOps, Tape, known_times, no_times,
+};
 use crate::rule::output::CountTargets;
 use crate::rule::regularizer::WeightRegularizer;
 use crate::rule::{LayerSpec, Needs};
@@ -49,11 +51,12 @@ impl<B: SpikingOps, C: CheckpointStrategy> Hm2bpBackend for Autodiff<B, C> {
     fn spiking_layer(
         counts: FloatTensor<Self>,
         words: IntTensor<Self>,
+        times: IntTensor<Self>,
         weight: FloatTensor<Self>,
         labels: IntTensor<Self>,
         spec: LayerSpec,
         kernels: KernelPath,
-    ) -> (FloatTensor<Self>, IntTensor<Self>) {
+    ) -> (FloatTensor<Self>, IntTensor<Self>, IntTensor<Self>) {
         let prepared = SpikingLayerBackward
             .prepare::<C>([counts.node(), weight.node()])
             .compute_bound()
@@ -61,15 +64,21 @@ impl<B: SpikingOps, C: CheckpointStrategy> Hm2bpBackend for Autodiff<B, C> {
         let input = LayerInput {
             n_in: counts.shape()[1],
             words,
+            // The layer below's spike steps go with its output counts, which are this input's.
+            times: known_times::<B>(times).map(|t| (t, counts.into_primitive())),
             weight: weight.into_primitive(),
             labels,
             spec,
             kernels,
         };
         let (counts, words, tape) = B::spiking_forward(input);
+        let none = no_times::<B>(&words);
         match prepared {
-            OpsKind::Tracked(prep) => (prep.finish(tape, counts), words),
-            OpsKind::UnTracked(prep) => (prep.finish(counts), words),
+            OpsKind::Tracked(prep) => {
+                let times = tape.output_times().unwrap_or(none);
+                (prep.finish(tape, counts), words, times)
+            }
+            OpsKind::UnTracked(prep) => (prep.finish(counts), words, none),
         }
     }
 

@@ -6,8 +6,9 @@
 //! ## What the op takes and returns
 //!
 //! Layers exchange [`SpikeTrains`](crate::SpikeTrains): spike counts `[B, N]` (the tensor
-//! autodiff tracks) and the trains bit-packed as int words `[B, T, ⌈N/32⌉]`. The op maps the
-//! input's (counts, words) to the output's; its backward receives `∂E/∂o` of its output counts
+//! autodiff tracks) and the trains bit-packed as int words `[B, T, ⌈N/32⌉]`, plus the spike
+//! steps a layer's device kernels kept (read by the next layer's backward; an empty tensor
+//! elsewhere). The op maps the input's (counts, words, steps) to the output's; its backward receives `∂E/∂o` of its output counts
 //! directly (a loss on counts needs nothing else), applies HM2-BP (S-PSP `e`, effect ratio `ρ`,
 //! side effect `s`, lateral factor `γ`, label-spike insertion) and hands `∂E/∂o_pre` to the
 //! input counts.
@@ -110,17 +111,22 @@ pub trait Hm2bpBackend: Backend {
     /// shape and autodiff node are used) and bit-packed trains `words [B, T, ⌈n_in/32⌉]`,
     /// `weight [n_out, n_in]` for a dense layer or `[n_weights]` shared weights for conv /
     /// pooling; returns the output counts `[B, n_out]` and words `[B, T, ⌈n_out/32⌉]`.
-    /// `labels [B]` (class per sample) are kept for the output layer's backward rule. Runs
+    /// `labels [B]` (class per sample) are kept for the output layer's backward rule. `times`:
+    /// the input's spike steps `[B·n_in, T]` where the layer below returned them (else an
+    /// empty tensor, see [`no_times`]); a layer whose device kernels kept its output's for its
+    /// backward returns them too, for the next layer's backward (on autodiff backends; no
+    /// other backend keeps a tape), else an empty tensor. Runs
     /// [`SpikingOps::spiking_forward`] (on autodiff backends, that of the inner backend, whose
     /// tape the HM2-BP backward reads).
     fn spiking_layer(
         counts: FloatTensor<Self>,
         words: IntTensor<Self>,
+        times: IntTensor<Self>,
         weight: FloatTensor<Self>,
         labels: IntTensor<Self>,
         spec: LayerSpec,
         kernels: KernelPath,
-    ) -> (FloatTensor<Self>, IntTensor<Self>);
+    ) -> (FloatTensor<Self>, IntTensor<Self>, IntTensor<Self>);
 
     /// `total [1]` plus the weight regulariser's penalty (spec S12) of `weight [rows, row_len]`
     /// (one row per post neuron or output map), so that a loss collects its layers' penalties
@@ -262,7 +268,7 @@ pub(crate) fn backward_off_device<B: Backend>(
 }
 
 /// [`Hm2bpBackend::spiking_layer`] of a backend that runs the op itself: its forward, without
-/// keeping the tape.
+/// keeping the tape (so no spike steps for a backward either).
 fn forward_untaped<B: SpikingOps>(
     counts: FloatTensor<B>,
     words: IntTensor<B>,
@@ -270,17 +276,30 @@ fn forward_untaped<B: SpikingOps>(
     labels: IntTensor<B>,
     spec: LayerSpec,
     kernels: KernelPath,
-) -> (FloatTensor<B>, IntTensor<B>) {
+) -> (FloatTensor<B>, IntTensor<B>, IntTensor<B>) {
+    let none = no_times::<B>(&words);
     let input = LayerInput {
         n_in: counts.shape()[1],
         words,
+        times: None,
         weight,
         labels,
         spec,
         kernels,
     };
     let (counts, words, _) = B::spiking_forward(input);
-    (counts, words)
+    (counts, words, none)
+}
+
+/// The spike steps of trains whose steps are not known: an empty `[0, 0]` tensor (no launch)
+/// of `words`' int type, on its device.
+pub(crate) fn no_times<B: Backend>(words: &IntTensor<B>) -> IntTensor<B> {
+    B::int_empty([0, 0].into(), &words.device(), words.dtype().into())
+}
+
+/// Spike steps passed through the op: `None` for [`no_times`]' empty tensor.
+pub(crate) fn known_times<B: Backend>(times: IntTensor<B>) -> Option<IntTensor<B>> {
+    (times.shape().num_elements() > 0).then_some(times)
 }
 
 /// [`Hm2bpBackend`] and [`SpikingOps`] for CPU backends, whose ops all have default bodies.
@@ -290,11 +309,12 @@ macro_rules! cpu_backend {
             fn spiking_layer(
                 counts: FloatTensor<Self>,
                 words: IntTensor<Self>,
+                _times: IntTensor<Self>,
                 weight: FloatTensor<Self>,
                 labels: IntTensor<Self>,
                 spec: LayerSpec,
                 kernels: KernelPath,
-            ) -> (FloatTensor<Self>, IntTensor<Self>) {
+            ) -> (FloatTensor<Self>, IntTensor<Self>, IntTensor<Self>) {
                 forward_untaped::<Self>(counts, words, weight, labels, spec, kernels)
             }
         }

@@ -15,6 +15,9 @@ use crate::rule::{LayerSpec, RasterTape};
 pub struct LayerInput<B: Backend> {
     /// Bit-packed input trains `[B, T, ⌈n_in/32⌉]`.
     pub words: IntTensor<B>,
+    /// The input's spike steps `[B·n_in, T]` and counts `[B, n_in]` where the layer below's
+    /// device kernels kept them (read by the device kernels' backward instead of a scan).
+    pub times: Option<(IntTensor<B>, FloatTensor<B>)>,
     /// Input neurons.
     pub n_in: usize,
     /// `[n_out, n_in]` for a dense layer, `[n_weights]` shared weights for conv / pooling.
@@ -61,6 +64,9 @@ pub(crate) struct WordsTape<B: Backend> {
     pub(crate) output: IntTensor<B>,
     /// Input neurons.
     pub(crate) n_in: usize,
+    /// The input's spike steps and counts, where the layer below kept them.
+    #[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
+    pub(crate) input_times: Option<(IntTensor<B>, FloatTensor<B>)>,
     /// What the forward's kernels made that the backward reads too.
     #[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
     pub(crate) kept: Kept<B>,
@@ -110,6 +116,7 @@ impl<B: Backend> Tape<B> {
             input: input.words,
             output: output.clone(),
             n_in: input.n_in,
+            input_times: input.times,
             kept,
             device_kernels,
         };
@@ -120,5 +127,14 @@ impl<B: Backend> Tape<B> {
             saved: Saved::Words(words),
         };
         (counts, output, tape)
+    }
+
+    /// The output spike steps `[B·n_out, T]` the forward's kernels kept for the backward, which
+    /// the next layer's backward reads as its input's.
+    pub(crate) fn output_times(&self) -> Option<IntTensor<B>> {
+        match &self.saved {
+            Saved::Words(w) => w.kept.output_times.as_ref().map(|(t, _)| t.clone()),
+            Saved::Rasters(_) => None,
+        }
     }
 }

@@ -42,7 +42,8 @@ pub struct EpochRecord {
     /// Tensor reads hm2bp made during the epoch's training, on every thread
     /// ([`crate::device_reads`]): on a device, blocking device→host reads (the fault watch's,
     /// boosting's and the metrics', every `--read-every` steps); on a CPU backend also the host
-    /// kernels' copies of their inputs.
+    /// kernels' copies of their inputs. Counted from the epoch's start until burn-train's
+    /// metric thread logs its training as over, so a read of the test pass may land in it.
     #[serde(default)]
     pub reads: u64,
 }

@@ -31,8 +31,8 @@ use super::reduce::sum_slices;
 use super::spsp::{side_effect, spsp_entry};
 use super::{
     Chunk, ChunkForward, PostTerms, PreError, batch_cat, batch_chunks, batch_slice, dims3,
-    elementwise, empty_like, forward_by_chunks, known_times, largest_allocation, lif_scan,
-    post_terms, spike_times,
+    elementwise, empty_like, forward_by_chunks, input_times, known_times, largest_allocation,
+    lif_scan, post_terms,
 };
 use crate::ops::tape::{DeviceForward, Kept, Tape, WordsTape};
 
@@ -542,14 +542,15 @@ pub(super) fn backward(
     };
     let (mut partials, mut d_pre) = (Vec::new(), Vec::new());
     let chunks = batch_chunks(input, b, per_sample);
-    let known_times = known_times(words, &chunks);
+    let [input_times, output_times] = known_times(words, &chunks);
     for r in chunks {
         let chunk = Chunk {
             input: batch_slice(input, &r),
             output: batch_slice(&words.output, &r),
             d_post: batch_slice(&d_post, &r),
             labels: None,
-            output_times: known_times.clone(),
+            input_times: input_times.clone(),
+            output_times: output_times.clone(),
         };
         let g = backward_chunk(chunk, &layer, needs);
         partials.extend(g.weight);
@@ -592,7 +593,6 @@ fn backward_chunk(chunk: Chunk, layer: &Layer, needs: Needs) -> LayerGrads<CubeT
     let [b, t, _] = dims3(&chunk.input);
     let conn = layer.spec.topology.connectivity();
     let (n_in, n_out) = (conn.n_in, conn.n_out);
-    let words = into_contiguous(chunk.input);
     let d_post = into_contiguous(chunk.d_post);
     let post = post_terms(
         into_contiguous(chunk.output),
@@ -601,7 +601,7 @@ fn backward_chunk(chunk: Chunk, layer: &Layer, needs: Needs) -> LayerGrads<CubeT
         &layer.spec.lif,
         chunk.output_times,
     );
-    let (times, o_pre) = spike_times(words, n_in);
+    let (times, o_pre) = input_times(chunk.input, chunk.input_times, n_in);
     let e = local_spsp(times, &o_pre, &post, layer, [b, t, n_in, n_out]);
     let (delta, coef) = local_coef(&e, &post.counts, d_post, layer);
     let weight = needs

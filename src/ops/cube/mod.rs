@@ -53,11 +53,12 @@ impl Hm2bpBackend for Cube {
     fn spiking_layer(
         counts: FloatTensor<Self>,
         words: IntTensor<Self>,
+        _times: IntTensor<Self>,
         weight: FloatTensor<Self>,
         labels: IntTensor<Self>,
         spec: LayerSpec,
         kernels: KernelPath,
-    ) -> (FloatTensor<Self>, IntTensor<Self>) {
+    ) -> (FloatTensor<Self>, IntTensor<Self>, IntTensor<Self>) {
         forward_untaped::<Self>(counts, words, weight, labels, spec, kernels)
     }
 
@@ -389,14 +390,15 @@ fn dense_backward(
     let mut grad: Option<CubeTensor> = None;
     let mut d_pre = Vec::new();
     let chunks = batch_chunks(&words.input, b, per_sample);
-    let known_times = known_times(words, &chunks);
+    let [input_times, output_times] = known_times(words, &chunks);
     for r in chunks {
         let chunk = Chunk {
             input: batch_slice(&words.input, &r),
             output: batch_slice(&words.output, &r),
             d_post: batch_slice(&d_post, &r),
             labels: labels.as_ref().map(|l| batch_slice(l, &r)),
-            output_times: known_times.clone(),
+            input_times: input_times.clone(),
+            output_times: output_times.clone(),
         };
         let g = dense_backward_chunk(chunk, weight_t.clone(), spec, needs);
         grad = match (grad, g.weight) {
@@ -411,28 +413,26 @@ fn dense_backward(
     }
 }
 
-/// The output spike times and counts the forward kept, which serve a backward in one piece
-/// (`chunks`: its sample ranges).
-fn known_times(
-    words: &WordsTape<Cube>,
-    chunks: &[Range<usize>],
-) -> Option<(CubeTensor, CubeTensor)> {
-    words
-        .kept
-        .output_times
-        .clone()
-        .filter(|_| chunks.len() == 1)
+/// Spike times and counts of the input (kept by the layer below) and of the output (kept by
+/// this layer's forward), which serve a backward in one piece (`chunks`: its sample ranges).
+fn known_times(words: &WordsTape<Cube>, chunks: &[Range<usize>]) -> [Option<Times>; 2] {
+    let whole = |t: &Option<Times>| t.clone().filter(|_| chunks.len() == 1);
+    [whole(&words.input_times), whole(&words.kept.output_times)]
 }
 
+/// Spike steps `[B·n, T]` and counts `[B, n]` of a layer's input or output.
+type Times = (CubeTensor, CubeTensor);
+
 /// Samples of a batch whose backward buffers fit the device: their input and output words,
-/// `d_post`, (output layer) classes and, when the forward kept them, the output spike times
-/// and counts.
+/// `d_post`, (output layer) classes and, where the forwards kept them, the input's and the
+/// output's spike times and counts.
 struct Chunk {
     input: CubeTensor,
     output: CubeTensor,
     d_post: CubeTensor,
     labels: Option<CubeTensor>,
-    output_times: Option<(CubeTensor, CubeTensor)>,
+    input_times: Option<Times>,
+    output_times: Option<Times>,
 }
 
 /// [`dense_backward`] of a chunk (`weight_t [n_in, n_out]`): post terms, S-PSP entries, side
@@ -445,12 +445,11 @@ fn dense_backward_chunk(
 ) -> LayerGrads<CubeTensor> {
     let [b, t, _] = dims3(&chunk.input);
     let [n_in, n_out] = [weight_t.shape()[0], weight_t.shape()[1]];
-    let words = into_contiguous(chunk.input);
     let d_post = into_contiguous(chunk.d_post);
     let rule = spec.output.zip(chunk.labels);
     let output = into_contiguous(chunk.output);
     let post = post_terms(output, n_out, rule, &spec.lif, chunk.output_times);
-    let (times, o_pre) = spike_times(words, n_in);
+    let (times, o_pre) = input_times(chunk.input, chunk.input_times, n_in);
     let e = spsp_entries(&times, &o_pre, &post, [b, t, n_in, n_out]);
     let (delta, coef) = dense_side_effect(&e, &weight_t, &o_pre, &post, d_post, spec);
     let weight = needs
@@ -747,6 +746,12 @@ fn spike_times(words: CubeTensor, n: usize) -> (CubeTensor, CubeTensor) {
         n as u32,
     );
     (times, counts)
+}
+
+/// The input's spike times and counts: those the layer below kept (`known`), else scanned
+/// from its `words`.
+fn input_times(words: CubeTensor, known: Option<Times>, n_in: usize) -> Times {
+    known.unwrap_or_else(|| spike_times(into_contiguous(words), n_in))
 }
 
 /// The sample ranges a batch of `b` is processed in, so that a buffer of `per_sample` bytes
