@@ -24,7 +24,10 @@ def main() -> None:
     with open(path) as f:
         s = json.load(f)
     authors = AUTHORS.get(which, {})
-    print("| epoch | test acc | train acc | loss | cost (authors) | dead neurons | s / epoch "
+    # A run with `--validation-samples` tests on held-out training samples, not the test split.
+    held_out = s.get("config", {}).get("experiment", {}).get("validation_samples")
+    split = "held-out" if held_out else "test"
+    print(f"| epoch | {split} acc | train acc | loss | cost (authors) | dead neurons | s / epoch "
           "| samples/s | authors (batch 1) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for e in s["epochs"]:
@@ -38,7 +41,7 @@ def main() -> None:
             f"| {e['seconds']:.0f} | {e['samples_per_second']:.0f} "
             f"| {'' if a is None else f'{a:.2f} %'} |"
         )
-    print(f"\nbest test accuracy {100 * s['best_test_accuracy']:.2f} % (epoch {s['best_epoch']}); backend {s['backend']}")
+    print(f"\nbest {split} accuracy {100 * s['best_test_accuracy']:.2f} % (epoch {s['best_epoch']}); backend {s['backend']}")
 
 
 if __name__ == "__main__":

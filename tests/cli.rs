@@ -409,7 +409,7 @@ fn virtual_workers_train_and_refuse_batches_they_cannot_split() {
 }
 
 /// `--validation-samples N` tests on the last N training samples (choosing settings without
-/// the test set); holding out all of them is refused.
+/// the test set) and says so; holding out all of them is refused.
 #[test]
 fn a_validation_split_is_held_out_of_the_training_split() {
     let data = common::mnist_root();
@@ -428,6 +428,10 @@ fn a_validation_split_is_held_out_of_the_training_split() {
     let s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["config"]["experiment"]["validation_samples"], 50, "{s}");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("held-out acc"), "{stdout}");
+    assert!(stdout.contains("best held-out accuracy"), "{stdout}");
+    assert!(!stdout.contains("test acc"), "{stdout}");
     let out = train_tiny(&data, &out, &["--validation-samples", "60000"]);
     assert_clean_error(
         &out,

@@ -468,15 +468,16 @@ fn run_train(a: TrainArgs, ranks: &Ranks) -> Result<()> {
     if !say {
         return Ok(());
     }
+    let split = hm2bp::train::run::evaluated_split(&exp);
     println!(
-        "best test accuracy {:.2}% (epoch {}); summary in {}",
+        "best {split} accuracy {:.2}% (epoch {}); summary in {}",
         100.0 * summary.best_test_accuracy,
         summary.best_epoch,
         out_dir.join("summary.json").display()
     );
     if let Some(a) = &summary.average {
         println!(
-            "mean parameters of epochs {:?}: test accuracy {:.2}% ({})",
+            "mean parameters of epochs {:?}: {split} accuracy {:.2}% ({})",
             a.epochs,
             100.0 * a.test_accuracy,
             out_dir.join("model-average.bpk").display()

@@ -348,7 +348,8 @@ impl<'a> Plan<'a> {
             Box::new(move |e| lr.at_epoch(e)),
             plain,
         )
-        .with_layers(layers);
+        .with_layers(layers)
+        .evaluated_on(evaluated_split(&self.exp));
         if start.batch > 0 {
             logger.resumed_mid_epoch(start.epoch, start.batch * self.exp.batch_size)
         } else {
@@ -466,5 +467,14 @@ impl Trained<'_> {
         }
         s.save(&self.writes.summary())?;
         Ok(s)
+    }
+}
+
+/// What a run's evaluation split is called: `"held-out"` for the last training samples that
+/// `validation_samples` keeps out of training, else `"test"`.
+pub fn evaluated_split(exp: &ExperimentDef) -> &'static str {
+    match exp.validation_samples {
+        Some(_) => "held-out",
+        None => "test",
     }
 }

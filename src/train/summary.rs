@@ -145,6 +145,8 @@ pub struct SummaryLogger {
     reads_at_start: u64,
     train_reads: HashMap<usize, u64>,
     echo: bool,
+    /// What the echoed line calls the evaluated split ("test", or "held-out").
+    evaluated: &'static str,
     layers: Vec<(String, usize)>,
     /// The 1-based epoch a mid-epoch resume continued and the samples of it trained before.
     resumed: Option<(usize, usize)>,
@@ -171,6 +173,7 @@ impl SummaryLogger {
             reads_at_start: crate::device_reads::reads_so_far(),
             train_reads: HashMap::new(),
             echo,
+            evaluated: "test",
             layers: Vec::new(),
             resumed: None,
         }
@@ -191,6 +194,12 @@ impl SummaryLogger {
             Some((e, done)) if e == epoch => self.train_samples.saturating_sub(done),
             _ => self.train_samples,
         }
+    }
+
+    /// Names the split each epoch is evaluated on in the echoed lines: `"held-out"` when the
+    /// run tests on held-out training samples (`--validation-samples`), not the test split.
+    pub fn evaluated_on(self, evaluated: &'static str) -> Self {
+        Self { evaluated, ..self }
     }
 
     /// The network's layers (label of their activity metrics, neurons), to sum spikes per
@@ -238,10 +247,11 @@ impl SummaryLogger {
         };
         if self.echo {
             println!(
-                "epoch {:>3}: train acc {:.2}%  test acc {:.2}%  loss {:.3}  cost (authors) {:.3}  \
+                "epoch {:>3}: train acc {:.2}%  {} acc {:.2}%  loss {:.3}  cost (authors) {:.3}  \
                  dead {:?}  {:.1} s ({:.0} samples/s)",
                 record.epoch,
                 100.0 * record.train_accuracy,
+                self.evaluated,
                 100.0 * record.test_accuracy,
                 record.loss,
                 record.authors_cost,
