@@ -349,7 +349,7 @@ impl<'a> Plan<'a> {
             plain,
         )
         .with_layers(layers)
-        .evaluated_on(evaluated_split(&self.exp));
+        .evaluated_on(evaluated_split(self.exp));
         if start.batch > 0 {
             logger.resumed_mid_epoch(start.epoch, start.batch * self.exp.batch_size)
         } else {
