@@ -239,7 +239,7 @@ fn spiking_layer<const D: usize>(
     );
     let times: Tensor<2, Int> = Tensor::from_dispatch(times);
     SpikeTrains {
-        times: (times.dims()[0] > 0).then_some(times),
+        times: (times.shape().num_elements() > 0).then_some(times),
         ..SpikeTrains::new(Tensor::from_dispatch(counts), Tensor::from_dispatch(words))
     }
 }

@@ -12,7 +12,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, TensorMetadata};
 
 use super::{
-    Hm2bpBackend, KernelPath, LayerInput, LossReduce, SpikingOps, Tape, known_times, no_times,
+    Hm2bpBackend, KernelPath, LayerInput, LossReduce, SpikingOps, Tape, no_times, times_if_known,
 };
 use crate::rule::output::CountTargets;
 use crate::rule::regularizer::WeightRegularizer;
@@ -65,7 +65,7 @@ impl<B: SpikingOps, C: CheckpointStrategy> Hm2bpBackend for Autodiff<B, C> {
             n_in: counts.shape()[1],
             words,
             // The layer below's spike steps go with its output counts, which are this input's.
-            times: known_times::<B>(times).map(|t| (t, counts.into_primitive())),
+            times: times_if_known::<B>(times).map(|t| (t, counts.into_primitive())),
             weight: weight.into_primitive(),
             labels,
             spec,

@@ -4,8 +4,8 @@
 //! the results.
 //!
 //! **One error rule.** A spiking layer's op has no error channel (Burn's backend ops return
-//! tensors), so every read from a device goes through [`crate::device_reads::primitive`], which stops the step with a
-//! message naming what was being read and why it failed — at the point of failure, never as
+//! tensors), so every read from a device goes through [`crate::device_reads::primitive`],
+//! which counts it and stops the step with a message naming what was being read and why it failed — at the point of failure, never as
 //! an empty vector that fails later elsewhere. Values that are not what the op needs
 //! (a missing or out-of-range label, words that do not hold the layer's neurons) stop it
 //! the same way, with what was expected.

@@ -8,8 +8,8 @@
 //! Layers exchange [`SpikeTrains`](crate::SpikeTrains): spike counts `[B, N]` (the tensor
 //! autodiff tracks) and the trains bit-packed as int words `[B, T, ⌈N/32⌉]`, plus the spike
 //! steps a layer's device kernels kept (read by the next layer's backward; an empty tensor
-//! elsewhere). The op maps the input's (counts, words, steps) to the output's; its backward receives `∂E/∂o` of its output counts
-//! directly (a loss on counts needs nothing else), applies HM2-BP (S-PSP `e`, effect ratio `ρ`,
+//! elsewhere). The op maps the input's (counts, words, steps) to the output's; its backward
+//! receives `∂E/∂o` of its output counts directly (a loss on counts needs nothing else), applies HM2-BP (S-PSP `e`, effect ratio `ρ`,
 //! side effect `s`, lateral factor `γ`, label-spike insertion) and hands `∂E/∂o_pre` to the
 //! input counts.
 //!
@@ -298,7 +298,7 @@ pub(crate) fn no_times<B: Backend>(words: &IntTensor<B>) -> IntTensor<B> {
 }
 
 /// Spike steps passed through the op: `None` for [`no_times`]' empty tensor.
-pub(crate) fn known_times<B: Backend>(times: IntTensor<B>) -> Option<IntTensor<B>> {
+pub(crate) fn times_if_known<B: Backend>(times: IntTensor<B>) -> Option<IntTensor<B>> {
     (times.shape().num_elements() > 0).then_some(times)
 }
 
