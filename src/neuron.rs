@@ -144,10 +144,14 @@ impl LifStep {
             s.refractory[k] = refractory - i32::from(clamped);
         }
         let fired = self.vectors.above(s.v, self.v_fire);
-        for k in 0..LANES {
-            let reset = fired & (1 << k) != 0;
-            s.v.0[k] = if reset { 0.0 } else { s.v.0[k] };
-            s.refractory[k] = if reset { self.t_ref } else { s.refractory[k] };
+        if fired != 0 {
+            // The same test per lane (not the mask's bits), so that the reset stays a vector
+            // select.
+            for k in 0..LANES {
+                let reset = s.v.0[k] > self.v_fire;
+                s.v.0[k] = if reset { 0.0 } else { s.v.0[k] };
+                s.refractory[k] = if reset { self.t_ref } else { s.refractory[k] };
+            }
         }
         fired
     }
