@@ -9,6 +9,7 @@ old=$1 new=$2 model=$3 samples=$4 rounds=$5
 shift 5
 data=${DATA:-../shared/data}
 dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
 for r in $(seq "$rounds"); do
   for b in "$old" "$new"; do
     out="$dir/$(basename "$b")-$r"
@@ -31,4 +32,3 @@ for b, v in speed.items():
 same = len(set.union(*results.values())) == 1
 print("same training results:", same, "" if same else results)
 '
-rm -rf "$dir"
